@@ -1,0 +1,1 @@
+//! ntksweep: batch sweeps of PINN trainings that measure the Neural Tangent Kernel.
