@@ -1,0 +1,922 @@
+"""Figures of an ntksweep results folder: one function per figure, each writing one PNG.
+
+Why this module exists: the questions the sweep answers - does the residual NTK block grow
+as eps^-2, what does its spectrum look like before and after training, where does the error
+sit and at which frequencies, what do the loss balancers do - are read off five kinds of
+figure. Each is one function usable on its own from a notebook; ``make_all_figures`` (used
+by ``python -m analysis DIR``) draws every one for every group of a results folder.
+
+Every figure function has the form ``plot_x(source, out, *, where=None) -> Path``:
+
+* ``source``: a results folder (``str``/``Path``), a loaded :class:`analysis.load.Results`,
+  or a list of :class:`analysis.load.Job`;
+* ``out``: the PNG path to write (folders are created);
+* ``where``: attribute values selecting the jobs to draw, e.g.
+  ``{"problem": "darcy1d", "width": 100, "balancer": "ntk", "normalization": "none"}``.
+  Per-group figures need the selection to be one group and raise ``ValueError`` naming
+  the groups otherwise; ``NothingToPlot`` (a ``ValueError``) means the selected jobs lack
+  the data the figure needs.
+
+Only jobs with status ``done`` are drawn. Seeds are averaged: "mean +- std" uses the
+sample standard deviation (ddof = 1; 0 for a single seed). A fit needs two distinct eps;
+with one, the figure is drawn without it. When ``summary.h5`` is present, the scaling
+figure adds the reducer's exponent and 95% interval to the legend as a cross-check; when
+the job files lack the data (e.g. only summary.h5 was copied), the scaling and error
+figures are drawn from summary.h5 instead.
+
+Matplotlib is used through ``Figure`` + the Agg canvas, never ``pyplot``: nothing here
+changes the global backend or leaves figures open in a notebook.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+from functools import reduce
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence, Union
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator
+
+from .load import (
+    CONFIG_KEYS,
+    TRIAL_KEYS,
+    Job,
+    Results,
+    TrainRecord,
+    group_jobs,
+    load_results,
+    select,
+    snapshot_role,
+    sort_key,
+)
+
+#: Resolution of the written PNGs.
+DPI = 130
+
+Source = Union[Results, str, "os.PathLike[str]", Iterable[Job]]
+
+#: Names of the eval/x columns per problem (DESIGN.md "Problems"); others get x0, x1, ...
+COORDINATES = {
+    "wave1d": ("t", "x"),
+    "klein_gordon1d": ("t", "x"),
+    "helmholtz2d": ("x", "y"),
+}
+
+
+class NothingToPlot(ValueError):
+    """The selected jobs hold none of the data this figure needs (the figure is skipped)."""
+
+
+# --------------------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------------------
+
+
+def _resolve(source: Source) -> tuple[list[Job], Results | None]:
+    """All jobs of ``source`` and the Results they came from (``None`` for a job list)."""
+    if isinstance(source, Results):
+        return source.jobs, source
+    if isinstance(source, (str, os.PathLike)):
+        results = load_results(source)
+        return results.jobs, results
+    return list(source), None
+
+
+def _done(source: Source, where: Mapping[str, Any] | None) -> tuple[list[Job], Results | None]:
+    jobs, results = _resolve(source)
+    return select([j for j in jobs if j.status == "done"], where), results
+
+
+def _one_group(jobs: list[Job], keys: Sequence[str], who: str) -> tuple[dict[str, Any], list[Job]]:
+    """The single ``keys`` group of ``jobs`` as (key dict, members)."""
+    groups = group_jobs(jobs, keys)
+    if not groups:
+        raise NothingToPlot(f"{who}: no done jobs in the selection")
+    if len(groups) > 1:
+        shown = "; ".join(str(dict(zip(keys, k))) for k in list(groups)[:4])
+        raise ValueError(
+            f"{who} draws one ({', '.join(keys)}) group but the selection holds "
+            f"{len(groups)}: {shown}{' ...' if len(groups) > 4 else ''}; pass where={{...}}"
+        )
+    ((key, members),) = groups.items()
+    return dict(zip(keys, key)), members
+
+
+def _matches(key: Mapping[str, Any], where: Mapping[str, Any] | None) -> bool:
+    """Whether a summary.h5 key agrees with ``where`` on the fields it has."""
+    for name, wanted in (where or {}).items():
+        got = key.get(name)
+        if got is None:
+            continue
+        if isinstance(wanted, (int, float)) and not isinstance(wanted, bool):
+            try:
+                if not math.isclose(float(got), float(wanted), rel_tol=1e-9):
+                    return False
+            except (TypeError, ValueError):
+                return False
+        elif str(got) != str(wanted):
+            return False
+    return True
+
+
+def format_eps(eps: Any) -> str:
+    """Legend text for an eps value: ``2^-3`` for powers of two, else ``%g``."""
+    if eps is None:
+        return "ε = ?"
+    e = float(eps)
+    if e > 0:
+        p = math.log2(e)
+        if abs(p - round(p)) < 1e-9 and round(p) != 0:
+            return rf"$\varepsilon = 2^{{{int(round(p))}}}$"
+    return rf"$\varepsilon = {e:g}$"
+
+
+def config_label(config: Mapping[str, Any]) -> str:
+    """``width 100, ntk, zscore`` for a config group."""
+    return (
+        f"width {config.get('width')}, {config.get('balancer')}, "
+        f"{config.get('normalization')}"
+    )
+
+
+def slug(*parts: Any) -> str:
+    """File-name-safe join of key values: ``darcy1d__w100__ntk__none``."""
+    return "__".join(re.sub(r"[^A-Za-z0-9.+-]+", "_", str(p)) for p in parts)
+
+
+def coordinate_names(problem: Any, dim: int) -> tuple[str, ...]:
+    names = COORDINATES.get(str(problem))
+    if names and len(names) == dim:
+        return names
+    return ("x",) if dim == 1 else tuple(f"x{i}" for i in range(dim))
+
+
+def _term_rank(term: str) -> tuple[int, str]:
+    return (0 if term == "residual" else 2 if term == "full" else 1, term)
+
+
+def _term_order(terms: Iterable[str]) -> list[str]:
+    """residual first, the full kernel last, the rest alphabetically."""
+    return sorted(set(terms), key=_term_rank)
+
+
+def _eps_colors(eps_values: Sequence[Any]) -> dict[Any, Any]:
+    cmap = colormaps["viridis"]
+    n = len(eps_values)
+    return {e: cmap(0.05 + 0.8 * (i / (n - 1) if n > 1 else 0.5)) for i, e in enumerate(eps_values)}
+
+
+def _new_figure(nrows: int, ncols: int, panel: tuple[float, float] = (5.0, 3.6), **kw: Any):
+    fig = Figure(figsize=(panel[0] * ncols, panel[1] * nrows + 0.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
+    return fig, axes
+
+
+def _save(fig: Figure, out: str | os.PathLike[str]) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=DPI, format=out.suffix[1:] or "png")
+    return out
+
+
+def _legend(ax: Any, **kw: Any) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(fontsize="small", **kw)
+
+
+def _no_data(ax: Any, text: str = "no data") -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="grey")
+
+
+def _log_scale(ax: Any, axis: str = "y", min_decades: float = 0.3) -> None:
+    """Log scale on ``axis``, widened to at least ``min_decades`` around the data: a
+    constant curve (or a fit line equal to it up to rounding) would otherwise be zoomed
+    to a 1e-16 range."""
+    getattr(ax, f"set_{axis}scale")("log")
+    lo, hi = (ax.dataLim.y0, ax.dataLim.y1) if axis == "y" else (ax.dataLim.x0, ax.dataLim.x1)
+    if np.isfinite([lo, hi]).all() and lo > 0 and hi > 0 and hi / lo < 10**min_decades:
+        centre = math.sqrt(lo * hi)
+        half = 10 ** (min_decades / 2)
+        getattr(ax, f"set_{axis}lim")(centre / half, centre * half)
+
+
+def _eps_axis(ax: Any, eps_values: Iterable[float]) -> None:
+    """Log x axis ticked at the eps values of the sweep (``2^-3`` or ``%g``)."""
+    ax.set_xscale("log")
+    eps = sorted({float(e) for e in eps_values if e and e > 0})
+    if not eps:
+        return
+    ax.xaxis.set_major_locator(FixedLocator(eps))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticklabels([format_eps(e).replace(r"\varepsilon = ", "") for e in eps])
+    if len(eps) == 1:
+        ax.set_xlim(eps[0] / 2, eps[0] * 2)
+
+
+def _slope(value: float) -> str:
+    return f"{round(value, 2) + 0.0:.2f}"  # never "-0.00"
+
+
+def _positive(values: np.ndarray) -> np.ndarray:
+    """Values for a log axis: non-positive and non-finite entries become NaN (gaps)."""
+    values = np.asarray(values, dtype=float)
+    return np.where(np.isfinite(values) & (values > 0), values, np.nan)
+
+
+def _seed_stats(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and sample std (ddof 1, zero for one seed) over axis 0, ignoring NaN."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(stack, axis=0)
+        if stack.shape[0] > 1:
+            std = np.nanstd(stack, axis=0, ddof=1)
+        else:
+            std = np.zeros_like(mean)
+    return mean, np.nan_to_num(std)
+
+
+def fit_power_law(eps: Sequence[float], values: Sequence[float]) -> tuple[float, float] | None:
+    """Least-squares line through (log eps, log value).
+
+    Returns ``(exponent, prefactor)`` with ``value ~ prefactor * eps**exponent``, or
+    ``None`` when fewer than two distinct positive eps carry a positive finite value.
+    """
+    e = np.asarray(eps, dtype=float).reshape(-1)
+    v = np.asarray(values, dtype=float).reshape(-1)
+    ok = np.isfinite(e) & np.isfinite(v) & (e > 0) & (v > 0)
+    if np.unique(e[ok]).size < 2:
+        return None
+    slope, intercept = np.polyfit(np.log(e[ok]), np.log(v[ok]), 1)
+    return float(slope), float(np.exp(intercept))
+
+
+# --------------------------------------------------------------------------------------
+# 1. NTK scaling
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class ScalingSeries:
+    """||K_T||_F against eps for one config group, term and snapshot.
+
+    ``snapshot`` is ``"first"`` (initialisation) or ``"last"``; ``eps``, ``mean``, ``std``
+    and ``n`` (seeds per eps) are [E] with eps ascending; ``fit`` is
+    :func:`fit_power_law` of (eps, mean); ``reducer`` holds the attributes of the matching
+    ``summary.h5`` group (``exponent``, ``exponent_ci_low``, ...) when there is one.
+    """
+
+    config: dict[str, Any]
+    term: str
+    snapshot: str
+    steps: list[int]
+    eps: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    n: np.ndarray
+    fit: tuple[float, float] | None
+    reducer: dict[str, Any] | None = None
+    source: str = "jobs"
+
+
+def _summary_scaling(results: Results | None, where: Mapping[str, Any] | None) -> list[ScalingSeries]:
+    """Scaling series read from summary.h5, snapshots mapped to first/last."""
+    if results is None or results.summary is None:
+        return []
+    entries = [s for s in results.summary.scaling if _matches(s.key, where)]
+    by_curve: dict[tuple, list] = {}
+    for entry in entries:
+        k = entry.key
+        curve = tuple(k.get(f) for f in CONFIG_KEYS) + (k.get("term"),)
+        by_curve.setdefault(curve, []).append(entry)
+    out: list[ScalingSeries] = []
+    for curve, group in by_curve.items():
+        roles = {e.name: snapshot_role(e.key.get("snapshot")) for e in group}
+        numeric = sorted(r for r in roles.values() if isinstance(r, int))
+        for entry in group:
+            role = roles[entry.name]
+            if isinstance(role, int) and numeric:
+                role = "first" if role == numeric[0] else "last" if role == numeric[-1] else None
+            if role not in ("first", "last"):
+                continue
+            order = np.argsort(entry.eps)
+            n_trials = int(entry.attrs.get("n_trials", 0) or 0)
+            out.append(
+                ScalingSeries(
+                    config=dict(zip(CONFIG_KEYS, curve[:-1])),
+                    term=str(curve[-1]),
+                    snapshot=role,
+                    steps=[s for s in [snapshot_role(entry.key.get("snapshot"))] if isinstance(s, int)],
+                    eps=entry.eps[order],
+                    mean=entry.frobenius_mean[order],
+                    std=entry.frobenius_std[order],
+                    n=np.full(order.size, n_trials),
+                    fit=fit_power_law(entry.eps, entry.frobenius_mean),
+                    reducer=dict(entry.attrs),
+                    source="summary.h5",
+                )
+            )
+    return out
+
+
+def ntk_scaling_table(source: Source, *, where: Mapping[str, Any] | None = None) -> list[ScalingSeries]:
+    """||K_T||_F (``ntk/<term>/frobenius``) against eps at the first and last snapshot,
+    averaged over the seeds of each config group, with a log-log least-squares fit.
+
+    Computed from the done job files; falls back to ``summary.h5`` when none of the
+    selected jobs has NTK data. The ``full`` kernel appears as term ``full``.
+    """
+    jobs, results = _done(source, where)
+    values: dict[tuple, dict[float, list[float]]] = {}
+    steps: dict[tuple, set[int]] = {}
+    for job in jobs:
+        eps = job.attrs.get("eps")
+        if eps is None:
+            continue
+        ntk = job.read_ntk()
+        if ntk is None or ntk.step.size == 0:
+            continue
+        snaps = [("first", 0)] + ([("last", ntk.step.size - 1)] if ntk.step.size > 1 else [])
+        for term, data in ntk.terms.items():
+            if "frobenius" not in data:
+                continue
+            frob = np.asarray(data["frobenius"], dtype=float).reshape(-1)
+            for role, i in snaps:
+                if i < frob.size:
+                    k = (job.key(CONFIG_KEYS), term, role)
+                    values.setdefault(k, {}).setdefault(float(eps), []).append(float(frob[i]))
+                    steps.setdefault(k, set()).add(int(ntk.step[i]))
+    if not values:
+        return _summary_scaling(results, where)
+
+    reducer_index: dict[tuple, dict[str, Any]] = {}
+    for s in _summary_scaling(results, where):
+        reducer_index[(tuple(s.config[k] for k in CONFIG_KEYS), s.term, s.snapshot)] = s.reducer or {}
+
+    series: list[ScalingSeries] = []
+    for (cfg, term, role), by_eps in values.items():
+        eps = np.array(sorted(by_eps))
+        stats = []
+        for e in eps:
+            v = np.array(by_eps[e])
+            v = v[np.isfinite(v)]
+            mean = float(v.mean()) if v.size else float("nan")
+            std = float(v.std(ddof=1)) if v.size > 1 else 0.0
+            stats.append((mean, std, v.size))
+        mean, std, n = (np.array(c) for c in zip(*stats))
+        series.append(
+            ScalingSeries(
+                config=dict(zip(CONFIG_KEYS, cfg)),
+                term=term,
+                snapshot=role,
+                steps=sorted(steps[(cfg, term, role)]),
+                eps=eps,
+                mean=mean,
+                std=std,
+                n=n.astype(int),
+                fit=fit_power_law(eps, mean),
+                reducer=reducer_index.get((cfg, term, role)),
+            )
+        )
+    series.sort(key=lambda s: sort_key(tuple(s.config.values())) + (_term_rank(s.term), s.snapshot != "first"))
+    return series
+
+
+def _snapshot_title(role: str, steps: set[int]) -> str:
+    """``at initialisation (step 0)``; the step is left out when unknown (summary.h5)."""
+    title = "at initialisation" if role == "first" else "after training"
+    if len(steps) == 1:
+        return f"{title} (step {min(steps)})"
+    if steps:
+        return f"{title} (steps {', '.join(map(str, sorted(steps)))})"
+    return title
+
+
+def plot_ntk_scaling(source: Source, out: str | os.PathLike[str], *, where: Mapping[str, Any] | None = None) -> Path:
+    """Figure 1: log-log ||K_T||_F vs eps, one panel per (term, snapshot) of one problem.
+
+    One colour per (width, balancer, normalization); markers are the mean over seeds with
+    +-1 std error bars, the line the least-squares fit (slope in the legend, and the
+    summary.h5 exponent with its 95% interval when available). Residual panels carry a
+    dashed reference line of slope -2 through the centroid of the first curve.
+    """
+    series = ntk_scaling_table(source, where=where)
+    if not series:
+        raise NothingToPlot("no NTK Frobenius norms in the selected jobs (nor in summary.h5)")
+    problems = sorted({str(s.config["problem"]) for s in series})
+    if len(problems) > 1:
+        raise ValueError(f"plot_ntk_scaling draws one problem; the selection holds {problems}: pass where={{'problem': ...}}")
+    terms = _term_order(s.term for s in series)
+    roles = [r for r in ("first", "last") if any(s.snapshot == r for s in series)]
+    configs = sorted({tuple(s.config[k] for k in CONFIG_KEYS) for s in series}, key=sort_key)
+    tab10 = colormaps["tab10"]
+    color = {c: tab10(i % 10) for i, c in enumerate(configs)}
+
+    fig, axes = _new_figure(len(terms), len(roles), panel=(5.6, 3.8))
+    for r, term in enumerate(terms):
+        for c, role in enumerate(roles):
+            ax = axes[r][c]
+            panel = [s for s in series if s.term == term and s.snapshot == role]
+            steps = set().union(*(s.steps for s in panel)) if panel else set()
+            name = "full kernel K" if term == "full" else f"{term} block"
+            ax.set_title(f"{name}, {_snapshot_title(role, steps)}", fontsize="medium")
+            ax.set_xlabel(r"$\varepsilon$")
+            ax.set_ylabel(r"$\|K\|_F$" if term == "full" else r"$\|K_{TT}\|_F$" + f",  T = {term}")
+            drawn = []
+            for s in panel:
+                ok = np.isfinite(s.mean) & (s.mean > 0)
+                if not ok.any():
+                    continue
+                cfg = tuple(s.config[k] for k in CONFIG_KEYS)
+                label = config_label(s.config) + f" (n={int(s.n.max())})"
+                if s.fit is not None:
+                    label += f": slope {_slope(s.fit[0])}"
+                else:
+                    label += ": one ε, no fit"
+                red = s.reducer or {}
+                if s.source == "jobs" and "exponent" in red:
+                    lo, hi = red.get("exponent_ci_low"), red.get("exponent_ci_high")
+                    ci = f" [{float(lo):.2f}, {float(hi):.2f}]" if lo is not None and hi is not None else ""
+                    label += f" (summary.h5: {_slope(float(red['exponent']))}{ci})"
+                lower = np.minimum(s.std[ok], 0.999 * s.mean[ok])
+                ax.errorbar(
+                    s.eps[ok], s.mean[ok], yerr=[lower, s.std[ok]], fmt="o", ms=4,
+                    color=color[cfg], capsize=3, label=label,
+                )
+                if s.fit is not None:
+                    e = np.geomspace(s.eps[ok].min(), s.eps[ok].max(), 50)
+                    ax.plot(e, s.fit[1] * e ** s.fit[0], "-", color=color[cfg], lw=1.2, alpha=0.8)
+                drawn.append((s, ok))
+            if not drawn:
+                _no_data(ax)
+                continue
+            _eps_axis(ax, np.concatenate([d.eps[o] for d, o in drawn]))
+            if term == "residual":
+                anchor = next(((s, ok) for s, ok in drawn if np.unique(s.eps[ok]).size > 1), None)
+                if anchor is not None:
+                    s, ok = anchor
+                    all_eps = np.concatenate([d.eps[o] for d, o in drawn])
+                    e = np.geomspace(all_eps.min(), all_eps.max(), 50)
+                    # through half the centroid of the first curve, so it never hides it
+                    e0 = math.exp(np.mean(np.log(s.eps[ok])))
+                    y0 = 0.5 * math.exp(np.mean(np.log(s.mean[ok])))
+                    ax.plot(e, y0 * (e / e0) ** -2.0, "--", color="grey", lw=1, label="reference slope −2")
+            _log_scale(ax, "y")
+            ax.grid(True, which="major", alpha=0.25)
+            _legend(ax)
+    origin = "summary.h5" if series[0].source != "jobs" else "job files"
+    fig.suptitle(
+        f"NTK Frobenius norm vs ε: {problems[0]}\n"
+        f"mean ± std over seeds, least-squares fit in log-log (from {origin})"
+    )
+    return _save(fig, out)
+
+
+# --------------------------------------------------------------------------------------
+# 2. Eigenvalue spectra
+# --------------------------------------------------------------------------------------
+
+
+def plot_ntk_spectra(source: Source, out: str | os.PathLike[str], *, where: Mapping[str, Any] | None = None) -> Path:
+    """Figure 2: NTK eigenvalues (``ntk/<term>/eigenvalues``, descending) of one config
+    group, at initialisation and after training, one line per eps (mean over seeds of the
+    k-th largest eigenvalue), log y. Non-positive eigenvalues leave gaps."""
+    jobs, _ = _done(source, where)
+    cfg, members = _one_group(jobs, CONFIG_KEYS, "plot_ntk_spectra")
+    # spectra[term][role][eps] -> list of 1-D arrays; steps[role] -> set of steps
+    spectra: dict[str, dict[str, dict[float, list[np.ndarray]]]] = {}
+    steps: dict[str, set[int]] = {"first": set(), "last": set()}
+    for job in members:
+        ntk = job.read_ntk()
+        if ntk is None or ntk.step.size == 0 or job.attrs.get("eps") is None:
+            continue
+        for term, data in ntk.terms.items():
+            ev = data.get("eigenvalues")
+            if ev is None or ev.size == 0:
+                continue
+            ev = np.atleast_2d(np.asarray(ev, dtype=float))
+            snaps = [("first", 0)] + ([("last", ev.shape[0] - 1)] if ev.shape[0] > 1 else [])
+            for role, i in snaps:
+                spectra.setdefault(term, {}).setdefault(role, {}).setdefault(float(job.eps), []).append(
+                    np.sort(ev[i])[::-1]
+                )
+                if i < ntk.step.size:
+                    steps[role].add(int(ntk.step[i]))
+    if not spectra:
+        raise NothingToPlot(f"no NTK eigenvalues for {config_label(cfg)}")
+    terms = _term_order(spectra)
+    roles = [r for r in ("first", "last") if any(r in spectra[t] for t in terms)]
+    eps_all = sorted({e for t in terms for r in spectra[t].values() for e in r})
+    colors = _eps_colors(eps_all)
+
+    fig, axes = _new_figure(len(terms), len(roles), panel=(5.2, 3.6))
+    for r, term in enumerate(terms):
+        for c, role in enumerate(roles):
+            ax = axes[r][c]
+            ax.set_title(f"{term} block, {_snapshot_title(role, steps[role])}", fontsize="medium")
+            ax.set_xlabel("eigenvalue index k (descending)")
+            ax.set_ylabel(r"$\lambda_k$")
+            by_eps = spectra[term].get(role, {})
+            drawn = False
+            for eps in sorted(by_eps):
+                arrays = by_eps[eps]
+                m = min(a.size for a in arrays)
+                mean, _ = _seed_stats(np.stack([a[:m] for a in arrays]))
+                mean = _positive(mean)
+                if not np.isfinite(mean).any():
+                    continue
+                ax.plot(np.arange(1, m + 1), mean, "-", color=colors[eps], lw=1.4,
+                        label=f"{format_eps(eps)} (n={len(arrays)})")
+                drawn = True
+            if not drawn:
+                _no_data(ax, "no positive eigenvalues")
+                continue
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            _log_scale(ax, "y")
+            ax.grid(True, which="major", alpha=0.25)
+            _legend(ax)
+    fig.suptitle(f"NTK eigenvalue spectra: {cfg['problem']}, {config_label(cfg)}\nmean over seeds of the k-th eigenvalue")
+    return _save(fig, out)
+
+
+# --------------------------------------------------------------------------------------
+# 3. Error fields
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class ErrorField:
+    """Seed statistics of ``eval/error`` for one trial group.
+
+    ``x`` [M, d]; ``mean`` and ``std`` [M]; ``n`` seeds; ``spectrum`` [K] the mean of
+    ``eval/error_spectrum`` (1-D problems, else ``None``); ``rel_l2`` [n] per-seed
+    ``eval`` attribute ``rel_l2`` (empty if absent); ``source`` "jobs" or "summary.h5".
+    """
+
+    key: dict[str, Any]
+    x: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    n: int
+    spectrum: np.ndarray | None
+    rel_l2: np.ndarray
+    source: str = "jobs"
+    notes: list[str] = field(default_factory=list)
+
+
+def error_field_stats(source: Source, *, where: Mapping[str, Any] | None = None) -> ErrorField:
+    """Mean and std over seeds of the error field of one (problem, eps, width, balancer,
+    normalization) group. Seeds whose ``eval/x`` differs from the first seed's are
+    interpolated onto it (1-D) or left out with a note (2-D). Falls back to
+    ``summary.h5`` ``trials/`` when no selected job has ``eval`` data."""
+    jobs, results = _done(source, where)
+    if not jobs:
+        return _summary_error_field(results, where)
+    key, members = _one_group(jobs, TRIAL_KEYS, "error_field_stats")
+    evals = [(j, j.read_eval()) for j in members]
+    evals = [(j, e) for j, e in evals if e is not None]
+    if not evals:
+        return _summary_error_field(results, where)
+    notes: list[str] = []
+    x = evals[0][1].x.astype(float)
+    errors, spectra, rel = [], [], []
+    for job, ev in evals:
+        err = ev.error.astype(float)
+        if ev.x.shape == x.shape and np.allclose(ev.x, x):
+            pass
+        elif x.shape[1] == 1 and ev.x.shape[1] == 1 and err.size == ev.x.shape[0]:
+            order = np.argsort(ev.x[:, 0])
+            err = np.interp(x[:, 0], ev.x[order, 0], err[order])
+            notes.append(f"{job.job_id}: eval/x differs, interpolated")
+        else:
+            notes.append(f"{job.job_id}: eval/x differs from the first seed, left out")
+            continue
+        errors.append(err)
+        if ev.error_spectrum is not None:
+            spectra.append(np.abs(np.asarray(ev.error_spectrum, dtype=float).reshape(-1)))
+        if "rel_l2" in ev.attrs:
+            rel.append(float(ev.attrs["rel_l2"]))
+    mean, std = _seed_stats(np.stack(errors))
+    spectrum = None
+    if spectra:
+        m = min(s.size for s in spectra)
+        spectrum, _ = _seed_stats(np.stack([s[:m] for s in spectra]))
+    return ErrorField(key=key, x=x, mean=mean, std=std, n=len(errors), spectrum=spectrum,
+                      rel_l2=np.array(rel), notes=notes)
+
+
+def _summary_error_field(results: Results | None, where: Mapping[str, Any] | None) -> ErrorField:
+    entries = [] if results is None or results.summary is None else [
+        t for t in results.summary.trials if _matches(t.key, where)
+    ]
+    if not entries:
+        raise NothingToPlot("no eval data in the selected jobs (nor in summary.h5)")
+    if len(entries) > 1:
+        raise ValueError(
+            f"error_field_stats draws one trial group; summary.h5 holds {len(entries)} "
+            f"matching: {[t.name for t in entries[:4]]}: pass where={{...}}"
+        )
+    t = entries[0]
+    rel = t.attrs.get("rel_l2_mean")
+    return ErrorField(
+        key=dict(t.key), x=t.x, mean=t.mean_error, std=np.sqrt(np.clip(t.error_variance, 0, None)),
+        n=int(t.attrs.get("n_trials", 0) or 0), spectrum=None,
+        rel_l2=np.array([] if rel is None else [float(rel)]), source="summary.h5",
+    )
+
+
+def _as_grid(x: np.ndarray, values: np.ndarray):
+    """(axis0 [n0], axis1 [n1], values [n0, n1]) if the points fill a tensor grid."""
+    u0, u1 = np.unique(x[:, 0]), np.unique(x[:, 1])
+    if u0.size < 2 or u1.size < 2 or u0.size * u1.size != x.shape[0]:
+        return None
+    order = np.lexsort((x[:, 1], x[:, 0]))
+    xs = x[order]
+    if not (np.allclose(xs[:, 0].reshape(u0.size, u1.size), u0[:, None])
+            and np.allclose(xs[:, 1].reshape(u0.size, u1.size), u1[None, :])):
+        return None
+    return u0, u1, values[order].reshape(u0.size, u1.size)
+
+
+def _field_panel(fig: Figure, ax: Any, x: np.ndarray, values: np.ndarray, *, diverging: bool,
+                 names: tuple[str, ...], title: str, label: str) -> None:
+    """A 2-D field: pcolormesh on a full grid, tricontourf on scattered points."""
+    finite = values[np.isfinite(values)]
+    vmax = float(np.max(np.abs(finite))) if finite.size else 1.0
+    vmax = vmax if vmax > 0 else 1.0
+    cmap = "RdBu_r" if diverging else "viridis"
+    norm = Normalize(-vmax, vmax) if diverging else Normalize(float(finite.min()) if finite.size else 0.0, vmax)
+    grid = _as_grid(x, values)
+    if grid is not None:
+        a0, a1, v = grid
+        mappable = ax.pcolormesh(a0, a1, v.T, shading="nearest", cmap=cmap, norm=norm)
+    else:
+        try:
+            levels = (
+                MaxNLocator(20, symmetric=diverging).tick_values(norm.vmin, norm.vmax)
+                if norm.vmax > norm.vmin else 20
+            )
+            mappable = ax.tricontourf(x[:, 0], x[:, 1], values, levels=levels, cmap=cmap, norm=norm,
+                                      extend="both")
+        except (ValueError, RuntimeError):  # too few or collinear points
+            mappable = ax.scatter(x[:, 0], x[:, 1], c=values, cmap=cmap, norm=norm, s=12)
+    fig.colorbar(mappable, ax=ax, label=label)
+    ax.set_xlabel(names[0])
+    ax.set_ylabel(names[1])
+    ax.set_title(title, fontsize="medium")
+
+
+def plot_error_field(source: Source, out: str | os.PathLike[str], *, where: Mapping[str, Any] | None = None) -> Path:
+    """Figure 3: the error field of one trial group (problem, eps, width, balancer,
+    normalization), averaged over seeds.
+
+    1-D problems: mean error (``eval/error``) with a +-1 std band against ``eval/x``, and
+    beside it the mean Fourier modulus ``eval/error_spectrum`` (log y) with the fast scale
+    k = L/eps marked. 2-D problems: images of the mean error and of the std.
+    """
+    ef = error_field_stats(source, where=where)
+    key = ef.key
+    dim = ef.x.shape[1]
+    names = coordinate_names(key.get("problem"), dim)
+    rel = ""
+    if ef.rel_l2.size:
+        rel = f", rel. L2 error {ef.rel_l2.mean():.3g}" + (f" ± {ef.rel_l2.std(ddof=1):.2g}" if ef.rel_l2.size > 1 else "")
+    title = (
+        f"Error over {ef.n} seed{'s' if ef.n != 1 else ''}: {key.get('problem')}, "
+        f"{format_eps(key.get('eps'))}, {config_label(key)}{rel}"
+        + (" (from summary.h5)" if ef.source != "jobs" else "")
+    )
+    if dim == 1:
+        ncols = 2 if ef.spectrum is not None else 1
+        fig, axes = _new_figure(1, ncols, panel=(5.6, 3.8))
+        ax = axes[0][0]
+        order = np.argsort(ef.x[:, 0])
+        xs, m, s = ef.x[order, 0], ef.mean[order], ef.std[order]
+        ax.fill_between(xs, m - s, m + s, color="C0", alpha=0.25, lw=0, label="± 1 std over seeds")
+        ax.plot(xs, m, color="C0", lw=1.4, label="mean error")
+        ax.axhline(0.0, color="black", lw=0.6)
+        ax.set_xlabel(names[0])
+        ax.set_ylabel(r"$u_\mathrm{pred} - u_\mathrm{exact}$")
+        ax.set_title("error field", fontsize="medium")
+        ax.grid(True, alpha=0.25)
+        _legend(ax)
+        if ef.spectrum is not None:
+            ax = axes[0][1]
+            spec = ef.spectrum
+            if spec.size == ef.x.shape[0] and spec.size > 2:  # a full DFT: keep 0..M/2
+                spec = spec[: spec.size // 2 + 1]
+            k = np.arange(spec.size)
+            ax.plot(k, _positive(spec), "-", color="C1", lw=1.2, marker=".", ms=3, label="mean |DFT(error)|")
+            if np.isfinite(_positive(spec)).any():
+                _log_scale(ax, "y")
+            eps = key.get("eps")
+            length = float(xs.max() - xs.min()) if xs.size > 1 else 1.0
+            if eps and length > 0 and 0 < length / float(eps) <= k.max():
+                ax.axvline(length / float(eps), color="grey", ls="--", lw=1, label=r"$k = L/\varepsilon$")
+            ax.set_xlabel("wavenumber index k (cycles over the domain)")
+            ax.set_ylabel("|DFT of error|")
+            ax.set_title("Fourier modulus of the error", fontsize="medium")
+            ax.grid(True, which="major", alpha=0.25)
+            _legend(ax)
+    elif dim == 2:
+        fig, axes = _new_figure(1, 2, panel=(5.4, 4.2))
+        _field_panel(fig, axes[0][0], ef.x, ef.mean, diverging=True, names=names,
+                     title="mean error", label=r"$u_\mathrm{pred} - u_\mathrm{exact}$")
+        _field_panel(fig, axes[0][1], ef.x, ef.std, diverging=False, names=names,
+                     title="std over seeds", label="std of error")
+    else:
+        raise NothingToPlot(f"eval/x has {dim} columns: only 1-D and 2-D fields are drawn")
+    fig.suptitle(title)
+    return _save(fig, out)
+
+
+# --------------------------------------------------------------------------------------
+# 4 and 5. Training histories
+# --------------------------------------------------------------------------------------
+
+
+def _history(pairs: list[tuple[np.ndarray, np.ndarray]]):
+    """Align per-seed histories on their common steps: (steps, mean, min, max, n)."""
+    pairs = [(s.reshape(-1), np.asarray(v, dtype=float).reshape(-1)) for s, v in pairs
+             if v is not None and s.size and s.size == np.size(v)]
+    if not pairs:
+        return None
+    common = reduce(np.intersect1d, [s for s, _ in pairs])
+    if common.size == 0:
+        return None
+    stack = []
+    for s, v in pairs:
+        _, _, idx = np.intersect1d(common, s, return_indices=True)
+        stack.append(v[idx])
+    stack = np.stack(stack)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return common, np.nanmean(stack, 0), np.nanmin(stack, 0), np.nanmax(stack, 0), len(pairs)
+
+
+def _history_figure(
+    source: Source,
+    out: str | os.PathLike[str],
+    where: Mapping[str, Any] | None,
+    who: str,
+    panels: Callable[[list[tuple[Job, TrainRecord]]], list[tuple[str, str, Callable[[TrainRecord], Any], str]]],
+    heading: str,
+) -> Path:
+    """One panel per (title, ylabel, extractor, yscale); one line per eps (mean over
+    seeds, shaded from the smallest to the largest seed)."""
+    jobs, _ = _done(source, where)
+    cfg, members = _one_group(jobs, CONFIG_KEYS, who)
+    records = [(j, r) for j in members if j.attrs.get("eps") is not None for r in [j.read_train()] if r is not None]
+    if not records:
+        raise NothingToPlot(f"no train/ histories for {config_label(cfg)}")
+    specs = panels(records)
+    if not specs:
+        raise NothingToPlot(f"{who}: nothing to draw for {config_label(cfg)}")
+    eps_all = sorted({float(j.eps) for j, _ in records})
+    colors = _eps_colors(eps_all)
+    ncols = min(3, len(specs))
+    nrows = math.ceil(len(specs) / ncols)
+    fig, axes = _new_figure(nrows, ncols, panel=(4.8, 3.4))
+    for i, ax in enumerate(axes.flat):
+        if i >= len(specs):
+            ax.set_axis_off()
+            continue
+        title, ylabel, extract, yscale = specs[i]
+        drawn = []
+        for eps in eps_all:
+            stats = _history([(r.step, extract(r)) for j, r in records if float(j.eps) == eps])
+            if stats is None:
+                continue
+            steps, mean, lo, hi, n = stats
+            ax.plot(steps, mean, color=colors[eps], lw=1.3, label=f"{format_eps(eps)} (n={n})")
+            if n > 1:
+                ax.fill_between(steps, lo, hi, color=colors[eps], alpha=0.2, lw=0)
+            drawn.append(mean)
+        ax.set_title(title, fontsize="medium")
+        ax.set_xlabel("training step")
+        ax.set_ylabel(ylabel)
+        if not drawn:
+            _no_data(ax)
+            continue
+        values = np.concatenate(drawn)
+        values = values[np.isfinite(values)]
+        positive = values.size and bool(np.all(values > 0))
+        if yscale == "log" and positive:
+            _log_scale(ax, "y")
+        elif yscale == "auto" and positive and values.max() / values.min() > 20:
+            _log_scale(ax, "y")
+        ax.grid(True, which="major", alpha=0.25)
+        _legend(ax)
+    fig.suptitle(f"{heading}: {cfg['problem']}, {config_label(cfg)}\nmean over seeds, shaded: range over seeds")
+    return _save(fig, out)
+
+
+def plot_adaptive_weights(source: Source, out: str | os.PathLike[str], *, where: Mapping[str, Any] | None = None) -> Path:
+    """Figure 4: loss weights ``train/weight/<term>`` against ``train/step`` for one config
+    group, one panel per term, one line per eps (log y when they span > 20x)."""
+
+    def panels(records: list[tuple[Job, TrainRecord]]):
+        terms = _term_order(t for _, r in records for t in r.weight)
+        return [(f"weight of {t}", rf"$\lambda$ ({t})", (lambda r, t=t: r.weight.get(t)), "auto") for t in terms]
+
+    return _history_figure(source, out, where, "plot_adaptive_weights", panels, "Loss weights over training")
+
+
+def plot_loss_curves(source: Source, out: str | os.PathLike[str], *, where: Mapping[str, Any] | None = None) -> Path:
+    """Figure 5: ``train/loss/<term>`` (one panel per term) and ``train/rel_l2`` against
+    ``train/step`` for one config group, one line per eps, log y."""
+
+    def panels(records: list[tuple[Job, TrainRecord]]):
+        terms = _term_order(t for _, r in records for t in r.loss)
+        specs = [(f"loss: {t}", f"mean-squared {t} loss", (lambda r, t=t: r.loss.get(t)), "log") for t in terms]
+        if any(r.rel_l2 is not None for _, r in records):
+            specs.append(("relative L2 error", "relative L2 error", lambda r: r.rel_l2, "log"))
+        return specs
+
+    return _history_figure(source, out, where, "plot_loss_curves", panels, "Training losses")
+
+
+# --------------------------------------------------------------------------------------
+# Everything
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class FigureRun:
+    """What :func:`make_all_figures` did: paths written, figures skipped (with why) and
+    figures that failed with an unexpected error."""
+
+    written: list[Path] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def figure_plan(results: Results) -> list[tuple[str, Callable[..., Path], dict[str, Any]]]:
+    """(file name, figure function, where) for every figure of a results folder:
+    ``ntk_scaling__<problem>.png`` per problem; ``ntk_spectra__``, ``loss__`` and
+    ``weights__<problem>__w<width>__<balancer>__<normalization>.png`` per config group;
+    ``error__<problem>__eps<eps>__w<width>__<balancer>__<normalization>.png`` per trial
+    group. Without done jobs, scaling and error figures come from summary.h5."""
+    done = results.done()
+    plan: list[tuple[str, Callable[..., Path], dict[str, Any]]] = []
+    problems = {j.attrs.get("problem") for j in done}
+    trial_keys = [dict(zip(TRIAL_KEYS, k)) for k in group_jobs(done, TRIAL_KEYS)]
+    if not done and results.summary is not None:
+        problems |= {s.key.get("problem") for s in results.summary.scaling}
+        trial_keys = [{k: v for k, v in t.key.items() if v is not None} for t in results.summary.trials]
+    for problem in sorted(problems, key=lambda p: sort_key([p])):
+        plan.append((f"ntk_scaling__{slug(problem)}.png", plot_ntk_scaling, {"problem": problem}))
+    for key in group_jobs(done, CONFIG_KEYS):
+        where = dict(zip(CONFIG_KEYS, key))
+        name = slug(where["problem"], f"w{where['width']}", where["balancer"], where["normalization"])
+        plan.append((f"ntk_spectra__{name}.png", plot_ntk_spectra, where))
+        plan.append((f"loss__{name}.png", plot_loss_curves, where))
+        plan.append((f"weights__{name}.png", plot_adaptive_weights, where))
+    for where in trial_keys:
+        eps = where.get("eps")
+        name = slug(where.get("problem"), f"eps{eps:g}" if isinstance(eps, (int, float)) else f"eps{eps}",
+                    f"w{where.get('width')}", where.get("balancer"), where.get("normalization"))
+        plan.append((f"error__{name}.png", plot_error_field, where))
+    return plan
+
+
+def make_all_figures(source: Source, out_dir: str | os.PathLike[str], *,
+                     log: Callable[[str], None] | None = None) -> FigureRun:
+    """Draw every figure of :func:`figure_plan` into ``out_dir``.
+
+    A figure whose data is absent is skipped with a note; any other error is recorded and
+    the remaining figures are still drawn. ``log`` (e.g. ``print``) receives each written
+    path as it is written, and ``note: ...`` / ``error: ...`` lines.
+    """
+    if isinstance(source, Results):
+        results = source
+    elif isinstance(source, (str, os.PathLike)):
+        results = load_results(source)
+    else:
+        results = Results(root=Path("."), jobs=list(source))
+    out_dir = Path(out_dir)
+    run = FigureRun()
+    say = log or (lambda _line: None)
+    for name, func, where in figure_plan(results):
+        try:
+            path = func(results, out_dir / name, where=where)
+        except NothingToPlot as exc:
+            run.skipped.append(f"{name}: {exc}")
+            say(f"note: skipped {name}: {exc}")
+        except Exception as exc:  # one bad figure must not cost the others
+            run.errors.append(f"{name}: {type(exc).__name__}: {exc}")
+            say(f"error: {name}: {type(exc).__name__}: {exc}")
+        else:
+            run.written.append(path)
+            say(str(path))
+    return run
