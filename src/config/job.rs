@@ -1,0 +1,386 @@
+//! The resolved configuration of one job: every value a training run depends on, with the
+//! defaults filled in. Its canonical JSON form is hashed into the job id, so two jobs with the
+//! same resolved configuration are the same job (that is what makes resume work).
+//!
+//! Shape checks (unknown keys, types) come from serde with `deny_unknown_fields`; range and
+//! cross-field checks are in [`JobConfig::validate`], which reports the dotted path of every
+//! offending value so the caller can point at the file position.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::balancer::BalancerConfig;
+use crate::problem::ProblemConfig;
+
+/// One job, fully resolved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobConfig {
+    /// Seed of every random choice of the job (initial weights, collocation, NTK points).
+    #[serde(default)]
+    pub seed: u64,
+    pub problem: ProblemConfig,
+    #[serde(default)]
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub training: TrainingConfig,
+    /// Training points per loss term, keyed by term name. Terms not listed use the problem's
+    /// defaults.
+    #[serde(default)]
+    pub collocation: BTreeMap<String, TermSampling>,
+    #[serde(default)]
+    pub loss: LossConfig,
+    #[serde(default)]
+    pub balancer: BalancerConfig,
+    #[serde(default)]
+    pub ntk: NtkConfig,
+    #[serde(default)]
+    pub evaluation: EvalConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Init {
+    /// Xavier/Glorot normal: N(0, 2 / (fan_in + fan_out)), biases 0.
+    #[default]
+    XavierNormal,
+    /// Standard normal N(0, 1) for weights and biases (the paper's "normal" initialisation).
+    Normal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Normalization {
+    /// The network sees physical coordinates.
+    #[default]
+    None,
+    /// (x - mean) / std per input, mean and std of the uniform distribution on the domain.
+    Zscore,
+    /// Affine map of the domain onto [-1, 1] per input.
+    Minmax,
+}
+
+impl Normalization {
+    pub fn name(self) -> &'static str {
+        match self {
+            Normalization::None => "none",
+            Normalization::Zscore => "zscore",
+            Normalization::Minmax => "minmax",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Dtype {
+    #[default]
+    Float32,
+    Float64,
+}
+
+impl Dtype {
+    pub fn kind(self) -> tch::Kind {
+        match self {
+            Dtype::Float32 => tch::Kind::Float,
+            Dtype::Float64 => tch::Kind::Double,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// Neurons per hidden layer.
+    pub width: usize,
+    /// Number of hidden layers.
+    pub depth: usize,
+    pub init: Init,
+    pub normalization: Normalization,
+    /// Training precision (NTK spectra use `ntk.dtype`).
+    pub dtype: Dtype,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            width: 50,
+            depth: 3,
+            init: Init::XavierNormal,
+            normalization: Normalization::None,
+            dtype: Dtype::Float32,
+        }
+    }
+}
+
+/// One stage of a staged learning-rate schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stage {
+    pub steps: u64,
+    pub lr: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainingConfig {
+    /// Adam steps (ignored when `stages` is given: then it is their sum).
+    pub steps: u64,
+    /// Initial Adam learning rate.
+    pub lr: f64,
+    /// Exponential decay: lr * decay_rate^(step / decay_every) (continuous, as optax's
+    /// `exponential_decay` with `staircase: false` unless `staircase: true`).
+    pub decay_rate: f64,
+    pub decay_every: u64,
+    pub staircase: bool,
+    /// Staged schedule: a list of (steps, lr) run one after another, replacing steps/lr/decay.
+    pub stages: Vec<Stage>,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub adam_eps: f64,
+    /// Record histories every this many steps (and at the last step).
+    pub log_every: u64,
+}
+
+impl Default for TrainingConfig {
+    fn default() -> Self {
+        TrainingConfig {
+            steps: 1000,
+            lr: 1e-3,
+            decay_rate: 0.9,
+            decay_every: 1000,
+            staircase: false,
+            stages: Vec::new(),
+            beta1: 0.9,
+            beta2: 0.999,
+            adam_eps: 1e-8,
+            log_every: 10,
+        }
+    }
+}
+
+impl TrainingConfig {
+    /// Total number of Adam steps.
+    pub fn total_steps(&self) -> u64 {
+        if self.stages.is_empty() {
+            self.steps
+        } else {
+            self.stages.iter().map(|s| s.steps).sum()
+        }
+    }
+
+    /// Learning rate used at `step` (0-based).
+    pub fn lr_at(&self, step: u64) -> f64 {
+        if !self.stages.is_empty() {
+            let mut start = 0;
+            for s in &self.stages {
+                if step < start + s.steps {
+                    return s.lr;
+                }
+                start += s.steps;
+            }
+            return self.stages.last().map(|s| s.lr).unwrap_or(self.lr);
+        }
+        let t = step as f64 / self.decay_every as f64;
+        let t = if self.staircase { t.floor() } else { t };
+        self.lr * self.decay_rate.powf(t)
+    }
+}
+
+/// How a term's points are placed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Sampling {
+    /// Equispaced grid (including the end points), fixed for the whole run.
+    #[default]
+    Grid,
+    /// Uniform random points, drawn once.
+    Uniform,
+    /// Quasi-random Halton points (bases 2, 3), fixed.
+    Halton,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TermSampling {
+    pub points: usize,
+    #[serde(default)]
+    pub sampling: Sampling,
+    /// Draw new uniform points at every step (seeds 000/001 do this).
+    #[serde(default)]
+    pub resample: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct LossConfig {
+    /// Fixed weight per term name (default 1); adaptive balancers start from these.
+    pub weights: BTreeMap<String, f64>,
+    /// Multiply the PDE residual by eps (paper 003, section 4.4); combines with any balancer.
+    pub eps_rescale: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NtkConfig {
+    /// Measure the NTK at all. A sweep with 0 training steps measures it at initialisation.
+    pub enabled: bool,
+    /// NTK points per term (term name -> count); terms not listed use the training counts.
+    pub points: BTreeMap<String, usize>,
+    /// Placement of NTK points (sampled separately from the training batch).
+    pub sampling: Sampling,
+    /// Snapshot every this many steps (0: only at initialisation and at the end).
+    pub every: u64,
+    /// Keep the full eigenvalue spectra (they are [S, N] per term).
+    pub spectra: bool,
+    /// Precision of the kernel computation.
+    pub dtype: Dtype,
+    /// Points per chunk in the Jacobian passes (bounds memory).
+    pub chunk: usize,
+}
+
+impl Default for NtkConfig {
+    fn default() -> Self {
+        NtkConfig {
+            enabled: true,
+            points: BTreeMap::new(),
+            sampling: Sampling::Grid,
+            every: 0,
+            spectra: true,
+            dtype: Dtype::Float64,
+            chunk: 512,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalConfig {
+    /// Uniform evaluation points per input dimension (1-D: M points on the interval,
+    /// 2-D: a points x points grid).
+    pub points: usize,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig { points: 1000 }
+    }
+}
+
+/// A problem with a value at a dotted path.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invalid {
+    pub path: String,
+    pub message: String,
+}
+
+impl Invalid {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Invalid { path: path.into(), message: message.into() }
+    }
+}
+
+impl JobConfig {
+    /// Range and cross-field checks. Every returned item names the dotted path it is about.
+    pub fn validate(&self) -> Vec<Invalid> {
+        let mut out = Vec::new();
+        out.extend(self.problem.validate());
+        let m = &self.model;
+        if m.width == 0 {
+            out.push(Invalid::new("model.width", "must be at least 1"));
+        }
+        if m.depth == 0 {
+            out.push(Invalid::new("model.depth", "must be at least 1 hidden layer"));
+        }
+        let t = &self.training;
+        if t.stages.is_empty() {
+            if !(t.lr > 0.0 && t.lr.is_finite()) {
+                out.push(Invalid::new("training.lr", "must be a positive number"));
+            }
+        } else {
+            for (i, s) in t.stages.iter().enumerate() {
+                if !(s.lr > 0.0 && s.lr.is_finite()) {
+                    out.push(Invalid::new(format!("training.stages.{i}.lr"), "must be a positive number"));
+                }
+            }
+        }
+        if t.decay_every == 0 {
+            out.push(Invalid::new("training.decay_every", "must be at least 1"));
+        }
+        if !(t.decay_rate > 0.0 && t.decay_rate <= 1.0) {
+            out.push(Invalid::new("training.decay_rate", "must be in (0, 1]"));
+        }
+        if t.log_every == 0 {
+            out.push(Invalid::new("training.log_every", "must be at least 1"));
+        }
+        if !(0.0..1.0).contains(&t.beta1) {
+            out.push(Invalid::new("training.beta1", "must be in [0, 1)"));
+        }
+        if !(0.0..1.0).contains(&t.beta2) {
+            out.push(Invalid::new("training.beta2", "must be in [0, 1)"));
+        }
+        let terms = self.problem.term_names();
+        let known = |name: &str| terms.iter().any(|t| *t == name);
+        let list = terms.join(", ");
+        for (name, s) in &self.collocation {
+            if !known(name) {
+                out.push(Invalid::new(
+                    format!("collocation.{name}"),
+                    format!("`{name}` is not a loss term of {}; its terms are: {list}", self.problem.kind_name()),
+                ));
+            } else if s.points == 0 {
+                out.push(Invalid::new(format!("collocation.{name}.points"), "must be at least 1"));
+            }
+        }
+        for (name, w) in &self.loss.weights {
+            if !known(name) {
+                out.push(Invalid::new(
+                    format!("loss.weights.{name}"),
+                    format!("`{name}` is not a loss term of {}; its terms are: {list}", self.problem.kind_name()),
+                ));
+            } else if !(w.is_finite() && *w >= 0.0) {
+                out.push(Invalid::new(format!("loss.weights.{name}"), "must be a finite number >= 0"));
+            }
+        }
+        if self.loss.eps_rescale && self.problem.eps().is_none() {
+            out.push(Invalid::new("loss.eps_rescale", "this problem has no eps to rescale by"));
+        }
+        for (name, n) in &self.ntk.points {
+            if !known(name) {
+                out.push(Invalid::new(
+                    format!("ntk.points.{name}"),
+                    format!("`{name}` is not a loss term of {}; its terms are: {list}", self.problem.kind_name()),
+                ));
+            } else if *n == 0 {
+                out.push(Invalid::new(format!("ntk.points.{name}"), "must be at least 1"));
+            }
+        }
+        if self.ntk.chunk == 0 {
+            out.push(Invalid::new("ntk.chunk", "must be at least 1"));
+        }
+        if self.evaluation.points < 2 {
+            out.push(Invalid::new("evaluation.points", "must be at least 2"));
+        }
+        out.extend(self.balancer.validate(&terms));
+        out
+    }
+
+    /// Training points of a term (configured, else the problem's default).
+    pub fn term_points(&self, term: &str) -> TermSampling {
+        self.collocation.get(term).cloned().unwrap_or_else(|| TermSampling {
+            points: self.problem.default_points(term),
+            sampling: Sampling::Grid,
+            resample: false,
+        })
+    }
+
+    /// Fixed weight of a term (default 1).
+    pub fn weight(&self, term: &str) -> f64 {
+        self.loss.weights.get(term).copied().unwrap_or(1.0)
+    }
+
+    /// NTK points of a term (configured, else the number of training points).
+    pub fn ntk_points(&self, term: &str) -> usize {
+        self.ntk.points.get(term).copied().unwrap_or_else(|| self.term_points(term).points)
+    }
+}

@@ -1,0 +1,602 @@
+//! Sweep files: a base configuration plus `sweep:` axes whose cartesian product is the list
+//! of jobs.
+//!
+//! ```yaml
+//! name: quickstart
+//! problem: {kind: darcy1d, eps: 0.25}
+//! model: {width: 50, depth: 3}
+//! sweep:
+//!   eps: [0.5, 0.25, 0.125]        # shorthand for problem.eps
+//!   seed: {range: [0, 3]}          # 0, 1, 2
+//!   training.lr: [1.0e-3, 1.0e-4]  # any scalar by dotted path
+//! ```
+//!
+//! Axis shorthands: `eps` = `problem.eps`, `width` = `model.width`, `depth` = `model.depth`,
+//! `normalization` = `model.normalization`, `seed`, `balancer`. The last axis varies fastest.
+//! A job id is the first 16 hex digits of the SHA-256 of the job's resolved configuration in
+//! canonical JSON (sorted keys, defaults filled in), so it does not depend on how the sweep was
+//! written, on the order of axes, or on which other jobs the sweep contains.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_yaml_ng::{Mapping, Value};
+use sha2::{Digest, Sha256};
+
+use super::error::{ConfigError, Origin, SweepError};
+use super::job::JobConfig;
+use super::location::LocationIndex;
+
+/// Top-level keys that are not part of a job's configuration.
+const SWEEP_KEYS: &[&str] = &["name", "description", "sweep"];
+
+/// Axis shorthand -> dotted path.
+const ALIASES: &[(&str, &str)] = &[
+    ("eps", "problem.eps"),
+    ("width", "model.width"),
+    ("depth", "model.depth"),
+    ("normalization", "model.normalization"),
+    ("init", "model.init"),
+    ("steps", "training.steps"),
+    ("lr", "training.lr"),
+];
+
+/// One axis of the sweep.
+#[derive(Debug, Clone)]
+pub struct Axis {
+    /// The key as written (e.g. `eps` or `training.lr`).
+    pub key: String,
+    /// Resolved path into the job configuration.
+    pub path: Vec<String>,
+    pub values: Vec<Value>,
+    /// Set on the command line (`--set sweep.key=...`) rather than in the file.
+    pub from_cli: Option<String>,
+}
+
+/// A job of the sweep: its id, resolved configuration and the axis values that made it.
+#[derive(Debug, Clone)]
+pub struct JobSpec {
+    /// Position in the expanded sweep (0-based).
+    pub index: usize,
+    pub id: String,
+    pub config: JobConfig,
+    /// (axis key, value as YAML text) for display.
+    pub axis_values: Vec<(String, String)>,
+}
+
+impl JobSpec {
+    /// The resolved configuration as YAML (stored in the job file's `config` attribute).
+    pub fn config_yaml(&self) -> String {
+        serde_yaml_ng::to_string(&self.config).unwrap_or_default()
+    }
+
+    /// Rough cost in GFLOP (forward + backward of every training step plus NTK snapshots),
+    /// used to schedule the longest jobs first and shown by `ntksweep plan`.
+    pub fn cost_gflop(&self) -> f64 {
+        let c = &self.config;
+        let d = c.problem.input_dim();
+        let streams = (1 + 2 * d) as f64;
+        let sizes = crate::model::mlp::layer_sizes(d, c.model.width, c.model.depth);
+        let macs: f64 = sizes.windows(2).map(|w| (w[0] * w[1]) as f64).sum();
+        let points: f64 = c.problem.term_names().iter().map(|t| c.term_points(t).points as f64).sum();
+        let step = 3.0 * 2.0 * streams * points * macs;
+        let ntk_points: f64 = c.problem.term_names().iter().map(|t| c.ntk_points(t) as f64).sum();
+        let snapshots = if c.ntk.enabled {
+            let steps = c.training.total_steps();
+            (if c.ntk.every > 0 { steps / c.ntk.every + 1 } else { 2 }) as f64
+        } else {
+            0.0
+        };
+        let ntk = snapshots * (2.0 * 2.0 * streams * ntk_points * macs + streams * streams * ntk_points * ntk_points * (c.model.width * (c.model.depth + 1)) as f64);
+        (c.training.total_steps() as f64 * step + ntk) / 1e9
+    }
+}
+
+/// A parsed, validated and expanded sweep.
+#[derive(Debug, Clone)]
+pub struct Sweep {
+    pub name: String,
+    pub path: String,
+    pub axes: Vec<Axis>,
+    pub jobs: Vec<JobSpec>,
+}
+
+fn split_path(dotted: &str) -> Vec<String> {
+    dotted.split('.').map(str::to_string).collect()
+}
+
+fn resolve_alias(key: &str) -> Vec<String> {
+    ALIASES.iter().find(|(a, _)| *a == key).map(|(_, p)| split_path(p)).unwrap_or_else(|| split_path(key))
+}
+
+fn yaml_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        other => serde_yaml_ng::to_string(other).unwrap_or_default().trim().replace('\n', " "),
+    }
+}
+
+/// Set `path` in a mapping tree, creating intermediate mappings.
+fn set_path(tree: &mut Value, path: &[String], value: Value) -> Result<(), String> {
+    let mut node = tree;
+    for (i, seg) in path.iter().enumerate() {
+        let last = i + 1 == path.len();
+        if let Value::Sequence(seq) = node {
+            let idx: usize = seg.parse().map_err(|_| format!("`{}` is a list; index it with a number", path[..i].join(".")))?;
+            let len = seq.len();
+            let slot = seq.get_mut(idx).ok_or_else(|| format!("index {idx} is past the end of `{}` ({len} items)", path[..i].join(".")))?;
+            if last {
+                *slot = value;
+                return Ok(());
+            }
+            node = slot;
+            continue;
+        }
+        if node.is_null() {
+            *node = Value::Mapping(Mapping::new());
+        }
+        let Value::Mapping(map) = node else {
+            return Err(format!("`{}` is a {}, not a section with keys", path[..i].join("."), kind_of(node)));
+        };
+        let key = Value::String(seg.clone());
+        if last {
+            map.insert(key, value);
+            return Ok(());
+        }
+        node = map.entry(key).or_insert(Value::Null);
+    }
+    Ok(())
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Sequence(_) => "list",
+        Value::Mapping(_) => "mapping",
+        Value::Tagged(_) => "tagged value",
+    }
+}
+
+/// `balancer: ntk` is shorthand for `balancer: {kind: ntk}`; same for `problem`.
+fn expand_shorthand(tree: &mut Value) {
+    if let Value::Mapping(map) = tree {
+        for key in ["balancer", "problem"] {
+            if let Some(v) = map.get_mut(key) {
+                if let Value::String(s) = v {
+                    let mut m = Mapping::new();
+                    m.insert(Value::String("kind".into()), Value::String(s.clone()));
+                    *v = Value::Mapping(m);
+                }
+            }
+        }
+    }
+}
+
+struct Ctx<'a> {
+    path: &'a str,
+    index: &'a LocationIndex,
+    /// Base paths set on the command line, with the `--set` argument.
+    cli_paths: Vec<(Vec<String>, String)>,
+}
+
+impl Ctx<'_> {
+    fn at_file(&self, loc_path: &[String], key: &str, message: impl Into<String>) -> ConfigError {
+        let pos = self.index.nearest(loc_path);
+        ConfigError {
+            origin: Origin::File { path: self.path.to_string(), line: pos.map(|p| p.line), col: pos.map(|p| p.col) },
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+
+    fn at_value(&self, loc_path: &[String], key: &str, message: impl Into<String>) -> ConfigError {
+        let pos = self.index.value(loc_path).or_else(|| self.index.nearest(loc_path));
+        ConfigError {
+            origin: Origin::File { path: self.path.to_string(), line: pos.map(|p| p.line), col: pos.map(|p| p.col) },
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+
+    fn at_cli(arg: &str, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError { origin: Origin::CommandLine { arg: arg.to_string() }, key: key.to_string(), message: message.into() }
+    }
+}
+
+fn parse_axis_values(key: &str, v: &Value) -> Result<Vec<Value>, String> {
+    match v {
+        Value::Sequence(items) => {
+            if items.is_empty() {
+                return Err(format!("axis `{key}` is empty: give at least one value"));
+            }
+            Ok(items.clone())
+        }
+        Value::Mapping(m) => {
+            let range = m.get(Value::String("range".into()));
+            if m.len() != 1 || range.is_none() {
+                return Err(format!("axis `{key}` must be a list of values or {{range: [start, end]}}"));
+            }
+            let (start, end) = match range.unwrap() {
+                Value::Number(n) => (0, n.as_i64().ok_or("range must use integers")?),
+                Value::Sequence(s) if s.len() == 2 => (
+                    s[0].as_i64().ok_or("range start must be an integer")?,
+                    s[1].as_i64().ok_or("range end must be an integer")?,
+                ),
+                _ => return Err(format!("axis `{key}`: range takes an integer count or [start, end] (end excluded)")),
+            };
+            if end <= start {
+                return Err(format!("axis `{key}` is empty: range [{start}, {end}) has no values"));
+            }
+            Ok((start..end).map(|i| Value::Number(i.into())).collect())
+        }
+        other => Err(format!("axis `{key}` must be a list of values or {{range: [start, end]}}, got a {}", kind_of(other))),
+    }
+}
+
+/// serde path segments as strings.
+fn path_segments(p: &serde_path_to_error::Path) -> Vec<String> {
+    use serde_path_to_error::Segment;
+    p.iter()
+        .filter_map(|s| match s {
+            Segment::Seq { index } => Some(index.to_string()),
+            Segment::Map { key } => Some(key.clone()),
+            Segment::Enum { variant } => Some(variant.clone()),
+            Segment::Unknown => None,
+        })
+        .collect()
+}
+
+/// Path and message of a typing error, refined for unknown keys (serde reports the parent)
+/// and for the tagged sections whose inner errors serde reports at the section.
+fn typing_error(tree: &Value) -> Option<(Vec<String>, String)> {
+    let err = match serde_path_to_error::deserialize::<_, JobConfig>(tree.clone()) {
+        Ok(_) => return None,
+        Err(e) => e,
+    };
+    let mut path = path_segments(err.path());
+    let mut msg = err.inner().to_string();
+    if let Some((sub, m)) = crate::problem::refine_error(tree, &path).or_else(|| crate::balancer::refine_error(tree, &path)) {
+        path = sub;
+        msg = m;
+    }
+    if let Some(rest) = msg.strip_prefix("unknown field `") {
+        if let Some(name) = rest.split('`').next() {
+            if path.last().map(String::as_str) != Some(name) {
+                path.push(name.to_string());
+            }
+        }
+    }
+    // Drop serde_yaml_ng's own location suffix: it refers to a re-serialised tree.
+    if let Some(i) = msg.find(" at line ") {
+        msg.truncate(i);
+    }
+    Some((path, msg))
+}
+
+impl Sweep {
+    /// Read, validate and expand a sweep file with `--set` overrides.
+    pub fn load(path: &Path, sets: &[String]) -> Result<Sweep, SweepError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| SweepError::Read { path: path.display().to_string(), source })?;
+        let default_name = path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+        Self::parse(&text, &path.display().to_string(), &default_name, sets)
+    }
+
+    /// Validate and expand a sweep given as text (`path` is used in messages).
+    pub fn parse(text: &str, path: &str, default_name: &str, sets: &[String]) -> Result<Sweep, SweepError> {
+        let index = LocationIndex::build(text);
+        let mut ctx = Ctx { path, index: &index, cli_paths: Vec::new() };
+        let mut errors = Vec::new();
+        let root: Value = serde_yaml_ng::from_str(text).map_err(|e| {
+            let loc = e.location();
+            let mut msg = e.to_string();
+            if let Some(i) = msg.find(" at line ") {
+                msg.truncate(i);
+            }
+            SweepError::Invalid(vec![ConfigError {
+                origin: Origin::File { path: path.to_string(), line: loc.as_ref().map(|l| l.line()), col: loc.as_ref().map(|l| l.column()) },
+                key: String::new(),
+                message: format!("not valid YAML: {msg}"),
+            }])
+        })?;
+        let Value::Mapping(mut top) = root else {
+            return Err(SweepError::Invalid(vec![ctx.at_file(&[], "", "a sweep file must be a mapping of sections (problem:, model:, sweep:, ...)")]));
+        };
+        let name = match top.remove("name") {
+            Some(Value::String(s)) => s,
+            Some(_) => {
+                errors.push(ctx.at_value(&["name".into()], "name", "must be a string"));
+                String::new()
+            }
+            None => default_name.to_string(),
+        };
+        if let Some(d) = top.remove("description") {
+            if !d.is_string() {
+                errors.push(ctx.at_value(&["description".into()], "description", "must be a string"));
+            }
+        }
+        // --- axes from the file --------------------------------------------------------
+        let mut axes: Vec<Axis> = Vec::new();
+        match top.remove("sweep") {
+            None | Some(Value::Null) => {}
+            Some(Value::Mapping(m)) => {
+                for (k, v) in m {
+                    let Value::String(key) = k else {
+                        errors.push(ctx.at_file(&["sweep".into()], "sweep", "axis names must be strings"));
+                        continue;
+                    };
+                    let loc = vec!["sweep".to_string(), key.clone()];
+                    let resolved = resolve_alias(&key);
+                    if let Some(prev) = axes.iter().find(|a| a.path == resolved) {
+                        errors.push(ctx.at_file(&loc, &format!("sweep.{key}"), format!("duplicate axis: `{key}` and `{}` both sweep `{}`", prev.key, resolved.join("."))));
+                        continue;
+                    }
+                    if SWEEP_KEYS.contains(&resolved[0].as_str()) {
+                        errors.push(ctx.at_file(&loc, &format!("sweep.{key}"), format!("`{}` cannot be swept", resolved[0])));
+                        continue;
+                    }
+                    match parse_axis_values(&key, &v) {
+                        Ok(values) => axes.push(Axis { key, path: resolved, values, from_cli: None }),
+                        Err(m) => errors.push(ctx.at_file(&loc, &format!("sweep.{key}"), m)),
+                    }
+                }
+            }
+            Some(_) => errors.push(ctx.at_value(&["sweep".into()], "sweep", "must be a mapping of axis name -> list of values")),
+        }
+        let mut base = Value::Mapping(top);
+        // --- --set overrides -----------------------------------------------------------
+        for arg in sets {
+            let Some((lhs, rhs)) = arg.split_once('=') else {
+                errors.push(Ctx::at_cli(arg, "", "expected dotted.path=value"));
+                continue;
+            };
+            let value: Value = match serde_yaml_ng::from_str(rhs) {
+                Ok(v) => v,
+                Err(e) => {
+                    errors.push(Ctx::at_cli(arg, lhs, format!("value is not valid YAML: {e}")));
+                    continue;
+                }
+            };
+            if let Some(axis_key) = lhs.strip_prefix("sweep.") {
+                let resolved = resolve_alias(axis_key);
+                match parse_axis_values(axis_key, &value) {
+                    Ok(values) => {
+                        axes.retain(|a| a.path != resolved);
+                        axes.push(Axis { key: axis_key.to_string(), path: resolved, values, from_cli: Some(arg.clone()) });
+                    }
+                    Err(m) => errors.push(Ctx::at_cli(arg, lhs, m)),
+                }
+            } else {
+                let resolved = resolve_alias(lhs);
+                if SWEEP_KEYS.contains(&resolved[0].as_str()) {
+                    errors.push(Ctx::at_cli(arg, lhs, "use --set sweep.<axis>=[...] to change an axis"));
+                    continue;
+                }
+                // A fixed value replaces an axis over the same path.
+                axes.retain(|a| a.path != resolved);
+                match set_path(&mut base, &resolved, value) {
+                    Ok(()) => ctx.cli_paths.push((resolved, arg.clone())),
+                    Err(m) => errors.push(Ctx::at_cli(arg, lhs, m)),
+                }
+            }
+        }
+        for a in &mut axes {
+            if a.path == ["balancer"] || a.path == ["problem"] {
+                for v in &mut a.values {
+                    let mut wrapper = Value::Mapping(Mapping::new());
+                    set_path(&mut wrapper, &a.path, v.clone()).ok();
+                    expand_shorthand(&mut wrapper);
+                    *v = wrapper.get(&a.path[0]).cloned().unwrap_or(Value::Null);
+                }
+            }
+            for (i, v) in a.values.iter().enumerate() {
+                if a.values[..i].contains(v) {
+                    let e = match &a.from_cli {
+                        Some(arg) => Ctx::at_cli(arg, &format!("sweep.{}", a.key), format!("duplicate value {} in axis", yaml_text(v))),
+                        None => ctx.at_value(&["sweep".into(), a.key.clone(), i.to_string()], &format!("sweep.{}", a.key), format!("duplicate value {} in axis (the two jobs would be the same job)", yaml_text(v))),
+                    };
+                    errors.push(e);
+                }
+            }
+        }
+        expand_shorthand(&mut base);
+        if !errors.is_empty() {
+            return Err(SweepError::Invalid(errors));
+        }
+        // --- expand and type every job ---------------------------------------------------
+        let n_jobs: usize = axes.iter().map(|a| a.values.len()).product();
+        let mut jobs = Vec::with_capacity(n_jobs);
+        let mut seen_errors: Vec<ConfigError> = Vec::new();
+        let mut ids: BTreeMap<String, usize> = BTreeMap::new();
+        for index in 0..n_jobs {
+            // Mixed-radix digits, last axis fastest.
+            let mut rem = index;
+            let mut picks = vec![0usize; axes.len()];
+            for (k, a) in axes.iter().enumerate().rev() {
+                picks[k] = rem % a.values.len();
+                rem /= a.values.len();
+            }
+            let mut tree = base.clone();
+            let mut axis_values = Vec::new();
+            for (a, &p) in axes.iter().zip(&picks) {
+                if let Err(m) = set_path(&mut tree, &a.path, a.values[p].clone()) {
+                    push_unique(&mut seen_errors, ctx.at_file(&["sweep".into(), a.key.clone()], &format!("sweep.{}", a.key), m));
+                }
+                axis_values.push((a.key.clone(), yaml_text(&a.values[p])));
+            }
+            let locate = |path: &[String], message: String| -> ConfigError {
+                let key = path.join(".");
+                for (a, &p) in axes.iter().zip(&picks) {
+                    if path.starts_with(&a.path) || a.path.starts_with(path) && !path.is_empty() {
+                        return match &a.from_cli {
+                            Some(arg) => Ctx::at_cli(arg, &key, message),
+                            None => ctx.at_value(&["sweep".into(), a.key.clone(), p.to_string()], &key, format!("{message} (value {} of axis `{}`)", yaml_text(&a.values[p]), a.key)),
+                        };
+                    }
+                }
+                for (cp, arg) in &ctx.cli_paths {
+                    if path.starts_with(cp) {
+                        return Ctx::at_cli(arg, &key, message);
+                    }
+                }
+                ctx.at_file(path, &key, message)
+            };
+            if let Some((path, msg)) = typing_error(&tree) {
+                push_unique(&mut seen_errors, locate(&path, msg));
+                continue;
+            }
+            let config: JobConfig = serde_yaml_ng::from_value(tree).expect("typed above");
+            let invalid = config.validate();
+            if !invalid.is_empty() {
+                for inv in invalid {
+                    push_unique(&mut seen_errors, locate(&split_path(&inv.path), inv.message));
+                }
+                continue;
+            }
+            let id = job_id(&config);
+            if let Some(prev) = ids.insert(id.clone(), index) {
+                push_unique(&mut seen_errors, ctx.at_file(&["sweep".into()], "sweep", format!("jobs {prev} and {index} resolve to the same configuration (id {id}); remove the repeated axis value")));
+            }
+            jobs.push(JobSpec { index, id, config, axis_values });
+            if seen_errors.len() >= 50 {
+                break;
+            }
+        }
+        if !seen_errors.is_empty() {
+            return Err(SweepError::Invalid(seen_errors));
+        }
+        Ok(Sweep { name, path: path.to_string(), axes, jobs })
+    }
+}
+
+fn push_unique(errors: &mut Vec<ConfigError>, e: ConfigError) {
+    if !errors.contains(&e) {
+        errors.push(e);
+    }
+}
+
+/// Stable id of a resolved job configuration: SHA-256 of its canonical JSON (serde_json's
+/// default map is ordered, so keys are sorted), first 16 hex digits.
+pub fn job_id(config: &JobConfig) -> String {
+    let json = serde_json::to_value(config).expect("config serialises");
+    let text = serde_json::to_string(&json).expect("json serialises");
+    let digest = Sha256::digest(text.as_bytes());
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "\
+name: t
+problem:
+  kind: darcy1d
+  eps: 0.5
+model:
+  width: 8
+training:
+  steps: 10
+sweep:
+  eps: [0.5, 0.25]
+  seed: {range: [0, 3]}
+";
+
+    fn errs(text: &str, sets: &[&str]) -> Vec<ConfigError> {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        match Sweep::parse(text, "s.yaml", "s", &sets) {
+            Ok(_) => panic!("expected an error"),
+            Err(SweepError::Invalid(v)) => v,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn line_of(e: &ConfigError) -> Option<usize> {
+        match e.origin {
+            Origin::File { line, .. } => line,
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn expands_cartesian_product_last_axis_fastest_with_stable_ids() {
+        let s = Sweep::parse(GOOD, "s.yaml", "s", &[]).unwrap();
+        assert_eq!(s.jobs.len(), 6);
+        assert_eq!(s.jobs[1].config.seed, 1);
+        assert_eq!(s.jobs[3].config.problem.eps(), Some(0.25));
+        // Same job written differently (axis order swapped, value in base) has the same id.
+        let other = "problem: {kind: darcy1d, eps: 0.25}\nmodel: {width: 8}\ntraining: {steps: 10}\nseed: 0\n";
+        let t = Sweep::parse(other, "o.yaml", "o", &[]).unwrap();
+        assert_eq!(t.jobs[0].id, s.jobs[3].id);
+        let ids: std::collections::BTreeSet<_> = s.jobs.iter().map(|j| j.id.clone()).collect();
+        assert_eq!(ids.len(), 6);
+    }
+
+    #[test]
+    fn unknown_key_is_reported_at_its_line() {
+        let e = errs(&GOOD.replace("  width: 8", "  widht: 8"), &[]);
+        assert_eq!(e[0].key, "model.widht");
+        assert_eq!(line_of(&e[0]), Some(6));
+        assert!(e[0].message.contains("unknown field"), "{}", e[0].message);
+    }
+
+    #[test]
+    fn unknown_key_inside_problem_is_reported_at_its_line() {
+        let e = errs(&GOOD.replace("  eps: 0.5\n", "  eps: 0.5\n  epsilon: 2\n"), &[]);
+        assert_eq!(e[0].key, "problem.epsilon");
+        assert_eq!(line_of(&e[0]), Some(5));
+    }
+
+    #[test]
+    fn wrong_type_is_reported_at_its_line() {
+        let e = errs(&GOOD.replace("steps: 10", "steps: many"), &[]);
+        assert_eq!(e[0].key, "training.steps");
+        assert_eq!(line_of(&e[0]), Some(8));
+    }
+
+    #[test]
+    fn bad_axis_value_is_reported_at_the_item() {
+        let e = errs(&GOOD.replace("[0.5, 0.25]", "[0.5, 0.3]"), &[]);
+        assert_eq!(e.len(), 1, "deduplicated over seeds: {e:?}");
+        assert_eq!(e[0].key, "problem.eps");
+        assert!(e[0].message.contains("1/eps must be an integer"));
+        assert_eq!(line_of(&e[0]), Some(10));
+        let e = errs(&GOOD.replace("[0.5, 0.25]", "[0.5, -0.25]"), &[]);
+        assert!(e[0].message.contains("positive"));
+    }
+
+    #[test]
+    fn zero_width_empty_and_duplicate_axes_are_errors() {
+        assert_eq!(errs(&GOOD.replace("width: 8", "width: 0"), &[])[0].key, "model.width");
+        let e = errs(&GOOD.replace("[0.5, 0.25]", "[]"), &[]);
+        assert!(e[0].message.contains("empty"));
+        let e = errs(&format!("{GOOD}  problem.eps: [0.5]\n"), &[]);
+        assert!(e[0].message.contains("duplicate axis"), "{e:?}");
+        assert_eq!(line_of(&e[0]), Some(12));
+    }
+
+    #[test]
+    fn set_overrides_base_values_and_axes() {
+        let sets = vec!["model.width=16".to_string(), "sweep.seed=[4, 5]".to_string()];
+        let s = Sweep::parse(GOOD, "s.yaml", "s", &sets).unwrap();
+        assert_eq!(s.jobs.len(), 4);
+        assert!(s.jobs.iter().all(|j| j.config.model.width == 16));
+        assert_eq!(s.jobs[0].config.seed, 4);
+        // A fixed value replaces an axis.
+        let s = Sweep::parse(GOOD, "s.yaml", "s", &["eps=0.125".to_string()]).unwrap();
+        assert_eq!(s.jobs.len(), 3);
+        let e = errs(GOOD, &["model.width=-1"]);
+        assert!(matches!(e[0].origin, Origin::CommandLine { .. }));
+    }
+
+    #[test]
+    fn yaml_syntax_error_has_a_position() {
+        let e = errs("problem: {kind: darcy1d\n", &[]);
+        assert!(line_of(&e[0]).is_some());
+    }
+}

@@ -1,0 +1,143 @@
+//! Quick looks at a results folder without reducing it: the per-job table printed after a run
+//! and the counts of `ntksweep status`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use hdf5::types::VarLenUnicode;
+
+use crate::config::Sweep;
+use crate::output;
+
+/// A few numbers of a finished job.
+#[derive(Debug, Clone, Default)]
+pub struct JobSummary {
+    pub status: String,
+    pub rel_l2: Option<f64>,
+    /// Frobenius norm of each term's NTK block at the first and last snapshot.
+    pub ntk: Vec<(String, f64, f64)>,
+    pub message: String,
+}
+
+fn read_summary(path: &Path) -> hdf5::Result<JobSummary> {
+    let f = hdf5::File::open(path)?;
+    let s = |name: &str| -> hdf5::Result<String> { Ok(f.attr(name)?.read_scalar::<VarLenUnicode>()?.as_str().to_string()) };
+    let mut out = JobSummary { status: s("status")?, message: s("message").unwrap_or_default(), ..Default::default() };
+    if let Ok(g) = f.group("eval") {
+        out.rel_l2 = g.attr("rel_l2").and_then(|a| a.read_scalar::<f64>()).ok();
+    }
+    if let Ok(g) = f.group("ntk") {
+        for name in g.member_names()? {
+            if name == "step" {
+                continue;
+            }
+            if let Ok(v) = g.dataset(&format!("{name}/frobenius")).and_then(|d| d.read_raw::<f64>()) {
+                if let (Some(a), Some(b)) = (v.first(), v.last()) {
+                    out.ntk.push((name, *a, *b));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Per-job table of a sweep's results (axes, status, relative L2 error, NTK norms).
+pub fn job_table(sweep: &Sweep, out: &Path) -> String {
+    let mut s = String::new();
+    let axes: Vec<&str> = sweep.axes.iter().map(|a| a.key.as_str()).collect();
+    let rows: Vec<(usize, Option<JobSummary>)> =
+        sweep.jobs.iter().map(|j| (j.index, read_summary(&output::job_path(out, &j.id)).ok())).collect();
+    let mut terms: Vec<String> = Vec::new();
+    for (_, r) in &rows {
+        for (t, _, _) in r.iter().flat_map(|r| r.ntk.iter()) {
+            if !terms.contains(t) {
+                terms.push(t.clone());
+            }
+        }
+    }
+    s.push_str(&format!("{:<16}", "job_id"));
+    for a in &axes {
+        s.push_str(&format!(" {a:>10}"));
+    }
+    s.push_str(&format!(" {:>9} {:>10}", "status", "rel_l2"));
+    for t in &terms {
+        s.push_str(&format!(" {:>22}", format!("|K_{t}|_F init->final")));
+    }
+    s.push('\n');
+    for (i, r) in rows {
+        let j = &sweep.jobs[i];
+        s.push_str(&format!("{:<16}", j.id));
+        for (_, v) in &j.axis_values {
+            s.push_str(&format!(" {v:>10}"));
+        }
+        match r {
+            None => s.push_str(&format!(" {:>9}", "pending")),
+            Some(r) => {
+                s.push_str(&format!(" {:>9} {:>10}", r.status, r.rel_l2.map(|v| format!("{v:.3e}")).unwrap_or("-".into())));
+                for t in &terms {
+                    let cell = r.ntk.iter().find(|x| &x.0 == t).map(|(_, a, b)| format!("{a:.2e}->{b:.2e}")).unwrap_or("-".into());
+                    s.push_str(&format!(" {cell:>22}"));
+                }
+                if !r.message.is_empty() {
+                    s.push_str(&format!("  ({})", r.message));
+                }
+            }
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// Counts of `ntksweep status`.
+#[derive(Debug, Default)]
+pub struct StatusCounts {
+    pub by_status: BTreeMap<String, usize>,
+    pub pending: usize,
+    pub unreadable: Vec<String>,
+    pub planned: Option<usize>,
+}
+
+impl fmt::Display for StatusCounts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let get = |k: &str| self.by_status.get(k).copied().unwrap_or(0);
+        write!(f, "done {}  failed {}  diverged {}  pending {}", get("done"), get("failed"), get("diverged"), self.pending)?;
+        if let Some(p) = self.planned {
+            write!(f, "  (of {p} planned)")?;
+        } else {
+            write!(f, "  (no plan.tsv: pending unknown)")?;
+        }
+        if !self.unreadable.is_empty() {
+            write!(f, "\nunreadable job files: {}", self.unreadable.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+/// Count job states in a results folder; pending = planned ids (plan.tsv) without a file.
+pub fn status_counts(dir: &Path) -> Result<StatusCounts, output::OutputError> {
+    let jobs = output::jobs_dir(dir);
+    let mut c = StatusCounts::default();
+    let mut present = std::collections::BTreeSet::new();
+    if let Ok(rd) = std::fs::read_dir(&jobs) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if name.starts_with('.') || !name.ends_with(".h5") {
+                continue;
+            }
+            present.insert(name.trim_end_matches(".h5").to_string());
+            match output::read_status(&e.path()) {
+                Ok(s) => *c.by_status.entry(s.name().to_string()).or_default() += 1,
+                Err(_) => c.unreadable.push(name),
+            }
+        }
+    } else if !dir.exists() {
+        return Err(output::OutputError::Read { path: dir.display().to_string(), message: "no such results folder".into() });
+    }
+    if let Ok(plan) = std::fs::read_to_string(dir.join("plan.tsv")) {
+        let ids: Vec<&str> = plan.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split('\t').nth(1)).collect();
+        c.planned = Some(ids.len());
+        c.pending = ids.iter().filter(|id| !present.contains(**id)).count();
+    }
+    Ok(c)
+}

@@ -1,0 +1,5 @@
+//! The network: a batched MLP with forward derivative streams, and input normalisation.
+
+pub mod mlp;
+pub mod normalize;
+pub mod streams;

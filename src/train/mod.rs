@@ -1,0 +1,306 @@
+//! Training a batch of jobs as one batched network.
+//!
+//! Jobs that share problem kind, architecture, step count and every other structural setting
+//! (see [`crate::schedule::batch_key`]) train together: weights carry a leading member
+//! dimension E, every member has its own points, losses, weights, Adam state and histories,
+//! and each member's record is exactly what it would have been alone. One job is simply a
+//! batch of one.
+
+pub mod adam;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use tch::{Device, Kind, TchError, Tensor};
+
+use crate::balancer::{self, BalanceInputs};
+use crate::collocation;
+use crate::config::job::Sampling;
+use crate::config::JobSpec;
+use crate::model::mlp::{layer_sizes, Mlp};
+use crate::model::normalize::Normalizer;
+use crate::model::streams::StreamLayout;
+use crate::ntk::{self, TermPoints};
+use crate::problem::{Domain, Problem, ProblemConfig, Region, TensorOpts};
+use crate::record::{EvalRecord, History, JobRecord, NtkRecord, NtkTermRecord, Status};
+use crate::rng::{self, JobRng, Purpose};
+use adam::Adam;
+
+/// What the caller of [`train_batch`] provides.
+pub struct BatchContext<'a> {
+    pub device: Device,
+    /// Set by SIGTERM/SIGUSR1: abandon the batch (nothing is written for it).
+    pub stop: &'a AtomicBool,
+    /// Called after every optimisation step with the number of member-steps done.
+    pub on_steps: &'a mut dyn FnMut(u64),
+}
+
+pub enum BatchOutcome {
+    Finished(Vec<JobRecord>),
+    Interrupted,
+}
+
+/// Points of all members for one region: [E, n, d].
+fn draw(domain: &Domain, region: Region, n: usize, sampling: Sampling, rngs: &mut [JobRng], opts: TensorOpts) -> Tensor {
+    let d = domain.dim() as i64;
+    let mut all = Vec::new();
+    for r in rngs.iter_mut() {
+        all.extend(collocation::sample(domain, region, n, sampling, r));
+    }
+    Tensor::from_slice(&all).view([rngs.len() as i64, -1, d]).to_kind(opts.kind).to_device(opts.device)
+}
+
+fn to_vec(t: &Tensor) -> Vec<f64> {
+    Vec::<f64>::try_from(t.detach().to_kind(Kind::Double).to_device(Device::Cpu).contiguous().view([-1])).unwrap_or_default()
+}
+
+struct TermState {
+    name: &'static str,
+    region: Region,
+    points: usize,
+    sampling: Sampling,
+    resample: bool,
+    rngs: Vec<JobRng>,
+    x: Tensor,
+}
+
+/// Train a batch. Errors from libtorch are returned (the caller marks the jobs failed).
+pub fn train_batch(specs: &[&JobSpec], ctx: &mut BatchContext<'_>) -> Result<BatchOutcome, TchError> {
+    let t0 = Instant::now();
+    let e = specs.len();
+    let c0 = &specs[0].config;
+    let opts = TensorOpts { kind: c0.model.dtype.kind(), device: ctx.device };
+    let ntk_opts = TensorOpts { kind: c0.ntk.dtype.kind(), device: ctx.device };
+    let pcfgs: Vec<&ProblemConfig> = specs.iter().map(|s| &s.config.problem).collect();
+    let problem = ProblemConfig::build(&pcfgs, opts);
+    let domain = problem.domain();
+    let d = domain.dim();
+    let terms = problem.terms();
+    let term_names: Vec<&str> = terms.iter().map(|t| t.name).collect();
+    let layout = problem.layout();
+    let norm_kinds: Vec<_> = specs.iter().map(|s| s.config.model.normalization).collect();
+    let norm = Normalizer::new(&norm_kinds, &domain, opts);
+    let sizes = layer_sizes(d, c0.model.width, c0.model.depth);
+    let mut init: Vec<_> = specs.iter().map(|s| (s.config.model.init, rng::stream(s.config.seed, Purpose::Init, 0))).collect();
+    let mlp = Mlp::init(&sizes, &mut init, opts);
+    let params = mlp.parameters();
+    let params_init: Vec<_> = (0..e as i64).map(|k| mlp.export_member(k)).collect();
+
+    // Training points per term.
+    let mut state: Vec<TermState> = terms
+        .iter()
+        .enumerate()
+        .map(|(ti, t)| {
+            let ts = c0.term_points(t.name);
+            let mut rngs: Vec<JobRng> = specs.iter().map(|s| rng::stream(s.config.seed, Purpose::Collocation, ti as u64)).collect();
+            let x = draw(&domain, t.region, ts.points, ts.sampling, &mut rngs, opts);
+            TermState { name: t.name, region: t.region, points: ts.points, sampling: ts.sampling, resample: ts.resample, rngs, x }
+        })
+        .collect();
+
+    // eps rescaling of the PDE residual, per member (1 where a member does not rescale).
+    let mut scale: BTreeMap<String, Tensor> = BTreeMap::new();
+    let mut scale_ntk: BTreeMap<String, Tensor> = BTreeMap::new();
+    if specs.iter().any(|s| s.config.loss.eps_rescale) {
+        let col: Vec<f64> = specs
+            .iter()
+            .map(|s| if s.config.loss.eps_rescale { s.config.problem.eps().unwrap_or(1.0) } else { 1.0 })
+            .collect();
+        for t in terms.iter().filter(|t| t.pde) {
+            scale.insert(t.name.to_string(), opts.column(&col));
+            scale_ntk.insert(t.name.to_string(), ntk_opts.column(&col));
+        }
+    }
+
+    // NTK points, drawn from their own stream (separate from the training batch).
+    let total = c0.training.total_steps();
+    let ntk_on = c0.ntk.enabled;
+    let problem_ntk: Option<Box<dyn Problem>> =
+        (ntk_on && ntk_opts.kind != opts.kind).then(|| ProblemConfig::build(&pcfgs, ntk_opts));
+    let norm_ntk = (ntk_opts.kind != opts.kind).then(|| norm.to_kind(ntk_opts.kind));
+    let ntk_points: Vec<TermPoints> = if ntk_on {
+        terms
+            .iter()
+            .enumerate()
+            .map(|(ti, t)| {
+                let mut rngs: Vec<JobRng> = specs.iter().map(|s| rng::stream(s.config.seed, Purpose::NtkPoints, ti as u64)).collect();
+                let x = draw(&domain, t.region, c0.ntk_points(t.name), c0.ntk.sampling, &mut rngs, ntk_opts);
+                TermPoints { name: t.name.to_string(), x }
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let is_snapshot = |step: u64| ntk_on && (step == 0 || step == total || (c0.ntk.every > 0 && step % c0.ntk.every == 0));
+
+    let fixed: Vec<Vec<f64>> = specs.iter().map(|s| term_names.iter().map(|t| s.config.weight(t)).collect()).collect();
+    let bcfgs: Vec<_> = specs.iter().map(|s| &s.config.balancer).collect();
+    let mut balancer = balancer::build(&bcfgs, &term_names, &fixed, opts);
+    let mut opt_params: Vec<Tensor> = params.iter().map(|p| p.shallow_clone()).collect();
+    opt_params.extend(balancer.extra_params());
+    let tc = &c0.training;
+    let mut adam = Adam::new(&opt_params, tc.beta1, tc.beta2, tc.adam_eps);
+
+    // Evaluation grid (the same for every member).
+    let (xe, on_boundary) = collocation::eval_grid(&domain, c0.evaluation.points);
+    let m = on_boundary.len() as i64;
+    let x_eval = Tensor::from_slice(&xe).view([1, m, d as i64]).repeat([e as i64, 1, 1]).to_kind(opts.kind).to_device(opts.device);
+    let u_exact = problem.exact(&x_eval); // [E, M]
+    let exact_norm = u_exact.square().sum_dim_intlist(&[-1i64][..], false, opts.kind).sqrt();
+    let value_layout = StreamLayout::value(d);
+    let rel_l2 = |mlp: &Mlp| -> Tensor {
+        let u = tch::no_grad(|| mlp.forward(&x_eval, &norm, &value_layout).u());
+        (u - &u_exact).square().sum_dim_intlist(&[-1i64][..], false, opts.kind).sqrt() / &exact_norm
+    };
+
+    let mut history: Vec<History> = vec![History::default(); e];
+    let mut ntk_rec: Vec<NtkRecord> = (0..e)
+        .map(|k| NtkRecord {
+            terms: ntk_points
+                .iter()
+                .map(|tp| (tp.name.clone(), NtkTermRecord { x: to_vec(&tp.x.select(0, k as i64)), ..Default::default() }))
+                .collect(),
+            ..Default::default()
+        })
+        .collect();
+    let mut diverged: Vec<Option<(i64, String)>> = vec![None; e];
+    let lr_uniform = specs.iter().all(|s| s.config.training == *tc);
+
+    for step in 0..=total {
+        if ctx.stop.load(Ordering::Relaxed) {
+            return Ok(BatchOutcome::Interrupted);
+        }
+        if is_snapshot(step) {
+            let snap = match (&problem_ntk, &norm_ntk) {
+                (Some(p), Some(nm)) => {
+                    let mk = mlp.to_kind_detached(ntk_opts.kind);
+                    ntk::snapshot(&ntk::factors(&mk, nm, p.as_ref(), &ntk_points, &scale_ntk, c0.ntk.chunk)?, c0.ntk.spectra)?
+                }
+                _ => ntk::snapshot(&ntk::factors(&mlp, &norm, problem.as_ref(), &ntk_points, &scale, c0.ntk.chunk)?, c0.ntk.spectra)?,
+            };
+            let full = to_vec(&snap.full_frobenius);
+            let stats: Vec<(Vec<f64>, Vec<f64>, Option<Tensor>)> =
+                snap.terms.iter().map(|t| (to_vec(&t.frobenius), to_vec(&t.trace), t.eigenvalues.as_ref().map(|v| v.to_device(Device::Cpu)))).collect();
+            for k in 0..e {
+                if diverged[k].is_some() {
+                    continue;
+                }
+                let r = &mut ntk_rec[k];
+                r.step.push(step as i64);
+                r.full_frobenius.push(full[k]);
+                for (ti, (fr, tr, ev)) in stats.iter().enumerate() {
+                    let t = &mut r.terms[ti].1;
+                    t.frobenius.push(fr[k]);
+                    t.trace.push(tr[k]);
+                    if let Some(ev) = ev {
+                        t.eigenvalues.push(to_vec(&ev.select(0, k as i64)));
+                    }
+                }
+            }
+        }
+        let x_all = Tensor::f_cat(&state.iter().map(|s| s.x.shallow_clone()).collect::<Vec<_>>(), 1)?;
+        let streams = mlp.forward(&x_all, &norm, &layout);
+        let mut losses: Vec<(String, Tensor)> = Vec::with_capacity(state.len());
+        let mut offset = 0;
+        for s in &state {
+            let n = s.x.size()[1];
+            let mut r = problem.residual(s.name, &s.x, &streams.narrow_points(offset, n));
+            if let Some(sc) = scale.get(s.name) {
+                r = r * sc;
+            }
+            losses.push((s.name.to_string(), r.square().f_mean_dim(&[-1i64][..], false, opts.kind)?));
+            offset += n;
+        }
+        let lr_now: Vec<f64> = specs.iter().map(|s| s.config.training.lr_at(step)).collect();
+        if step % tc.log_every == 0 || step == total {
+            let host_losses: Vec<Vec<f64>> = losses.iter().map(|(_, l)| to_vec(l)).collect();
+            let host_weights: Vec<Vec<f64>> = term_names.iter().map(|t| to_vec(balancer.weights().get(t))).collect();
+            let rl2 = to_vec(&rel_l2(&mlp));
+            for k in 0..e {
+                if diverged[k].is_some() {
+                    continue;
+                }
+                if let Some(ti) = (0..term_names.len()).find(|&ti| !host_losses[ti][k].is_finite()) {
+                    diverged[k] = Some((
+                        step as i64,
+                        format!("loss of term `{}` became {} at step {step}", term_names[ti], host_losses[ti][k]),
+                    ));
+                    continue;
+                }
+                let h = &mut history[k];
+                h.step.push(step as i64);
+                for (ti, t) in term_names.iter().enumerate() {
+                    h.loss.entry(t.to_string()).or_default().push(host_losses[ti][k]);
+                    h.weight.entry(t.to_string()).or_default().push(host_weights[ti][k]);
+                }
+                h.rel_l2.push(rl2[k]);
+                h.lr.push(lr_now[k]);
+            }
+        }
+        if step == total || diverged.iter().all(Option::is_some) {
+            break;
+        }
+        balancer.update(&BalanceInputs { step, losses: &losses, params: &params })?;
+        let loss = balancer.total_loss(&losses).f_sum(opts.kind)?;
+        let grads = Tensor::f_run_backward(&[loss], &opt_params, false, false)?;
+        let lr = if lr_uniform { Tensor::full([e as i64], lr_now[0], (opts.kind, opts.device)) } else { opts.column(&lr_now).view([-1]) };
+        adam.step(&opt_params, &grads, &lr)?;
+        for s in state.iter_mut().filter(|s| s.resample) {
+            s.x = draw(&domain, s.region, s.points, Sampling::Uniform, &mut s.rngs, opts);
+        }
+        (ctx.on_steps)(e as u64);
+    }
+
+    // Final evaluation.
+    let u_pred = tch::no_grad(|| mlp.forward(&x_eval, &norm, &value_layout).u());
+    let err = &u_pred - &u_exact;
+    let wall = t0.elapsed().as_secs_f64();
+    let records = (0..e)
+        .map(|k| {
+            let ki = k as i64;
+            let base = JobRecord {
+                status: Status::Done,
+                message: String::new(),
+                dim: d,
+                sizes: sizes.clone(),
+                history: std::mem::take(&mut history[k]),
+                ntk: ntk_on.then(|| std::mem::take(&mut ntk_rec[k])),
+                eval: None,
+                params_init: Some(params_init[k].clone()),
+                params_final: Some(mlp.export_member(ki)),
+                wall_seconds: wall,
+                batch_size: e,
+                diverged_step: None,
+            };
+            if let Some((s, msg)) = diverged[k].take() {
+                return JobRecord { status: Status::Diverged, message: msg, diverged_step: Some(s), ..base };
+            }
+            let error = to_vec(&err.select(0, ki));
+            let up = to_vec(&u_pred.select(0, ki));
+            let ue = to_vec(&u_exact.select(0, ki));
+            let norm_e = ue.iter().map(|v| v * v).sum::<f64>().sqrt();
+            let rel = error.iter().map(|v| v * v).sum::<f64>().sqrt() / norm_e.max(f64::MIN_POSITIVE);
+            let max_abs = error.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+            let boundary = error.iter().zip(&on_boundary).filter(|(_, b)| **b).fold(0.0f64, |a, (v, _)| a.max(v.abs()));
+            let spectrum = (d == 1).then(|| {
+                let t = Tensor::from_slice(&error).fft_rfft(None, -1, "backward").abs();
+                to_vec(&t)
+            });
+            JobRecord {
+                eval: Some(EvalRecord {
+                    x: xe.clone(),
+                    u_pred: up,
+                    u_exact: ue,
+                    error,
+                    rel_l2: rel,
+                    max_abs_error: max_abs,
+                    boundary_error: boundary,
+                    error_spectrum: spectrum,
+                }),
+                ..base
+            }
+        })
+        .collect();
+    Ok(BatchOutcome::Finished(records))
+}
