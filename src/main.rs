@@ -14,10 +14,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use ntksweep::config::{Sweep, SweepError};
-use ntksweep::output::RunMeta;
-use ntksweep::record::Status;
-use ntksweep::run::{self, DeviceChoice, Progress, RunOptions};
-use ntksweep::schedule::plan_batches;
+use ntksweep::distribute::{run_distributed, Distributed};
+use ntksweep::run::{self, DeviceChoice};
+use ntksweep::world::World;
 
 #[derive(Parser)]
 #[command(name = "ntksweep", version, about = "Batch sweeps of PINN trainings that measure the Neural Tangent Kernel", long_about = None)]
@@ -120,61 +119,48 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Status { dir } => status(&dir),
         Command::Run { sweep, out, device, retry_failed, sets, max_batch, threads, quiet } => {
-            // Validate everything before touching the disk or the device.
+            // Validate everything before touching the disk, MPI or the device.
             let sweep = Sweep::load(&sweep, &sets)?;
             let out = out.unwrap_or_else(|| default_out(&sweep));
-            let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+            let world = World::init()?;
+            let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            let threads = threads.unwrap_or_else(|| (cores / world.local_size.max(1) as usize).max(1));
             tch::set_num_threads(threads as i32);
-            let device = run::choose_device(device, 0)?;
-            let host = gethostname::gethostname().to_string_lossy().to_string();
-            eprintln!("ntksweep {}: host {host}, rank 0/1, device {}, {} threads", env!("CARGO_PKG_VERSION"), run::device_name(device), threads);
-            if device == tch::Device::Cpu && tch::Cuda::is_available() {
-                eprintln!("note: CUDA is available but --device cpu was given");
+            let device = match run::choose_device(device, world.local_rank as usize) {
+                Ok(d) => d,
+                Err(e) => {
+                    if world.rank == 0 {
+                        eprintln!("error: {e}");
+                    }
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let n_cuda = tch::Cuda::device_count();
+            eprintln!(
+                "ntksweep {}: host {} rank {}/{} local rank {}/{} CUDA_VISIBLE_DEVICES={} device {} threads {}",
+                env!("CARGO_PKG_VERSION"),
+                world.host,
+                world.rank,
+                world.size,
+                world.local_rank,
+                world.local_size,
+                std::env::var("CUDA_VISIBLE_DEVICES").unwrap_or_else(|_| "<unset>".into()),
+                run::device_name(device),
+                threads
+            );
+            if matches!(device, tch::Device::Cuda(_)) && world.local_rank == 0 && world.local_size as i64 > n_cuda {
+                eprintln!("warning: {} ranks on host {} share {} CUDA device(s)", world.local_size, world.host, n_cuda);
             }
-            run::write_plan(&sweep, &out)?;
-            let stale = ntksweep::output::remove_stale_temporaries(&out);
-            if stale > 0 {
-                eprintln!("removed {stale} temporary file(s) left by an interrupted run");
-            }
-            let states = run::scan(&sweep, &out);
-            let pending = run::pending(&states, retry_failed);
-            let skipped = sweep.jobs.len() - pending.len();
-            eprintln!("sweep `{}`: {} jobs, {} already finished, {} to run -> {}", sweep.name, sweep.jobs.len(), skipped, pending.len(), out.display());
-            let cap = max_batch.unwrap_or_else(|| run::default_max_batch(device));
-            let batches = plan_batches(&sweep.jobs, &pending, cap);
             let stop = Arc::new(AtomicBool::new(false));
             for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGUSR1, signal_hook::consts::SIGINT] {
                 signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing signal handlers")?;
             }
-            let total_steps: u64 = pending.iter().map(|&i| sweep.jobs[i].config.training.total_steps()).sum();
-            let mut progress = Progress::new(total_steps, pending.len(), !quiet);
-            let opts = RunOptions { out: out.clone(), device, retry_failed, max_batch, meta: RunMeta { device: run::device_name(device), rank: 0, host, sweep: sweep.name.clone() } };
-            let report = run::run_local(&sweep, &batches, &opts, &stop, &mut progress)?;
-            progress.close();
-            finish(&sweep, &out, report.interrupted)
+            let d = Distributed { sweep: &sweep, out, device, retry_failed, max_batch, quiet: quiet || world.rank != 0 };
+            let (code, _) = run_distributed(&world, &d, &stop)?;
+            drop(world);
+            Ok(ExitCode::from(code))
         }
     }
-}
-
-/// Print the per-job table and pick the exit code from the state of every job of the sweep.
-fn finish(sweep: &Sweep, out: &std::path::Path, interrupted: bool) -> anyhow::Result<ExitCode> {
-    let states = run::scan(sweep, out);
-    let summary = ntksweep::inspect::job_table(sweep, out);
-    println!("{summary}");
-    let (mut done, mut bad, mut pend) = (0, 0, 0);
-    for s in &states {
-        match s {
-            Some(Status::Done) => done += 1,
-            Some(_) => bad += 1,
-            None => pend += 1,
-        }
-    }
-    println!("{done} done, {bad} failed or diverged, {pend} pending; results in {}", out.display());
-    if interrupted {
-        eprintln!("interrupted: rerun the same command to resume");
-        return Ok(ExitCode::from(3));
-    }
-    Ok(if bad == 0 && pend == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 fn status(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
