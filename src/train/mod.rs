@@ -59,10 +59,21 @@ struct TermState {
     name: &'static str,
     region: Region,
     points: usize,
-    sampling: Sampling,
     resample: bool,
     rngs: Vec<JobRng>,
     x: Tensor,
+}
+
+/// Fault injection for tests and for checking a deployment's failure handling: when the
+/// environment variable `NTKSWEEP_FAIL_JOB` holds a prefix of a job id in this batch, issue a
+/// libtorch call with incompatible shapes, so the real libtorch error path is taken.
+fn inject_failure(specs: &[&JobSpec]) -> Result<(), TchError> {
+    match std::env::var("NTKSWEEP_FAIL_JOB") {
+        Ok(prefix) if !prefix.is_empty() && specs.iter().any(|s| s.id.starts_with(&prefix)) => {
+            Tensor::zeros([2, 3], (Kind::Float, Device::Cpu)).f_mm(&Tensor::zeros([2, 3], (Kind::Float, Device::Cpu))).map(|_| ())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Train a batch. Errors from libtorch are returned (the caller marks the jobs failed).
@@ -95,7 +106,7 @@ pub fn train_batch(specs: &[&JobSpec], ctx: &mut BatchContext<'_>) -> Result<Bat
             let ts = c0.term_points(t.name);
             let mut rngs: Vec<JobRng> = specs.iter().map(|s| rng::stream(s.config.seed, Purpose::Collocation, ti as u64)).collect();
             let x = draw(&domain, t.region, ts.points, ts.sampling, &mut rngs, opts);
-            TermState { name: t.name, region: t.region, points: ts.points, sampling: ts.sampling, resample: ts.resample, rngs, x }
+            TermState { name: t.name, region: t.region, points: ts.points, resample: ts.resample, rngs, x }
         })
         .collect();
 
@@ -167,6 +178,7 @@ pub fn train_batch(specs: &[&JobSpec], ctx: &mut BatchContext<'_>) -> Result<Bat
     let mut diverged: Vec<Option<(i64, String)>> = vec![None; e];
     let lr_uniform = specs.iter().all(|s| s.config.training == *tc);
 
+    inject_failure(specs)?;
     for step in 0..=total {
         if ctx.stop.load(Ordering::Relaxed) {
             return Ok(BatchOutcome::Interrupted);
