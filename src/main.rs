@@ -66,6 +66,9 @@ enum Command {
     /// Count done / failed / diverged / pending jobs in a results folder.
     Status {
         dir: PathBuf,
+        /// Also list every job file: id, status, device, rank, host, wall time, message.
+        #[arg(long)]
+        jobs: bool,
     },
 }
 
@@ -117,7 +120,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("total cost estimate: {total:.1} GFLOP");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Status { dir } => status(&dir),
+        Command::Status { dir, jobs } => status(&dir, jobs),
         Command::Run { sweep, out, device, retry_failed, sets, max_batch, threads, quiet } => {
             // Validate everything before touching the disk, MPI or the device.
             let sweep = Sweep::load(&sweep, &sets)?;
@@ -163,8 +166,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn status(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+fn status(dir: &std::path::Path, jobs: bool) -> anyhow::Result<ExitCode> {
     let c = ntksweep::inspect::status_counts(dir)?;
     println!("{c}");
+    if jobs {
+        print!("{}", ntksweep::inspect::job_list(dir));
+    }
     Ok(ExitCode::SUCCESS)
 }
