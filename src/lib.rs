@@ -6,6 +6,7 @@
 //! [`output`] (one HDF5 file per job) -> [`reduce`] (summary.h5, report.md).
 
 pub mod balancer;
+pub mod bench;
 pub mod collocation;
 pub mod inspect;
 pub mod config;

@@ -63,6 +63,24 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Time the hot paths on this machine against the reference scripts (same run).
+    Bench {
+        /// Device to benchmark (auto: CUDA when available).
+        #[arg(long, value_enum, default_value = "auto")]
+        device: DeviceChoice,
+        /// Skip the PyTorch/JAX reference scripts.
+        #[arg(long)]
+        no_references: bool,
+        /// Smaller sizes and fewer repetitions.
+        #[arg(long)]
+        quick: bool,
+        /// CPU threads for ntksweep and the PyTorch references (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Also write the table (markdown) to this file.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
     /// Count done / failed / diverged / pending jobs in a results folder.
     Status {
         dir: PathBuf,
@@ -72,7 +90,24 @@ enum Command {
     },
 }
 
+/// libtorch's OpenMP threads spin while waiting for work by default; on shared or
+/// oversubscribed cores (two ranks on two cores, a busy laptop) that makes small PINN steps
+/// 10-50x slower. libgomp reads OMP_WAIT_POLICY when it is loaded, before `main`, so set it
+/// and re-execute once, unless the user chose a policy.
+fn passive_openmp() {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os("OMP_WAIT_POLICY").is_some() {
+        return;
+    }
+    std::env::set_var("OMP_WAIT_POLICY", "PASSIVE");
+    if let Ok(exe) = std::env::current_exe() {
+        let err = std::process::Command::new(exe).args(std::env::args_os().skip(1)).exec();
+        eprintln!("warning: could not re-execute with OMP_WAIT_POLICY=PASSIVE: {err}");
+    }
+}
+
 fn main() -> ExitCode {
+    passive_openmp();
     let cli = Cli::parse();
     match dispatch(cli) {
         Ok(code) => code,
@@ -121,6 +156,25 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { dir, jobs } => status(&dir, jobs),
+        Command::Bench { device, no_references, quick, threads, output } => {
+            let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+            tch::set_num_threads(threads as i32);
+            let device = run::choose_device(device, 0)?;
+            let repo = std::env::current_dir()?;
+            let name = match device {
+                tch::Device::Cuda(_) => "cuda".to_string(),
+                _ => format!("cpu, {threads} threads"),
+            };
+            eprintln!("ntksweep bench on {name} (references from {}/analysis/reference)", repo.display());
+            let rows = ntksweep::bench::run(&repo, &ntksweep::bench::BenchOptions { device, references: !no_references, quick, threads });
+            let header = format!("ntksweep {} bench, device {name}, host {}", env!("CARGO_PKG_VERSION"), gethostname::gethostname().to_string_lossy());
+            let t = ntksweep::bench::table(&rows, &header);
+            println!("{t}");
+            if let Some(p) = output {
+                std::fs::write(&p, &t).with_context(|| format!("writing {}", p.display()))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run { sweep, out, device, retry_failed, sets, max_batch, threads, quiet } => {
             // Validate everything before touching the disk, MPI or the device.
             let sweep = Sweep::load(&sweep, &sets)?;
