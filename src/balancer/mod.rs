@@ -12,6 +12,7 @@
 //! | --- | --- | --- |
 //! | `none` | `loss.weights` (default 1) | never |
 //! | `ntk` | sum_j tr K_jj / tr K_ii | every `every` (100) steps |
+//! | `grad_stats` | max abs grad L_res / mean abs grad (lambda_i L_i), EMA | every 10 steps |
 //! | `eps_rescale` | as `none`, PDE residual multiplied by eps | never |
 //!
 //! Timing: at step s the trainer computes the losses, calls [`Balancer::update`], records
@@ -21,6 +22,7 @@
 //! ([`update::Interval`], [`update::ema`]).
 
 pub mod fixed;
+pub mod grad_stats;
 pub mod ntk;
 pub mod update;
 
@@ -30,6 +32,7 @@ use tch::{TchError, Tensor};
 use crate::config::job::Invalid;
 use crate::problem::{TensorOpts, TermSpec};
 
+pub use grad_stats::GradStatsConfig;
 pub use ntk::NtkTraceConfig;
 
 /// The `balancer:` section. `balancer: ntk` is shorthand for `balancer: {kind: ntk}` (every
@@ -42,6 +45,8 @@ pub enum BalancerConfig {
     None,
     /// NTK trace ratios (Wang, Yu & Perdikaris 2022).
     Ntk(NtkTraceConfig),
+    /// Learning-rate annealing from gradient statistics (Wang, Teng & Perdikaris 2021).
+    GradStats(GradStatsConfig),
     /// Fixed weights as `none`, with the PDE residual multiplied by eps (paper 003, section 4.4).
     /// The same as `balancer: none` with `loss.eps_rescale: true`, but recorded as its own
     /// balancer so that a `balancer` axis can compare it; to combine eps rescaling with an
@@ -55,6 +60,7 @@ impl BalancerConfig {
         match self {
             BalancerConfig::None => "none",
             BalancerConfig::Ntk(_) => "ntk",
+            BalancerConfig::GradStats(_) => "grad_stats",
             BalancerConfig::EpsRescale => "eps_rescale",
         }
     }
@@ -65,6 +71,7 @@ impl BalancerConfig {
         match self {
             BalancerConfig::None | BalancerConfig::EpsRescale => Vec::new(),
             BalancerConfig::Ntk(c) => c.validate(),
+            BalancerConfig::GradStats(c) => c.validate(terms),
         }
     }
 
@@ -92,6 +99,7 @@ pub(crate) fn refine_error(tree: &serde_yaml_ng::Value, path: &[String]) -> Opti
     use crate::config::sweep_refine as refine;
     match kind {
         "ntk" => refine::<NtkTraceConfig>("balancer", section),
+        "grad_stats" => refine::<GradStatsConfig>("balancer", section),
         _ => None,
     }
 }
@@ -213,6 +221,7 @@ pub fn build(configs: &[&BalancerConfig], ctx: &BuildContext<'_>) -> Box<dyn Bal
     match configs[0] {
         BalancerConfig::None | BalancerConfig::EpsRescale => Box::new(fixed::Fixed::new(ctx)),
         BalancerConfig::Ntk(c) => Box::new(ntk::NtkTrace::new(c, ctx)),
+        BalancerConfig::GradStats(c) => Box::new(grad_stats::GradStats::new(c, ctx)),
     }
 }
 
