@@ -13,6 +13,8 @@
 //! | `none` | `loss.weights` (default 1) | never |
 //! | `ntk` | sum_j tr K_jj / tr K_ii | every `every` (100) steps |
 //! | `grad_stats` | max abs grad L_res / mean abs grad (lambda_i L_i), EMA | every 10 steps |
+//! | `softadapt` | n softmax(beta L_i(t) / L_i(t-K)) | every step |
+//! | `relobralo` | EMA of softmax ratios with random lookback | every step |
 //! | `eps_rescale` | as `none`, PDE residual multiplied by eps | never |
 //!
 //! Timing: at step s the trainer computes the losses, calls [`Balancer::update`], records
@@ -24,6 +26,8 @@
 pub mod fixed;
 pub mod grad_stats;
 pub mod ntk;
+pub mod relobralo;
+pub mod softadapt;
 pub mod update;
 
 use serde::{Deserialize, Serialize};
@@ -34,6 +38,8 @@ use crate::problem::{TensorOpts, TermSpec};
 
 pub use grad_stats::GradStatsConfig;
 pub use ntk::NtkTraceConfig;
+pub use relobralo::ReLoBRaLoConfig;
+pub use softadapt::SoftAdaptConfig;
 
 /// The `balancer:` section. `balancer: ntk` is shorthand for `balancer: {kind: ntk}` (every
 /// parameter at its default).
@@ -47,6 +53,10 @@ pub enum BalancerConfig {
     Ntk(NtkTraceConfig),
     /// Learning-rate annealing from gradient statistics (Wang, Teng & Perdikaris 2021).
     GradStats(GradStatsConfig),
+    /// SoftAdapt (Heydari et al. 2019), in Modulus's form.
+    Softadapt(SoftAdaptConfig),
+    /// Relative loss balancing with random lookback (Bischof & Kraus 2021).
+    Relobralo(ReLoBRaLoConfig),
     /// Fixed weights as `none`, with the PDE residual multiplied by eps (paper 003, section 4.4).
     /// The same as `balancer: none` with `loss.eps_rescale: true`, but recorded as its own
     /// balancer so that a `balancer` axis can compare it; to combine eps rescaling with an
@@ -61,6 +71,8 @@ impl BalancerConfig {
             BalancerConfig::None => "none",
             BalancerConfig::Ntk(_) => "ntk",
             BalancerConfig::GradStats(_) => "grad_stats",
+            BalancerConfig::Softadapt(_) => "softadapt",
+            BalancerConfig::Relobralo(_) => "relobralo",
             BalancerConfig::EpsRescale => "eps_rescale",
         }
     }
@@ -72,6 +84,8 @@ impl BalancerConfig {
             BalancerConfig::None | BalancerConfig::EpsRescale => Vec::new(),
             BalancerConfig::Ntk(c) => c.validate(),
             BalancerConfig::GradStats(c) => c.validate(terms),
+            BalancerConfig::Softadapt(c) => c.validate(),
+            BalancerConfig::Relobralo(c) => c.validate(),
         }
     }
 
@@ -100,6 +114,8 @@ pub(crate) fn refine_error(tree: &serde_yaml_ng::Value, path: &[String]) -> Opti
     match kind {
         "ntk" => refine::<NtkTraceConfig>("balancer", section),
         "grad_stats" => refine::<GradStatsConfig>("balancer", section),
+        "softadapt" => refine::<SoftAdaptConfig>("balancer", section),
+        "relobralo" => refine::<ReLoBRaLoConfig>("balancer", section),
         _ => None,
     }
 }
@@ -209,7 +225,7 @@ pub struct BuildContext<'a> {
     pub terms: &'a [TermSpec],
     /// `fixed[e][t]`: member e's configured weight (`loss.weights`) of term t.
     pub fixed: &'a [Vec<f64>],
-    /// Every member's job seed.
+    /// Every member's job seed (random draws of `relobralo`).
     pub seeds: &'a [u64],
     pub opts: TensorOpts,
 }
@@ -222,6 +238,8 @@ pub fn build(configs: &[&BalancerConfig], ctx: &BuildContext<'_>) -> Box<dyn Bal
         BalancerConfig::None | BalancerConfig::EpsRescale => Box::new(fixed::Fixed::new(ctx)),
         BalancerConfig::Ntk(c) => Box::new(ntk::NtkTrace::new(c, ctx)),
         BalancerConfig::GradStats(c) => Box::new(grad_stats::GradStats::new(c, ctx)),
+        BalancerConfig::Softadapt(c) => Box::new(softadapt::SoftAdapt::new(c, ctx)),
+        BalancerConfig::Relobralo(c) => Box::new(relobralo::ReLoBRaLo::new(c, ctx)),
     }
 }
 
