@@ -15,6 +15,8 @@
 //! | `grad_stats` | max abs grad L_res / mean abs grad (lambda_i L_i), EMA | every 10 steps |
 //! | `softadapt` | n softmax(beta L_i(t) / L_i(t-K)) | every step |
 //! | `relobralo` | EMA of softmax ratios with random lookback | every step |
+//! | `gradnorm` | gradient-norm matching on one layer | every step |
+//! | `uncertainty` | 0.5 exp(-s_i), s_i learned | every step (Adam) |
 //! | `eps_rescale` | as `none`, PDE residual multiplied by eps | never |
 //!
 //! Timing: at step s the trainer computes the losses, calls [`Balancer::update`], records
@@ -22,12 +24,19 @@
 //! step s's optimiser update, and an update step's record already shows the new weights), then
 //! minimises [`Balancer::total_loss`]. The interval and the EMA are shared code
 //! ([`update::Interval`], [`update::ema`]).
+//!
+//! `loss.weights` enter as follows: `ntk`, `grad_stats` and `gradnorm` start from them (they are
+//! the weights until the first update); `softadapt`, `relobralo` and `uncertainty` multiply the
+//! loss terms by them as constants before balancing (as Modulus's aggregators do); `none` and
+//! `eps_rescale` use them as they are.
 
 pub mod fixed;
 pub mod grad_stats;
+pub mod gradnorm;
 pub mod ntk;
 pub mod relobralo;
 pub mod softadapt;
+pub mod uncertainty;
 pub mod update;
 
 use serde::{Deserialize, Serialize};
@@ -37,9 +46,11 @@ use crate::config::job::Invalid;
 use crate::problem::{TensorOpts, TermSpec};
 
 pub use grad_stats::GradStatsConfig;
+pub use gradnorm::GradNormConfig;
 pub use ntk::NtkTraceConfig;
 pub use relobralo::ReLoBRaLoConfig;
 pub use softadapt::SoftAdaptConfig;
+pub use uncertainty::UncertaintyConfig;
 
 /// The `balancer:` section. `balancer: ntk` is shorthand for `balancer: {kind: ntk}` (every
 /// parameter at its default).
@@ -57,6 +68,10 @@ pub enum BalancerConfig {
     Softadapt(SoftAdaptConfig),
     /// Relative loss balancing with random lookback (Bischof & Kraus 2021).
     Relobralo(ReLoBRaLoConfig),
+    /// GradNorm (Chen et al. 2018) on one layer's weight matrix.
+    Gradnorm(GradNormConfig),
+    /// Homoscedastic task uncertainty (Kendall, Gal & Cipolla 2018).
+    Uncertainty(UncertaintyConfig),
     /// Fixed weights as `none`, with the PDE residual multiplied by eps (paper 003, section 4.4).
     /// The same as `balancer: none` with `loss.eps_rescale: true`, but recorded as its own
     /// balancer so that a `balancer` axis can compare it; to combine eps rescaling with an
@@ -73,6 +88,8 @@ impl BalancerConfig {
             BalancerConfig::GradStats(_) => "grad_stats",
             BalancerConfig::Softadapt(_) => "softadapt",
             BalancerConfig::Relobralo(_) => "relobralo",
+            BalancerConfig::Gradnorm(_) => "gradnorm",
+            BalancerConfig::Uncertainty(_) => "uncertainty",
             BalancerConfig::EpsRescale => "eps_rescale",
         }
     }
@@ -86,6 +103,8 @@ impl BalancerConfig {
             BalancerConfig::GradStats(c) => c.validate(terms),
             BalancerConfig::Softadapt(c) => c.validate(),
             BalancerConfig::Relobralo(c) => c.validate(),
+            BalancerConfig::Gradnorm(c) => c.validate(layers),
+            BalancerConfig::Uncertainty(c) => c.validate(),
         }
     }
 
@@ -116,6 +135,8 @@ pub(crate) fn refine_error(tree: &serde_yaml_ng::Value, path: &[String]) -> Opti
         "grad_stats" => refine::<GradStatsConfig>("balancer", section),
         "softadapt" => refine::<SoftAdaptConfig>("balancer", section),
         "relobralo" => refine::<ReLoBRaLoConfig>("balancer", section),
+        "gradnorm" => refine::<GradNormConfig>("balancer", section),
+        "uncertainty" => refine::<UncertaintyConfig>("balancer", section),
         _ => None,
     }
 }
@@ -240,6 +261,8 @@ pub fn build(configs: &[&BalancerConfig], ctx: &BuildContext<'_>) -> Box<dyn Bal
         BalancerConfig::GradStats(c) => Box::new(grad_stats::GradStats::new(c, ctx)),
         BalancerConfig::Softadapt(c) => Box::new(softadapt::SoftAdapt::new(c, ctx)),
         BalancerConfig::Relobralo(c) => Box::new(relobralo::ReLoBRaLo::new(c, ctx)),
+        BalancerConfig::Gradnorm(c) => Box::new(gradnorm::GradNorm::new(c, ctx)),
+        BalancerConfig::Uncertainty(c) => Box::new(uncertainty::Uncertainty::new(c, ctx)),
     }
 }
 
