@@ -113,10 +113,10 @@ pub fn train_batch(specs: &[&JobSpec], ctx: &mut BatchContext<'_>) -> Result<Bat
     // eps rescaling of the PDE residual, per member (1 where a member does not rescale).
     let mut scale: BTreeMap<String, Tensor> = BTreeMap::new();
     let mut scale_ntk: BTreeMap<String, Tensor> = BTreeMap::new();
-    if specs.iter().any(|s| s.config.loss.eps_rescale) {
+    if specs.iter().any(|s| s.config.eps_rescale()) {
         let col: Vec<f64> = specs
             .iter()
-            .map(|s| if s.config.loss.eps_rescale { s.config.problem.eps().unwrap_or(1.0) } else { 1.0 })
+            .map(|s| if s.config.eps_rescale() { s.config.problem.eps().unwrap_or(1.0) } else { 1.0 })
             .collect();
         for t in terms.iter().filter(|t| t.pde) {
             scale.insert(t.name.to_string(), opts.column(&col));
@@ -124,13 +124,15 @@ pub fn train_batch(specs: &[&JobSpec], ctx: &mut BatchContext<'_>) -> Result<Bat
         }
     }
 
-    // NTK points, drawn from their own stream (separate from the training batch).
+    // NTK points, drawn from their own stream (separate from the training batch); also
+    // needed, without recording, by a balancer that reads the NTK.
     let total = c0.training.total_steps();
     let ntk_on = c0.ntk.enabled;
+    let ntk_used = ntk_on || c0.balancer.uses_ntk();
     let problem_ntk: Option<Box<dyn Problem>> =
-        (ntk_on && ntk_opts.kind != opts.kind).then(|| ProblemConfig::build(&pcfgs, ntk_opts));
+        (ntk_used && ntk_opts.kind != opts.kind).then(|| ProblemConfig::build(&pcfgs, ntk_opts));
     let norm_ntk = (ntk_opts.kind != opts.kind).then(|| norm.to_kind(ntk_opts.kind));
-    let ntk_points: Vec<TermPoints> = if ntk_on {
+    let ntk_points: Vec<TermPoints> = if ntk_used {
         terms
             .iter()
             .enumerate()
@@ -147,7 +149,8 @@ pub fn train_batch(specs: &[&JobSpec], ctx: &mut BatchContext<'_>) -> Result<Bat
 
     let fixed: Vec<Vec<f64>> = specs.iter().map(|s| term_names.iter().map(|t| s.config.weight(t)).collect()).collect();
     let bcfgs: Vec<_> = specs.iter().map(|s| &s.config.balancer).collect();
-    let mut balancer = balancer::build(&bcfgs, &term_names, &fixed, opts);
+    let seeds: Vec<u64> = specs.iter().map(|s| s.config.seed).collect();
+    let mut balancer = balancer::build(&bcfgs, &balancer::BuildContext { terms, fixed: &fixed, seeds: &seeds, opts });
     let mut opt_params: Vec<Tensor> = params.iter().map(|p| p.shallow_clone()).collect();
     opt_params.extend(balancer.extra_params());
     let tc = &c0.training;
@@ -183,14 +186,21 @@ pub fn train_batch(specs: &[&JobSpec], ctx: &mut BatchContext<'_>) -> Result<Bat
         if ctx.stop.load(Ordering::Relaxed) {
             return Ok(BatchOutcome::Interrupted);
         }
-        if is_snapshot(step) {
-            let snap = match (&problem_ntk, &norm_ntk) {
+        // One snapshot serves both the record and the balancer when both want this step.
+        let record_ntk = is_snapshot(step);
+        let snap = if record_ntk || balancer.needs_ntk(step) {
+            let spectra = record_ntk && c0.ntk.spectra;
+            Some(match (&problem_ntk, &norm_ntk) {
                 (Some(p), Some(nm)) => {
                     let mk = mlp.to_kind_detached(ntk_opts.kind);
-                    ntk::snapshot(&ntk::factors(&mk, nm, p.as_ref(), &ntk_points, &scale_ntk, c0.ntk.chunk)?, c0.ntk.spectra)?
+                    ntk::snapshot(&ntk::factors(&mk, nm, p.as_ref(), &ntk_points, &scale_ntk, c0.ntk.chunk)?, spectra)?
                 }
-                _ => ntk::snapshot(&ntk::factors(&mlp, &norm, problem.as_ref(), &ntk_points, &scale, c0.ntk.chunk)?, c0.ntk.spectra)?,
-            };
+                _ => ntk::snapshot(&ntk::factors(&mlp, &norm, problem.as_ref(), &ntk_points, &scale, c0.ntk.chunk)?, spectra)?,
+            })
+        } else {
+            None
+        };
+        if let Some(snap) = snap.as_ref().filter(|_| record_ntk) {
             let full = to_vec(&snap.full_frobenius);
             let stats: Vec<(Vec<f64>, Vec<f64>, Option<Tensor>)> =
                 snap.terms.iter().map(|t| (to_vec(&t.frobenius), to_vec(&t.trace), t.eigenvalues.as_ref().map(|v| v.to_device(Device::Cpu)))).collect();
@@ -225,6 +235,8 @@ pub fn train_batch(specs: &[&JobSpec], ctx: &mut BatchContext<'_>) -> Result<Bat
             offset += n;
         }
         let lr_now: Vec<f64> = specs.iter().map(|s| s.config.training.lr_at(step)).collect();
+        // Update before logging: the weight recorded at a step is the one used at that step.
+        balancer.update(&BalanceInputs { step, losses: &losses, params: &params, ntk: snap.as_ref() })?;
         if step % tc.log_every == 0 || step == total {
             let host_losses: Vec<Vec<f64>> = losses.iter().map(|(_, l)| to_vec(l)).collect();
             let host_weights: Vec<Vec<f64>> = term_names.iter().map(|t| to_vec(balancer.weights().get(t))).collect();
@@ -253,7 +265,6 @@ pub fn train_batch(specs: &[&JobSpec], ctx: &mut BatchContext<'_>) -> Result<Bat
         if step == total || diverged.iter().all(Option::is_some) {
             break;
         }
-        balancer.update(&BalanceInputs { step, losses: &losses, params: &params })?;
         let loss = balancer.total_loss(&losses).f_sum(opts.kind)?;
         let grads = Tensor::f_run_backward(&[loss], &opt_params, false, false)?;
         let lr = if lr_uniform { Tensor::full([e as i64], lr_now[0], (opts.kind, opts.device)) } else { opts.column(&lr_now).view([-1]) };
