@@ -87,11 +87,11 @@ SlurmctldPidFile=$STATE/slurmctld.pid
 SlurmdPidFile=$STATE/slurmd.pid
 ReturnToService=2
 SlurmdParameters=config_overrides
-# Direct launch of Open MPI programs needs `srun --mpi=pmix`; plain srun has no PMI.
+# Direct launch of Open MPI programs needs srun --mpi=pmix; plain srun has no PMI.
 MpiDefault=none
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
-# No accounting (sacct): keep finished jobs in `scontrol show job` for an hour instead.
+# No accounting (sacct): keep finished jobs in scontrol show job for an hour instead.
 MinJobAge=3600
 # Time between SIGTERM and SIGKILL when a job is cancelled or reaches its time limit.
 KillWait=30
@@ -139,7 +139,7 @@ start() {
        sinfo -h -o %T 2>/dev/null | grep -qE '^(idle|mixed|allocated)'; then up=1; break; fi
     sleep 0.5
   done
-  [ -n "$up" ] || { log "cluster did not come up; logs in $STATE/log"; tail -5 "$STATE/log/slurmctld.log" "$STATE/log/slurmd.log" >&2 || true; return 1; }
+  [ -n "$up" ] || { log "cluster did not come up; logs in $STATE/log"; tail -n 5 "$STATE/log/slurmctld.log" "$STATE/log/slurmd.log" >&2 || true; return 1; }
   status
 }
 
