@@ -156,7 +156,7 @@ pub fn boundary_mask(x: &Array2<f64>) -> Vec<bool> {
     mask
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct Family {
     problem: String,
     width: i64,

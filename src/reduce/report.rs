@@ -265,6 +265,6 @@ mod tests {
         let len = lines[0].chars().count();
         assert!(lines.iter().all(|l| l.chars().count() == len), "{t}");
         assert!(t.contains("x\\|y"));
-        assert!(lines[1].ends_with(":|"));
+        assert!(lines[1].ends_with(": |"), "{t}");
     }
 }

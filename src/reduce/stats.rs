@@ -101,7 +101,7 @@ impl PowerLawFit {
 ///
 /// Needs at least 3 points (one residual degree of freedom) and at least 2 distinct x;
 /// otherwise every field but `n` is NaN. Callers must pass only positive, finite values.
-/// `r_squared` is NaN when all `ln y` are equal (SST = 0).
+/// `r_squared` is NaN when all `ln y` are equal (SST = 0, up to rounding).
 ///
 /// # Reference
 /// Simple linear regression (e.g. Montgomery & Runger, *Applied Statistics and Probability
@@ -134,7 +134,10 @@ pub fn fit_power_law(x: &[f64], y: &[f64]) -> PowerLawFit {
         .sum();
     let se = (sse / (n as f64 - 2.0) / sxx).sqrt();
     let half = t_quantile(n as f64 - 2.0) * se;
-    let r_squared = if syy > 0.0 { 1.0 - sse / syy } else { f64::NAN };
+    // Equal ln y leave rounding-level Syy; treat that as zero rather than report a noise R^2.
+    let y_scale = ly.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let syy_floor = n as f64 * (4.0 * f64::EPSILON * y_scale).powi(2);
+    let r_squared = if syy > syy_floor { 1.0 - sse / syy } else { f64::NAN };
     PowerLawFit { exponent: slope, ci_low: slope - half, ci_high: slope + half, r_squared, n }
 }
 

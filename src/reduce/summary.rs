@@ -118,7 +118,7 @@ fn write_inner(path: &Path, r: &Reduction) -> Result<(), Ctx> {
     for t in &r.trials {
         (|| -> hdf5::Result<()> {
             let g = trials.create_group(&t.key)?;
-            g.new_dataset_builder().with_data(&t.x).create("x")?;
+            ds_2d(&g, "x", &t.x)?;
             ds_f64(&g, "mean_error", &t.mean_error)?;
             ds_f64(&g, "error_variance", &t.error_variance)?;
             ds_str(&g, "job_ids", t.job_ids.iter().map(String::as_str))?;
@@ -165,6 +165,14 @@ fn attr_i64(loc: &Location, name: &str, value: i64) -> hdf5::Result<()> {
 
 fn ds_f64(g: &Group, name: &str, values: &[f64]) -> hdf5::Result<()> {
     g.new_dataset_builder().with_data(values).create(name).map(|_| ())
+}
+
+/// A [rows, cols] f64 dataset. (hdf5-metno links its own ndarray version, so arrays cross as
+/// flat slices plus a shape.)
+pub(crate) fn ds_2d(g: &Group, name: &str, a: &ndarray::Array2<f64>) -> hdf5::Result<()> {
+    let flat = a.as_standard_layout();
+    let slice = flat.as_slice().ok_or("array not contiguous")?;
+    g.new_dataset::<f64>().shape([a.nrows(), a.ncols()]).create(name)?.write_raw(slice)
 }
 
 fn ds_str<'a>(g: &Group, name: &str, values: impl Iterator<Item = &'a str>) -> hdf5::Result<()> {

@@ -12,6 +12,7 @@ use hdf5::types::{FixedAscii, VarLenUnicode};
 use hdf5::Location;
 use ndarray::Array2;
 
+use super::summary::ds_2d;
 use super::{reduce, ReduceError, ReduceOptions, Reduction};
 
 /// The evaluation part of a synthetic job.
@@ -127,13 +128,13 @@ fn write_inner(path: &Path, job: &SyntheticJob) -> hdf5::Result<()> {
                 // Bulk a real file carries and the reducer must not need: trace, spectrum.
                 g.new_dataset_builder().with_data(values.as_slice()).create("trace")?;
                 let eig = Array2::<f64>::from_elem((values.len(), 8), 1.0);
-                g.new_dataset_builder().with_data(&eig).create("eigenvalues")?;
+                ds_2d(&g, "eigenvalues", &eig)?;
             }
         }
     }
     if let Some(eval) = &job.eval {
         let g = file.create_group("eval")?;
-        g.new_dataset_builder().with_data(&eval.x).create("x")?;
+        ds_2d(&g, "x", &eval.x)?;
         g.new_dataset_builder().with_data(eval.error.as_slice()).create("error")?;
         let zeros = vec![0.0; eval.error.len()];
         g.new_dataset_builder().with_data(zeros.as_slice()).create("u_exact")?;
