@@ -158,10 +158,12 @@ fn read_done(file: &hdf5::File, path: &Path) -> Result<DoneJob, String> {
     let mut frobenius = Vec::with_capacity(names.len());
     for name in names {
         let rel = format!("{name}/frobenius");
-        if name != "full" && !ntk.link_exists(&rel) {
-            continue; // not a term group (no frobenius dataset): nothing for the reducer
-        }
-        let values: Vec<f64> = read_vec(&ntk, &rel, &format!("ntk/{rel}"))?;
+        let values: Vec<f64> = match read_vec(&ntk, &rel, &format!("ntk/{rel}")) {
+            Ok(v) => v,
+            // Not a term group (no frobenius dataset under it): nothing for the reducer.
+            Err(_) if name != "full" && !ntk.link_exists(&rel) => continue,
+            Err(e) => return Err(e),
+        };
         if values.len() != steps.len() {
             return Err(format!(
                 "ntk/{rel} has {} entries but ntk/step has {}",
@@ -246,6 +248,11 @@ pub(crate) fn read_i64_attr(loc: &Location, name: &str) -> Result<i64, String> {
 /// removed; invalid UTF-8 is replaced, not rejected.
 pub(crate) fn read_str_attr(loc: &Location, name: &str) -> Result<String, String> {
     let attr = open_attr(loc, name)?;
+    // Fast path: the type ntksweep itself writes. Other types fail here (HDF5 has no
+    // conversion between fixed- and variable-length strings) and are read by their type below.
+    if let Ok(v) = attr.read_raw::<VarLenUnicode>() {
+        return Ok(first(v, name)?.as_str().trim_end_matches(['\0', ' ']).to_owned());
+    }
     let err = |e: hdf5::Error| format!("attribute '{name}': {e}");
     let descriptor = attr.dtype().and_then(|t| t.to_descriptor()).map_err(err)?;
     let text = match descriptor {

@@ -408,3 +408,18 @@ fn bench_reduce_10k() {
     println!("{bench}");
     assert_eq!(bench.reduction.counts.done + bench.reduction.counts.failed, 10_000);
 }
+
+/// Times `reduce` alone over an existing directory (for profiling):
+/// `NTKSWEEP_BENCH_DIR=DIR cargo test --release --lib reduce::tests::bench_reduce_existing -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn bench_reduce_existing() {
+    let Some(dir) = std::env::var_os("NTKSWEEP_BENCH_DIR") else { return };
+    let started = std::time::Instant::now();
+    let r = reduce(Path::new(&dir), &ReduceOptions::default()).unwrap();
+    println!(
+        "reduce {} files: {:.3} s",
+        r.counts.done + r.counts.failed + r.counts.diverged + r.counts.unreadable,
+        started.elapsed().as_secs_f64()
+    );
+}
