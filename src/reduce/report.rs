@@ -45,8 +45,9 @@ pub(crate) fn render(r: &Reduction) -> String {
     out.push_str(
         "Per eps: L2 = root mean square over the evaluation points (approximates the L2 norm \
          over the unit domain) of the seed-mean error and of the pointwise variance (ddof 1); \
-         boundary = points where a coordinate takes its extreme value; rel L2 = mean of the \
-         per-trial relative L2 errors with its 95% Student t interval.\n\n",
+         max boundary error = largest absolute seed-mean error on the boundary (points where a \
+         coordinate takes its extreme value), max boundary variance likewise; rel L2 = mean of \
+         the per-trial relative L2 errors with its 95% Student t interval.\n\n",
     );
     if r.trials.is_empty() {
         out.push_str("(no finished jobs)\n\n");
@@ -117,7 +118,12 @@ fn scaling_table(groups: &[ScalingGroup]) -> String {
                 s.term.clone(),
                 s.step.to_string(),
                 if s.fit.exponent.is_finite() {
-                    format!("{:.3} [{:.3}, {:.3}]", s.fit.exponent, s.fit.ci_low, s.fit.ci_high)
+                    format!(
+                        "{} [{}, {}]",
+                        fixed(s.fit.exponent, 3),
+                        fixed(s.fit.ci_low, 3),
+                        fixed(s.fit.ci_high, 3)
+                    )
                 } else {
                     "n/a".to_owned()
                 },
@@ -169,7 +175,7 @@ fn trial_table(groups: &[TrialGroup]) -> String {
         &[
             "eps",
             "L2 mean error",
-            "max boundary |mean error|",
+            "max boundary error",
             "L2 variance",
             "max boundary variance",
             "rel L2 mean [95% CI]",
@@ -188,9 +194,15 @@ fn sci(v: f64) -> String {
     }
 }
 
+/// `v` with `digits` decimals; "-0.000" is written "0.000".
 fn fixed(v: f64, digits: usize) -> String {
     if v.is_finite() {
-        format!("{v:.digits$}")
+        let s = format!("{v:.digits$}");
+        if s.starts_with('-') && s[1..].chars().all(|c| c == '0' || c == '.') {
+            s[1..].to_owned()
+        } else {
+            s
+        }
     } else {
         "n/a".to_owned()
     }
@@ -266,5 +278,12 @@ mod tests {
         assert!(lines.iter().all(|l| l.chars().count() == len), "{t}");
         assert!(t.contains("x\\|y"));
         assert!(lines[1].ends_with(": |"), "{t}");
+    }
+
+    #[test]
+    fn negative_zero_is_not_printed() {
+        assert_eq!(fixed(-0.0001, 3), "0.000");
+        assert_eq!(fixed(-0.01, 3), "-0.010");
+        assert_eq!(fixed(f64::NAN, 3), "n/a");
     }
 }
