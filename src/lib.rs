@@ -16,6 +16,7 @@ pub mod ntk;
 pub mod output;
 pub mod problem;
 pub mod record;
+pub mod reduce;
 pub mod rng;
 pub mod run;
 pub mod schedule;

@@ -81,6 +81,13 @@ enum Command {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// Reduce a results folder: DIR/summary.h5 and DIR/report.md (also printed).
+    Reduce {
+        dir: PathBuf,
+        /// Do not print the report.
+        #[arg(long, short)]
+        quiet: bool,
+    },
     /// Count done / failed / diverged / pending jobs in a results folder.
     Status {
         dir: PathBuf,
@@ -156,6 +163,29 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { dir, jobs } => status(&dir, jobs),
+        Command::Reduce { dir, quiet } => {
+            let t = std::time::Instant::now();
+            // Expected ids from the plan written by `run`, so missing jobs are reported.
+            let expected = std::fs::read_to_string(dir.join("plan.tsv")).ok().map(|p| {
+                p.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split('\t').nth(1).map(str::to_string)).collect::<Vec<_>>()
+            });
+            let r = ntksweep::reduce::reduce(&dir, &ntksweep::reduce::ReduceOptions { expected_job_ids: expected })?;
+            if !quiet {
+                println!("{}", r.report_markdown());
+            }
+            eprintln!(
+                "reduced {} done job(s) ({} failed, {} diverged, {} unreadable, {} missing) in {:.2}s -> {} and {}",
+                r.counts.done,
+                r.counts.failed,
+                r.counts.diverged,
+                r.counts.unreadable,
+                r.counts.missing.unwrap_or(0),
+                t.elapsed().as_secs_f64(),
+                r.summary_path().display(),
+                r.report_path().display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench { device, no_references, quick, threads, output } => {
             let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
             tch::set_num_threads(threads as i32);
