@@ -137,3 +137,36 @@ fn injected_libtorch_error_fails_one_job_and_retry_failed_reruns_it() {
     assert!(o.status.success(), "{}", text(&o));
     py_check("check_contract.py", &[out.to_str().unwrap(), "--expect-status", "done"]);
 }
+
+/// On a tiny real sweep, summary.h5 equals an independent numpy/scipy computation from the job
+/// files; failed and missing jobs are reported and excluded.
+#[test]
+fn reduce_matches_numpy_and_reports_failed_and_missing_jobs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sweep = write(tmp.path(), "tiny.yaml", &TINY.replace("seed: [0, 1]", "seed: [0, 1, 2]\n  normalization: [none, zscore]"));
+    let out = tmp.path().join("res");
+    let o = ntksweep(&["run", sweep.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = ntksweep(&["reduce", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("NTK scaling") && out.join("report.md").exists());
+    let t = py_check("check_reduce.py", &[out.to_str().unwrap()]);
+    assert!(t.contains("reduce OK"), "{t}");
+    // One failed job (injected) and one missing job: excluded, counted, listed.
+    let files = job_files(&out);
+    std::fs::remove_file(&files[0]).unwrap();
+    let victim = files[1].file_stem().unwrap().to_string_lossy().to_string();
+    std::fs::remove_file(&files[1]).unwrap();
+    let o = std::process::Command::new(bin())
+        .args(["run", sweep.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .env("NTKSWEEP_FAIL_JOB", &victim)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    std::fs::remove_file(&files[0]).unwrap();
+    let o = ntksweep(&["reduce", out.to_str().unwrap()]);
+    let t = text(&o);
+    assert!(t.contains("10 done, 1 failed") && t.contains("1 missing"), "{t}");
+    assert!(t.contains(&victim), "failed job listed: {t}");
+    py_check("check_reduce.py", &[out.to_str().unwrap()]);
+}
