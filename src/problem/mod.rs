@@ -6,9 +6,12 @@
 //! dimension `[E, 1]` that broadcasts against `[E, N]` point tensors.
 
 pub mod darcy1d;
+pub mod helmholtz2d;
+pub mod klein_gordon1d;
 pub mod multiscale;
 pub mod poisson1d;
 pub mod regression1d;
+pub mod wave1d;
 
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
@@ -17,8 +20,11 @@ use crate::config::job::Invalid;
 use crate::model::streams::{StreamLayout, Streams};
 
 pub use darcy1d::{Darcy1d, Darcy1dConfig};
+pub use helmholtz2d::{Helmholtz2d, Helmholtz2dConfig};
+pub use klein_gordon1d::{KleinGordon1d, KleinGordon1dConfig};
 pub use poisson1d::{Poisson1d, Poisson1dConfig};
 pub use regression1d::{Regression1d, Regression1dConfig};
+pub use wave1d::{Wave1d, Wave1dConfig};
 
 /// Where a term's points live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +102,9 @@ pub enum ProblemConfig {
     Darcy1d(Darcy1dConfig),
     Poisson1d(Poisson1dConfig),
     Regression1d(Regression1dConfig),
+    Wave1d(Wave1dConfig),
+    KleinGordon1d(KleinGordon1dConfig),
+    Helmholtz2d(Helmholtz2dConfig),
 }
 
 impl ProblemConfig {
@@ -104,6 +113,9 @@ impl ProblemConfig {
             ProblemConfig::Darcy1d(_) => "darcy1d",
             ProblemConfig::Poisson1d(_) => "poisson1d",
             ProblemConfig::Regression1d(_) => "regression1d",
+            ProblemConfig::Wave1d(_) => "wave1d",
+            ProblemConfig::KleinGordon1d(_) => "klein_gordon1d",
+            ProblemConfig::Helmholtz2d(_) => "helmholtz2d",
         }
     }
 
@@ -112,6 +124,9 @@ impl ProblemConfig {
             ProblemConfig::Darcy1d(_) => darcy1d::TERMS,
             ProblemConfig::Poisson1d(_) => poisson1d::TERMS,
             ProblemConfig::Regression1d(_) => regression1d::TERMS,
+            ProblemConfig::Wave1d(_) => wave1d::TERMS,
+            ProblemConfig::KleinGordon1d(_) => klein_gordon1d::TERMS,
+            ProblemConfig::Helmholtz2d(_) => helmholtz2d::TERMS,
         }
     }
 
@@ -129,12 +144,14 @@ impl ProblemConfig {
             ProblemConfig::Darcy1d(c) => Some(c.eps),
             ProblemConfig::Poisson1d(c) => Some(c.eps),
             ProblemConfig::Regression1d(c) => Some(c.eps),
+            ProblemConfig::Wave1d(_) | ProblemConfig::KleinGordon1d(_) | ProblemConfig::Helmholtz2d(_) => None,
         }
     }
 
     pub fn input_dim(&self) -> usize {
         match self {
             ProblemConfig::Darcy1d(_) | ProblemConfig::Poisson1d(_) | ProblemConfig::Regression1d(_) => 1,
+            ProblemConfig::Wave1d(_) | ProblemConfig::KleinGordon1d(_) | ProblemConfig::Helmholtz2d(_) => 2,
         }
     }
 
@@ -143,6 +160,9 @@ impl ProblemConfig {
             ProblemConfig::Darcy1d(c) => c.validate(),
             ProblemConfig::Poisson1d(c) => c.validate(),
             ProblemConfig::Regression1d(c) => c.validate(),
+            ProblemConfig::Wave1d(c) => c.validate(),
+            ProblemConfig::KleinGordon1d(c) => c.validate(),
+            ProblemConfig::Helmholtz2d(c) => c.validate(),
         }
     }
 
@@ -163,11 +183,14 @@ impl ProblemConfig {
             ProblemConfig::Darcy1d(_) => Box::new(Darcy1d::new(&collect!(Darcy1d), opts)),
             ProblemConfig::Poisson1d(_) => Box::new(Poisson1d::new(&collect!(Poisson1d), opts)),
             ProblemConfig::Regression1d(_) => Box::new(Regression1d::new(&collect!(Regression1d), opts)),
+            ProblemConfig::Wave1d(_) => Box::new(Wave1d::new(&collect!(Wave1d), opts)),
+            ProblemConfig::KleinGordon1d(_) => Box::new(KleinGordon1d::new(&collect!(KleinGordon1d), opts)),
+            ProblemConfig::Helmholtz2d(_) => Box::new(Helmholtz2d::new(&collect!(Helmholtz2d), opts)),
         }
     }
 }
 
-/// First input coordinate of [E, N, d] points as [E, N].
+/// Input coordinate `i` of [E, N, d] points as [E, N].
 pub(crate) fn coord(x: &Tensor, i: i64) -> Tensor {
     x.select(-1, i)
 }
@@ -190,6 +213,119 @@ pub(crate) mod testing {
             data: Tensor::stack(&[sol.u(&x), sol.du(&x), sol.ddu(&x)], 1),
         }
     }
+
+    /// Streams [E, 5, N] in `second_order(2)` order from [u, u_0, u_1, u_00, u_11], each [E, N]
+    /// (index 0 is t for time-dependent problems).
+    pub fn streams_2d(parts: [Tensor; 5]) -> Streams {
+        Streams { layout: StreamLayout::second_order(2), data: Tensor::stack(&parts, 1) }
+    }
+
+    /// `n` uniform random points per member in `region` of a 2-D domain, [E, n, 2], float64.
+    pub fn points_2d(domain: &Domain, region: Region, e: usize, n: usize) -> Tensor {
+        let mut all = Vec::new();
+        for k in 0..e {
+            let mut r = crate::rng::stream(k as u64 + 11, crate::rng::Purpose::Collocation, region as u64);
+            all.extend(crate::collocation::sample(domain, region, n, crate::config::job::Sampling::Uniform, &mut r));
+        }
+        Tensor::from_slice(&all).view([e as i64, n as i64, 2])
+    }
+
+    /// Panics unless max |t| < tol.
+    pub fn assert_small(t: &Tensor, tol: f64, what: &str) {
+        let m = t.abs().max().double_value(&[]);
+        assert!(m < tol, "{what}: max |.| = {m:e}, expected < {tol:e}");
+    }
+
+    /// Checks the first and pure second derivative streams of `s` against central differences
+    /// of `f` (the exact solution, [E, N, 2] -> [E, N]) at `x`. This is what ties the analytic
+    /// derivatives (from which the forcings are derived) to the solution itself.
+    pub fn assert_derivatives_match_differences(f: &dyn Fn(&Tensor) -> Tensor, s: &Streams, x: &Tensor) {
+        for i in 0..2usize {
+            let unit = Tensor::from_slice(&[if i == 0 { 1.0f64 } else { 0.0 }, if i == 1 { 1.0 } else { 0.0 }]);
+            let (h1, h2) = (1e-6, 1e-4);
+            let d1 = (f(&(x + &unit * h1)) - f(&(x - &unit * h1))) / (2.0 * h1);
+            let d2 = (f(&(x + &unit * h2)) - f(x) * 2.0 + f(&(x - &unit * h2))) / (h2 * h2);
+            let rel = |a: &Tensor, b: &Tensor| (a - b).abs().max().double_value(&[]) / b.abs().max().double_value(&[]).max(1e-300);
+            let e1 = rel(&s.d(i), &d1);
+            let e2 = rel(&s.dd(i, i), &d2);
+            assert!(e1 < 1e-6, "d/dx_{i}: relative difference {e1:e} from central differences");
+            assert!(e2 < 1e-5, "d2/dx_{i}^2: relative difference {e2:e} from central differences");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Normalisation seen from a problem: a network that normalises its inputs and its twin
+    //! that absorbs the affine map into the first layer are the same function of the physical
+    //! inputs, so every residual (which reads physical derivatives) must agree.
+    use super::testing::points_2d;
+    use super::*;
+    use crate::config::job::{Init, Normalization};
+    use crate::model::mlp::{layer_sizes, Linear, Mlp};
+    use crate::model::normalize::Normalizer;
+    use crate::rng;
+
+    /// The twin of `mlp` + `norm` that sees physical coordinates: with x_n = (x - shift) scale,
+    /// W x_n + b = (W diag(scale)) x + (b - W diag(scale) shift).
+    fn twin(mlp: &Mlp, norm: &Normalizer) -> Mlp {
+        let mut layers: Vec<Linear> = mlp.layers.iter().map(|l| Linear { w: l.w.detach().copy(), b: l.b.detach().copy() }).collect();
+        let w = &layers[0].w * &norm.scale; // [E, out, d] * [E, 1, d]
+        let b = &layers[0].b - w.matmul(&norm.shift.transpose(1, 2)).squeeze_dim(-1);
+        layers[0] = Linear { w, b };
+        Mlp { layers, sizes: mlp.sizes.clone() }
+    }
+
+    #[test]
+    fn zscore_and_minmax_in_2d_give_the_residuals_of_the_twin_network() {
+        let opts = testing::opts64();
+        let configs = [
+            ProblemConfig::Wave1d(Wave1dConfig::default()),
+            ProblemConfig::KleinGordon1d(KleinGordon1dConfig::default()),
+            ProblemConfig::Helmholtz2d(Helmholtz2dConfig::default()),
+        ];
+        let mut non_identity = 0;
+        for cfg in &configs {
+            let e = 2;
+            let problem = ProblemConfig::build(&vec![cfg; e], opts);
+            let domain = problem.domain();
+            for kind in [Normalization::Zscore, Normalization::Minmax] {
+                let mut members: Vec<_> = (0..e).map(|k| (Init::Normal, rng::stream(k as u64 + 3, rng::Purpose::Init, 0))).collect();
+                let net = Mlp::init(&layer_sizes(2, 16, 3), &mut members, opts);
+                let norm = Normalizer::new(&vec![kind; e], &domain, opts);
+                let plain = Normalizer::new(&vec![Normalization::None; e], &domain, opts);
+                let twin = twin(&net, &norm);
+                let (shift, scale) = Normalizer::coefficients(kind, &domain);
+                // minmax on [-1, 1]^2 is the identity; every other case is a real map.
+                if shift.iter().chain(&scale).zip([0.0, 0.0, 1.0, 1.0]).any(|(a, b)| (a - b).abs() > 0.1) {
+                    non_identity += 1;
+                }
+                for t in problem.terms() {
+                    let x = points_2d(&domain, t.region, e, 64);
+                    let layout = problem.layout();
+                    let a = problem.residual(t.name, &x, &net.forward(&x, &norm, &layout));
+                    let b = problem.residual(t.name, &x, &twin.forward(&x, &plain, &layout));
+                    let rel = (&a - &b).abs().max().double_value(&[]) / b.abs().max().double_value(&[]);
+                    assert!(rel < 1e-11, "{} {kind:?} term {}: residuals differ by {rel:e} (relative)", cfg.kind_name(), t.name);
+                }
+            }
+        }
+        assert_eq!(non_identity, 5, "five of the six cases normalise with a non-trivial map");
+    }
+
+    #[test]
+    fn two_d_problems_parse_with_defaults_and_report_no_eps() {
+        for (yaml, dim) in [("kind: wave1d", 2), ("kind: klein_gordon1d\nk: 2", 2), ("kind: helmholtz2d\na2: 3", 2)] {
+            let c: ProblemConfig = serde_yaml_ng::from_str(yaml).unwrap();
+            assert_eq!(c.input_dim(), dim);
+            assert!(c.eps().is_none());
+            assert!(c.validate().is_empty(), "{yaml}: {:?}", c.validate());
+        }
+        let bad: Result<ProblemConfig, _> = serde_yaml_ng::from_str("kind: wave1d\nspeed: 2");
+        assert!(bad.is_err(), "unknown keys are errors");
+        let c: ProblemConfig = serde_yaml_ng::from_str("kind: wave1d\nc: -1").unwrap();
+        assert_eq!(c.validate()[0].path, "problem.c");
+    }
 }
 
 /// Precise path of a typing error inside `problem:`. serde reports errors of internally
@@ -205,6 +341,9 @@ pub(crate) fn refine_error(tree: &serde_yaml_ng::Value, path: &[String]) -> Opti
         "darcy1d" => crate::config::sweep_refine::<Darcy1dConfig>("problem", section),
         "poisson1d" => crate::config::sweep_refine::<Poisson1dConfig>("problem", section),
         "regression1d" => crate::config::sweep_refine::<Regression1dConfig>("problem", section),
+        "wave1d" => crate::config::sweep_refine::<Wave1dConfig>("problem", section),
+        "klein_gordon1d" => crate::config::sweep_refine::<KleinGordon1dConfig>("problem", section),
+        "helmholtz2d" => crate::config::sweep_refine::<Helmholtz2dConfig>("problem", section),
         _ => None,
     }
 }
