@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::balancer::BalancerConfig;
 use crate::problem::ProblemConfig;
+use crate::train::lbfgs::LbfgsConfig;
 
 /// One job, fully resolved.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -140,6 +141,10 @@ pub struct TrainingConfig {
     pub adam_eps: f64,
     /// Record histories every this many steps (and at the last step).
     pub log_every: u64,
+    /// Optional L-BFGS phase after the Adam steps (absent: none). Left out of the resolved
+    /// configuration when absent, so job ids of sweeps without it do not change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lbfgs: Option<LbfgsConfig>,
 }
 
 impl Default for TrainingConfig {
@@ -155,12 +160,13 @@ impl Default for TrainingConfig {
             beta2: 0.999,
             adam_eps: 1e-8,
             log_every: 10,
+            lbfgs: None,
         }
     }
 }
 
 impl TrainingConfig {
-    /// Total number of Adam steps.
+    /// Total number of Adam steps (the L-BFGS phase, if any, comes after them).
     pub fn total_steps(&self) -> u64 {
         if self.stages.is_empty() {
             self.steps
@@ -206,7 +212,10 @@ pub struct TermSampling {
     pub points: usize,
     #[serde(default)]
     pub sampling: Sampling,
-    /// Draw new uniform points at every step (seeds 000/001 do this).
+    /// Draw new uniform random points at every step, the first included (seeds 000/001 do
+    /// this). Resampling always means uniform: `sampling` is then ignored (and `halton`, whose
+    /// points are deterministic, is rejected). An L-BFGS phase keeps the last Adam step's
+    /// points fixed (it needs a deterministic loss).
     #[serde(default)]
     pub resample: bool,
 }
@@ -253,11 +262,15 @@ impl Default for NtkConfig {
     }
 }
 
+/// Largest `evaluation.points` for 2-D problems (a 500 x 500 grid: 250,000 points, about
+/// 10 MB of evaluation data per job file).
+pub const MAX_EVAL_POINTS_2D: usize = 500;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EvalConfig {
     /// Uniform evaluation points per input dimension (1-D: M points on the interval,
-    /// 2-D: a points x points grid).
+    /// 2-D: a points x points grid, at most [`MAX_EVAL_POINTS_2D`]; 2-D sweeps must set it).
     pub points: usize,
 }
 
@@ -319,6 +332,9 @@ impl JobConfig {
         if !(0.0..1.0).contains(&t.beta2) {
             out.push(Invalid::new("training.beta2", "must be in [0, 1)"));
         }
+        if let Some(l) = &t.lbfgs {
+            out.extend(l.validate());
+        }
         let terms = self.problem.term_names();
         let known = |name: &str| terms.iter().any(|t| *t == name);
         let list = terms.join(", ");
@@ -330,6 +346,11 @@ impl JobConfig {
                 ));
             } else if s.points == 0 {
                 out.push(Invalid::new(format!("collocation.{name}.points"), "must be at least 1"));
+            } else if s.resample && s.sampling == Sampling::Halton {
+                out.push(Invalid::new(
+                    format!("collocation.{name}.sampling"),
+                    "`resample: true` draws new uniform random points every step; use `sampling: uniform` (or drop `resample` to keep fixed Halton points)",
+                ));
             }
         }
         for (name, w) in &self.loss.weights {
@@ -361,6 +382,16 @@ impl JobConfig {
         }
         if self.evaluation.points < 2 {
             out.push(Invalid::new("evaluation.points", "must be at least 2"));
+        } else if self.problem.input_dim() == 2 && self.evaluation.points > MAX_EVAL_POINTS_2D {
+            let m = self.evaluation.points;
+            out.push(Invalid::new(
+                "evaluation.points",
+                format!(
+                    "is the number of points per dimension: for the 2-D problem {} it gives a {m} x {m} grid ({} points); use at most {MAX_EVAL_POINTS_2D} (the shipped 2-D sweeps use 200; the default 1000 is meant for 1-D)",
+                    self.problem.kind_name(),
+                    m * m
+                ),
+            ));
         }
         out.extend(self.balancer.validate(&terms, self.model.depth + 1));
         out

@@ -5,8 +5,14 @@
 //! dimension E, every member has its own points, losses, weights, Adam state and histories,
 //! and each member's record is exactly what it would have been alone. One job is simply a
 //! batch of one.
+//!
+//! Phases: Adam for `training.steps` (or the stages), then optionally L-BFGS for
+//! `training.lbfgs.steps` iterations ([`lbfgs`]), numbered after the Adam steps in every
+//! history. NTK snapshots are taken at step 0, every `ntk.every` steps of either phase, and at
+//! the end of training.
 
 pub mod adam;
+pub mod lbfgs;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +20,7 @@ use std::time::Instant;
 
 use tch::{Device, Kind, TchError, Tensor};
 
-use crate::balancer::{self, BalanceInputs};
+use crate::balancer::{self, BalanceInputs, Weights};
 use crate::collocation;
 use crate::config::job::Sampling;
 use crate::config::JobSpec;
@@ -26,6 +32,7 @@ use crate::problem::{Domain, Problem, ProblemConfig, Region, TensorOpts};
 use crate::record::{EvalRecord, History, JobRecord, NtkRecord, NtkTermRecord, Status};
 use crate::rng::{self, JobRng, Purpose};
 use adam::Adam;
+use lbfgs::Lbfgs;
 
 /// What the caller of [`train_batch`] provides.
 pub struct BatchContext<'a> {
@@ -59,6 +66,8 @@ struct TermState {
     name: &'static str,
     region: Region,
     points: usize,
+    /// Uniform whenever `resample` is set (resampling means uniform random points).
+    sampling: Sampling,
     resample: bool,
     rngs: Vec<JobRng>,
     x: Tensor,
@@ -76,6 +85,124 @@ fn inject_failure(specs: &[&JobSpec]) -> Result<(), TchError> {
     }
 }
 
+/// Unweighted mean-squared loss of every term, [E] each, from one forward pass over the
+/// points of all terms. `points`: (term, [E, N_T, d]); `scale[term]` ([E, 1]) multiplies that
+/// term's residual (eps rescaling).
+fn term_losses(
+    mlp: &Mlp,
+    norm: &Normalizer,
+    problem: &dyn Problem,
+    points: &[(&'static str, Tensor)],
+    scale: &BTreeMap<String, Tensor>,
+    kind: Kind,
+) -> Result<Vec<(String, Tensor)>, TchError> {
+    let x_all = Tensor::f_cat(&points.iter().map(|(_, x)| x.shallow_clone()).collect::<Vec<_>>(), 1)?;
+    let streams = mlp.forward(&x_all, norm, &problem.layout());
+    let mut losses = Vec::with_capacity(points.len());
+    let mut offset = 0;
+    for (name, x) in points {
+        let n = x.size()[1];
+        let mut r = problem.residual(name, x, &streams.narrow_points(offset, n));
+        if let Some(sc) = scale.get(*name) {
+            r = r * sc;
+        }
+        losses.push((name.to_string(), r.square().f_mean_dim(&[-1i64][..], false, kind)?));
+        offset += n;
+    }
+    Ok(losses)
+}
+
+/// Append one history entry for every member not yet diverged; a member with a non-finite
+/// loss is marked diverged instead. `losses`, `weights`: [E] per term; `rel_l2`: [E].
+#[allow(clippy::too_many_arguments)]
+fn record_history(
+    step: u64,
+    term_names: &[&str],
+    losses: &[(String, Tensor)],
+    weights: &Weights,
+    rel_l2: &Tensor,
+    lr: &[f64],
+    history: &mut [History],
+    diverged: &mut [Option<(i64, String)>],
+) {
+    let host_losses: Vec<Vec<f64>> = losses.iter().map(|(_, l)| to_vec(l)).collect();
+    let host_weights: Vec<Vec<f64>> = term_names.iter().map(|t| to_vec(weights.get(t))).collect();
+    let rl2 = to_vec(rel_l2);
+    for k in 0..history.len() {
+        if diverged[k].is_some() {
+            continue;
+        }
+        if let Some(ti) = (0..term_names.len()).find(|&ti| !host_losses[ti][k].is_finite()) {
+            diverged[k] =
+                Some((step as i64, format!("loss of term `{}` became {} at step {step}", term_names[ti], host_losses[ti][k])));
+            continue;
+        }
+        let h = &mut history[k];
+        h.step.push(step as i64);
+        for (ti, t) in term_names.iter().enumerate() {
+            h.loss.entry(t.to_string()).or_default().push(host_losses[ti][k]);
+            h.weight.entry(t.to_string()).or_default().push(host_weights[ti][k]);
+        }
+        h.rel_l2.push(rl2[k]);
+        h.lr.push(lr[k]);
+    }
+}
+
+/// Append a snapshot's statistics to the record of every member not yet diverged.
+fn record_snapshot(step: u64, snap: &ntk::Snapshot, diverged: &[Option<(i64, String)>], ntk_rec: &mut [NtkRecord]) {
+    let full = to_vec(&snap.full_frobenius);
+    let stats: Vec<(Vec<f64>, Vec<f64>, Option<Tensor>)> =
+        snap.terms.iter().map(|t| (to_vec(&t.frobenius), to_vec(&t.trace), t.eigenvalues.as_ref().map(|v| v.to_device(Device::Cpu)))).collect();
+    for (k, r) in ntk_rec.iter_mut().enumerate() {
+        if diverged[k].is_some() {
+            continue;
+        }
+        r.step.push(step as i64);
+        r.full_frobenius.push(full[k]);
+        for (ti, (fr, tr, ev)) in stats.iter().enumerate() {
+            let t = &mut r.terms[ti].1;
+            t.frobenius.push(fr[k]);
+            t.trace.push(tr[k]);
+            if let Some(ev) = ev {
+                t.eigenvalues.push(to_vec(&ev.select(0, k as i64)));
+            }
+        }
+    }
+}
+
+/// The L-BFGS objective of one member: its frozen-weight total loss sum_i lambda_i L_i on its
+/// own fixed points, as a function of its flattened parameters.
+struct MemberObjective {
+    problem: Box<dyn Problem>,
+    norm: Normalizer,
+    points: Vec<(&'static str, Tensor)>,
+    scale: BTreeMap<String, Tensor>,
+    weights: Vec<f64>,
+    sizes: Vec<usize>,
+    kind: Kind,
+}
+
+impl MemberObjective {
+    /// Loss and gradient [P] at the flattened parameters `flat` [P]: one forward and one
+    /// backward pass of the full-batch loss of a one-member network.
+    fn eval(&self, flat: &Tensor) -> Result<(f64, Tensor), TchError> {
+        let leaf = flat.detach().set_requires_grad(true);
+        let net = lbfgs::member_network(&self.sizes, &leaf)?;
+        let losses = term_losses(&net, &self.norm, self.problem.as_ref(), &self.points, &self.scale, self.kind)?;
+        let mut total: Option<Tensor> = None;
+        for ((_, l), w) in losses.iter().zip(&self.weights) {
+            let term = l.f_mul_scalar(*w)?;
+            total = Some(match total {
+                None => term,
+                Some(t) => t.f_add(&term)?,
+            });
+        }
+        let total = total.expect("at least one loss term").f_sum(self.kind)?;
+        let g = Tensor::f_run_backward(&[&total], &[&leaf], false, false)?.remove(0);
+        Ok((total.f_double_value(&[])?, g))
+    }
+}
+
 /// Train a batch. Errors from libtorch are returned (the caller marks the jobs failed).
 pub fn train_batch(specs: &[&JobSpec], ctx: &mut BatchContext<'_>) -> Result<BatchOutcome, TchError> {
     let t0 = Instant::now();
@@ -89,7 +216,6 @@ pub fn train_batch(specs: &[&JobSpec], ctx: &mut BatchContext<'_>) -> Result<Bat
     let d = domain.dim();
     let terms = problem.terms();
     let term_names: Vec<&str> = terms.iter().map(|t| t.name).collect();
-    let layout = problem.layout();
     let norm_kinds: Vec<_> = specs.iter().map(|s| s.config.model.normalization).collect();
     let norm = Normalizer::new(&norm_kinds, &domain, opts);
     let sizes = layer_sizes(d, c0.model.width, c0.model.depth);
@@ -105,8 +231,9 @@ pub fn train_batch(specs: &[&JobSpec], ctx: &mut BatchContext<'_>) -> Result<Bat
         .map(|(ti, t)| {
             let ts = c0.term_points(t.name);
             let mut rngs: Vec<JobRng> = specs.iter().map(|s| rng::stream(s.config.seed, Purpose::Collocation, ti as u64)).collect();
-            let x = draw(&domain, t.region, ts.points, ts.sampling, &mut rngs, opts);
-            TermState { name: t.name, region: t.region, points: ts.points, resample: ts.resample, rngs, x }
+            let sampling = if ts.resample { Sampling::Uniform } else { ts.sampling };
+            let x = draw(&domain, t.region, ts.points, sampling, &mut rngs, opts);
+            TermState { name: t.name, region: t.region, points: ts.points, sampling, resample: ts.resample, rngs, x }
         })
         .collect();
 
@@ -145,7 +272,20 @@ pub fn train_batch(specs: &[&JobSpec], ctx: &mut BatchContext<'_>) -> Result<Bat
     } else {
         Vec::new()
     };
-    let is_snapshot = |step: u64| ntk_on && (step == 0 || step == total || (c0.ntk.every > 0 && step % c0.ntk.every == 0));
+    // L-BFGS iterations after Adam (all members of a batch share the setting: batch key).
+    let lbfgs_cfg = c0.training.lbfgs.as_ref().filter(|l| l.steps > 0);
+    // Snapshots at 0 and every `ntk.every` steps; the one at the end of training is taken
+    // where training ends (after L-BFGS when there is an L-BFGS phase).
+    let is_snapshot = |step: u64| ntk_on && (step == 0 || (c0.ntk.every > 0 && step % c0.ntk.every == 0));
+    let measure = |mlp: &Mlp, spectra: bool| -> Result<ntk::Snapshot, TchError> {
+        match (&problem_ntk, &norm_ntk) {
+            (Some(p), Some(nm)) => {
+                let mk = mlp.to_kind_detached(ntk_opts.kind);
+                ntk::snapshot(&ntk::factors(&mk, nm, p.as_ref(), &ntk_points, &scale_ntk, c0.ntk.chunk)?, spectra)
+            }
+            _ => ntk::snapshot(&ntk::factors(mlp, &norm, problem.as_ref(), &ntk_points, &scale, c0.ntk.chunk)?, spectra),
+        }
+    };
 
     let fixed: Vec<Vec<f64>> = specs.iter().map(|s| term_names.iter().map(|t| s.config.weight(t)).collect()).collect();
     let bcfgs: Vec<_> = specs.iter().map(|s| &s.config.balancer).collect();
@@ -187,80 +327,18 @@ pub fn train_batch(specs: &[&JobSpec], ctx: &mut BatchContext<'_>) -> Result<Bat
             return Ok(BatchOutcome::Interrupted);
         }
         // One snapshot serves both the record and the balancer when both want this step.
-        let record_ntk = is_snapshot(step);
-        let snap = if record_ntk || balancer.needs_ntk(step) {
-            let spectra = record_ntk && c0.ntk.spectra;
-            Some(match (&problem_ntk, &norm_ntk) {
-                (Some(p), Some(nm)) => {
-                    let mk = mlp.to_kind_detached(ntk_opts.kind);
-                    ntk::snapshot(&ntk::factors(&mk, nm, p.as_ref(), &ntk_points, &scale_ntk, c0.ntk.chunk)?, spectra)?
-                }
-                _ => ntk::snapshot(&ntk::factors(&mlp, &norm, problem.as_ref(), &ntk_points, &scale, c0.ntk.chunk)?, spectra)?,
-            })
-        } else {
-            None
-        };
+        let record_ntk = is_snapshot(step) || (ntk_on && step == total && lbfgs_cfg.is_none());
+        let snap = if record_ntk || balancer.needs_ntk(step) { Some(measure(&mlp, record_ntk && c0.ntk.spectra)?) } else { None };
         if let Some(snap) = snap.as_ref().filter(|_| record_ntk) {
-            let full = to_vec(&snap.full_frobenius);
-            let stats: Vec<(Vec<f64>, Vec<f64>, Option<Tensor>)> =
-                snap.terms.iter().map(|t| (to_vec(&t.frobenius), to_vec(&t.trace), t.eigenvalues.as_ref().map(|v| v.to_device(Device::Cpu)))).collect();
-            for k in 0..e {
-                if diverged[k].is_some() {
-                    continue;
-                }
-                let r = &mut ntk_rec[k];
-                r.step.push(step as i64);
-                r.full_frobenius.push(full[k]);
-                for (ti, (fr, tr, ev)) in stats.iter().enumerate() {
-                    let t = &mut r.terms[ti].1;
-                    t.frobenius.push(fr[k]);
-                    t.trace.push(tr[k]);
-                    if let Some(ev) = ev {
-                        t.eigenvalues.push(to_vec(&ev.select(0, k as i64)));
-                    }
-                }
-            }
+            record_snapshot(step, snap, &diverged, &mut ntk_rec);
         }
-        let x_all = Tensor::f_cat(&state.iter().map(|s| s.x.shallow_clone()).collect::<Vec<_>>(), 1)?;
-        let streams = mlp.forward(&x_all, &norm, &layout);
-        let mut losses: Vec<(String, Tensor)> = Vec::with_capacity(state.len());
-        let mut offset = 0;
-        for s in &state {
-            let n = s.x.size()[1];
-            let mut r = problem.residual(s.name, &s.x, &streams.narrow_points(offset, n));
-            if let Some(sc) = scale.get(s.name) {
-                r = r * sc;
-            }
-            losses.push((s.name.to_string(), r.square().f_mean_dim(&[-1i64][..], false, opts.kind)?));
-            offset += n;
-        }
+        let points: Vec<(&'static str, Tensor)> = state.iter().map(|s| (s.name, s.x.shallow_clone())).collect();
+        let losses = term_losses(&mlp, &norm, problem.as_ref(), &points, &scale, opts.kind)?;
         let lr_now: Vec<f64> = specs.iter().map(|s| s.config.training.lr_at(step)).collect();
         // Update before logging: the weight recorded at a step is the one used at that step.
         balancer.update(&BalanceInputs { step, losses: &losses, params: &params, ntk: snap.as_ref() })?;
         if step % tc.log_every == 0 || step == total {
-            let host_losses: Vec<Vec<f64>> = losses.iter().map(|(_, l)| to_vec(l)).collect();
-            let host_weights: Vec<Vec<f64>> = term_names.iter().map(|t| to_vec(balancer.weights().get(t))).collect();
-            let rl2 = to_vec(&rel_l2(&mlp));
-            for k in 0..e {
-                if diverged[k].is_some() {
-                    continue;
-                }
-                if let Some(ti) = (0..term_names.len()).find(|&ti| !host_losses[ti][k].is_finite()) {
-                    diverged[k] = Some((
-                        step as i64,
-                        format!("loss of term `{}` became {} at step {step}", term_names[ti], host_losses[ti][k]),
-                    ));
-                    continue;
-                }
-                let h = &mut history[k];
-                h.step.push(step as i64);
-                for (ti, t) in term_names.iter().enumerate() {
-                    h.loss.entry(t.to_string()).or_default().push(host_losses[ti][k]);
-                    h.weight.entry(t.to_string()).or_default().push(host_weights[ti][k]);
-                }
-                h.rel_l2.push(rl2[k]);
-                h.lr.push(lr_now[k]);
-            }
+            record_history(step, &term_names, &losses, balancer.weights(), &rel_l2(&mlp), &lr_now, &mut history, &mut diverged);
         }
         if step == total || diverged.iter().all(Option::is_some) {
             break;
@@ -270,9 +348,61 @@ pub fn train_batch(specs: &[&JobSpec], ctx: &mut BatchContext<'_>) -> Result<Bat
         let lr = if lr_uniform { Tensor::full([e as i64], lr_now[0], (opts.kind, opts.device)) } else { opts.column(&lr_now).view([-1]) };
         adam.step(&opt_params, &grads, &lr)?;
         for s in state.iter_mut().filter(|s| s.resample) {
-            s.x = draw(&domain, s.region, s.points, Sampling::Uniform, &mut s.rngs, opts);
+            s.x = draw(&domain, s.region, s.points, s.sampling, &mut s.rngs, opts);
         }
         (ctx.on_steps)(e as u64);
+    }
+
+    // L-BFGS phase, member by member (see lbfgs.rs, "Members"), on the points of the last
+    // Adam step with the balancer's weights of that step frozen. Steps continue Adam's
+    // numbering; `train/lr` records the accepted line-search step length.
+    if let Some(lcfg) = lbfgs_cfg.filter(|_| diverged.iter().any(Option::is_none)) {
+        let points: Vec<(&'static str, Tensor)> = state.iter().map(|s| (s.name, s.x.shallow_clone())).collect();
+        let frozen: Vec<Vec<f64>> = term_names.iter().map(|t| to_vec(balancer.weights().get(t))).collect();
+        let mut members: Vec<Option<(Lbfgs, MemberObjective)>> = Vec::with_capacity(e);
+        for k in 0..e {
+            if diverged[k].is_some() {
+                members.push(None);
+                continue;
+            }
+            let ki = k as i64;
+            let objective = MemberObjective {
+                problem: ProblemConfig::build(&pcfgs[k..=k], opts),
+                norm: Normalizer::new(&norm_kinds[k..=k], &domain, opts),
+                points: points.iter().map(|(n, x)| (*n, x.narrow(0, ki, 1))).collect(),
+                scale: scale.iter().map(|(n, s)| (n.clone(), s.narrow(0, ki, 1))).collect(),
+                weights: frozen.iter().map(|w| w[k]).collect(),
+                sizes: sizes.clone(),
+                kind: opts.kind,
+            };
+            let opt = Lbfgs::new(lcfg, &lbfgs::flatten_member(&mlp, ki)?, &mut |x: &Tensor| objective.eval(x))?;
+            members.push(Some((opt, objective)));
+        }
+        let mut step_length = vec![0.0; e];
+        for i in 1..=lcfg.steps {
+            if ctx.stop.load(Ordering::Relaxed) {
+                return Ok(BatchOutcome::Interrupted);
+            }
+            let step = total + i;
+            for (k, m) in members.iter_mut().enumerate() {
+                let Some((opt, objective)) = m else { continue };
+                let it = opt.iterate(&mut |x: &Tensor| objective.eval(x))?;
+                step_length[k] = it.t;
+                lbfgs::write_member(&mlp, k as i64, opt.x())?;
+            }
+            // Stop early once every member has converged (the end of training is then here).
+            let finished = i == lcfg.steps || members.iter().flatten().all(|(opt, _)| opt.converged().is_some());
+            if ntk_on && (is_snapshot(step) || finished) {
+                record_snapshot(step, &measure(&mlp, c0.ntk.spectra)?, &diverged, &mut ntk_rec);
+            }
+            if step % tc.log_every == 0 || finished {
+                let losses = tch::no_grad(|| term_losses(&mlp, &norm, problem.as_ref(), &points, &scale, opts.kind))?;
+                record_history(step, &term_names, &losses, balancer.weights(), &rel_l2(&mlp), &step_length, &mut history, &mut diverged);
+            }
+            if finished {
+                break;
+            }
+        }
     }
 
     // Final evaluation.
