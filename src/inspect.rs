@@ -141,3 +141,27 @@ pub fn status_counts(dir: &Path) -> Result<StatusCounts, output::OutputError> {
     }
     Ok(c)
 }
+
+/// One line per job file: id, status, device, rank, host, wall seconds, message.
+pub fn job_list(dir: &Path) -> String {
+    let mut files: Vec<_> = std::fs::read_dir(output::jobs_dir(dir))
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.retain(|p: &std::path::PathBuf| p.extension().is_some_and(|e| e == "h5") && !p.file_name().unwrap().to_string_lossy().starts_with('.'));
+    files.sort();
+    let mut s = format!("{:<16} {:<8} {:<8} {:>4} {:<12} {:>8}  message\n", "job_id", "status", "device", "rank", "host", "wall_s");
+    for p in files {
+        let row = (|| -> hdf5::Result<String> {
+            let f = hdf5::File::open(&p)?;
+            let a = |n: &str| -> hdf5::Result<String> { Ok(f.attr(n)?.read_scalar::<VarLenUnicode>()?.as_str().to_string()) };
+            let rank: i64 = f.attr("rank")?.read_scalar()?;
+            let wall: f64 = f.attr("wall_seconds")?.read_scalar()?;
+            Ok(format!("{:<16} {:<8} {:<8} {:>4} {:<12} {:>8.2}  {}\n", a("job_id")?, a("status")?, a("device")?, rank, a("host")?, wall, a("message")?))
+        })();
+        match row {
+            Ok(r) => s.push_str(&r),
+            Err(e) => s.push_str(&format!("{}: unreadable ({e})\n", p.display())),
+        }
+    }
+    s
+}

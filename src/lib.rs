@@ -6,15 +6,19 @@
 //! [`output`] (one HDF5 file per job) -> [`reduce`] (summary.h5, report.md).
 
 pub mod balancer;
+pub mod bench;
 pub mod collocation;
 pub mod inspect;
 pub mod config;
+pub mod distribute;
 pub mod model;
 pub mod ntk;
 pub mod output;
 pub mod problem;
 pub mod record;
+pub mod reduce;
 pub mod rng;
 pub mod run;
 pub mod schedule;
 pub mod train;
+pub mod world;

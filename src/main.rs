@@ -14,10 +14,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use ntksweep::config::{Sweep, SweepError};
-use ntksweep::output::RunMeta;
-use ntksweep::record::Status;
-use ntksweep::run::{self, DeviceChoice, Progress, RunOptions};
-use ntksweep::schedule::plan_batches;
+use ntksweep::distribute::{run_distributed, Distributed};
+use ntksweep::run::{self, DeviceChoice};
+use ntksweep::world::World;
 
 #[derive(Parser)]
 #[command(name = "ntksweep", version, about = "Batch sweeps of PINN trainings that measure the Neural Tangent Kernel", long_about = None)]
@@ -64,13 +63,58 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Time the hot paths on this machine against the reference scripts (same run).
+    Bench {
+        /// Device to benchmark (auto: CUDA when available).
+        #[arg(long, value_enum, default_value = "auto")]
+        device: DeviceChoice,
+        /// Skip the PyTorch/JAX reference scripts.
+        #[arg(long)]
+        no_references: bool,
+        /// Smaller sizes and fewer repetitions.
+        #[arg(long)]
+        quick: bool,
+        /// CPU threads for ntksweep and the PyTorch references (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Also write the table (markdown) to this file.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Reduce a results folder: DIR/summary.h5 and DIR/report.md (also printed).
+    Reduce {
+        dir: PathBuf,
+        /// Do not print the report.
+        #[arg(long, short)]
+        quiet: bool,
+    },
     /// Count done / failed / diverged / pending jobs in a results folder.
     Status {
         dir: PathBuf,
+        /// Also list every job file: id, status, device, rank, host, wall time, message.
+        #[arg(long)]
+        jobs: bool,
     },
 }
 
+/// libtorch's OpenMP threads spin while waiting for work by default; on shared or
+/// oversubscribed cores (two ranks on two cores, a busy laptop) that makes small PINN steps
+/// 10-50x slower. libgomp reads OMP_WAIT_POLICY when it is loaded, before `main`, so set it
+/// and re-execute once, unless the user chose a policy.
+fn passive_openmp() {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os("OMP_WAIT_POLICY").is_some() {
+        return;
+    }
+    std::env::set_var("OMP_WAIT_POLICY", "PASSIVE");
+    if let Ok(exe) = std::env::current_exe() {
+        let err = std::process::Command::new(exe).args(std::env::args_os().skip(1)).exec();
+        eprintln!("warning: could not re-execute with OMP_WAIT_POLICY=PASSIVE: {err}");
+    }
+}
+
 fn main() -> ExitCode {
+    passive_openmp();
     let cli = Cli::parse();
     match dispatch(cli) {
         Ok(code) => code,
@@ -118,67 +162,99 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("total cost estimate: {total:.1} GFLOP");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Status { dir } => status(&dir),
-        Command::Run { sweep, out, device, retry_failed, sets, max_batch, threads, quiet } => {
-            // Validate everything before touching the disk or the device.
-            let sweep = Sweep::load(&sweep, &sets)?;
-            let out = out.unwrap_or_else(|| default_out(&sweep));
+        Command::Status { dir, jobs } => status(&dir, jobs),
+        Command::Reduce { dir, quiet } => {
+            let t = std::time::Instant::now();
+            // Expected ids from the plan written by `run`, so missing jobs are reported.
+            let expected = std::fs::read_to_string(dir.join("plan.tsv")).ok().map(|p| {
+                p.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split('\t').nth(1).map(str::to_string)).collect::<Vec<_>>()
+            });
+            let r = ntksweep::reduce::reduce(&dir, &ntksweep::reduce::ReduceOptions { expected_job_ids: expected })?;
+            if !quiet {
+                println!("{}", r.report_markdown());
+            }
+            eprintln!(
+                "reduced {} done job(s) ({} failed, {} diverged, {} unreadable, {} missing) in {:.2}s -> {} and {}",
+                r.counts.done,
+                r.counts.failed,
+                r.counts.diverged,
+                r.counts.unreadable,
+                r.counts.missing.unwrap_or(0),
+                t.elapsed().as_secs_f64(),
+                r.summary_path().display(),
+                r.report_path().display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { device, no_references, quick, threads, output } => {
             let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
             tch::set_num_threads(threads as i32);
             let device = run::choose_device(device, 0)?;
-            let host = gethostname::gethostname().to_string_lossy().to_string();
-            eprintln!("ntksweep {}: host {host}, rank 0/1, device {}, {} threads", env!("CARGO_PKG_VERSION"), run::device_name(device), threads);
-            if device == tch::Device::Cpu && tch::Cuda::is_available() {
-                eprintln!("note: CUDA is available but --device cpu was given");
+            let repo = std::env::current_dir()?;
+            let name = match device {
+                tch::Device::Cuda(_) => "cuda".to_string(),
+                _ => format!("cpu, {threads} threads"),
+            };
+            eprintln!("ntksweep bench on {name} (references from {}/analysis/reference)", repo.display());
+            let rows = ntksweep::bench::run(&repo, &ntksweep::bench::BenchOptions { device, references: !no_references, quick, threads });
+            let header = format!("ntksweep {} bench, device {name}, host {}", env!("CARGO_PKG_VERSION"), gethostname::gethostname().to_string_lossy());
+            let t = ntksweep::bench::table(&rows, &header);
+            println!("{t}");
+            if let Some(p) = output {
+                std::fs::write(&p, &t).with_context(|| format!("writing {}", p.display()))?;
             }
-            run::write_plan(&sweep, &out)?;
-            let stale = ntksweep::output::remove_stale_temporaries(&out);
-            if stale > 0 {
-                eprintln!("removed {stale} temporary file(s) left by an interrupted run");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { sweep, out, device, retry_failed, sets, max_batch, threads, quiet } => {
+            // Validate everything before touching the disk, MPI or the device.
+            let sweep = Sweep::load(&sweep, &sets)?;
+            let out = out.unwrap_or_else(|| default_out(&sweep));
+            let world = World::init()?;
+            let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            let threads = threads.unwrap_or_else(|| (cores / world.local_size.max(1) as usize).max(1));
+            tch::set_num_threads(threads as i32);
+            let device = match run::choose_device(device, world.local_rank as usize) {
+                Ok(d) => d,
+                Err(e) => {
+                    if world.rank == 0 {
+                        eprintln!("error: {e}");
+                    }
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let n_cuda = tch::Cuda::device_count();
+            eprintln!(
+                "ntksweep {}: host {} rank {}/{} local rank {}/{} CUDA_VISIBLE_DEVICES={} device {} threads {}",
+                env!("CARGO_PKG_VERSION"),
+                world.host,
+                world.rank,
+                world.size,
+                world.local_rank,
+                world.local_size,
+                std::env::var("CUDA_VISIBLE_DEVICES").unwrap_or_else(|_| "<unset>".into()),
+                run::device_name(device),
+                threads
+            );
+            if matches!(device, tch::Device::Cuda(_)) && world.local_rank == 0 && world.local_size as i64 > n_cuda {
+                eprintln!("warning: {} ranks on host {} share {} CUDA device(s)", world.local_size, world.host, n_cuda);
             }
-            let states = run::scan(&sweep, &out);
-            let pending = run::pending(&states, retry_failed);
-            let skipped = sweep.jobs.len() - pending.len();
-            eprintln!("sweep `{}`: {} jobs, {} already finished, {} to run -> {}", sweep.name, sweep.jobs.len(), skipped, pending.len(), out.display());
-            let cap = max_batch.unwrap_or_else(|| run::default_max_batch(device));
-            let batches = plan_batches(&sweep.jobs, &pending, cap);
             let stop = Arc::new(AtomicBool::new(false));
             for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGUSR1, signal_hook::consts::SIGINT] {
                 signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing signal handlers")?;
             }
-            let total_steps: u64 = pending.iter().map(|&i| sweep.jobs[i].config.training.total_steps()).sum();
-            let mut progress = Progress::new(total_steps, pending.len(), !quiet);
-            let opts = RunOptions { out: out.clone(), device, retry_failed, max_batch, meta: RunMeta { device: run::device_name(device), rank: 0, host, sweep: sweep.name.clone() } };
-            let report = run::run_local(&sweep, &batches, &opts, &stop, &mut progress)?;
-            progress.close();
-            finish(&sweep, &out, report.interrupted)
+            let d = Distributed { sweep: &sweep, out, device, retry_failed, max_batch, quiet: quiet || world.rank != 0 };
+            let (code, _) = run_distributed(&world, &d, &stop)?;
+            drop(world);
+            Ok(ExitCode::from(code))
         }
     }
 }
 
-/// Print the per-job table and pick the exit code from the state of every job of the sweep.
-fn finish(sweep: &Sweep, out: &std::path::Path, interrupted: bool) -> anyhow::Result<ExitCode> {
-    let states = run::scan(sweep, out);
-    let summary = ntksweep::inspect::job_table(sweep, out);
-    println!("{summary}");
-    let (mut done, mut bad, mut pend) = (0, 0, 0);
-    for s in &states {
-        match s {
-            Some(Status::Done) => done += 1,
-            Some(_) => bad += 1,
-            None => pend += 1,
-        }
-    }
-    println!("{done} done, {bad} failed or diverged, {pend} pending; results in {}", out.display());
-    if interrupted {
-        eprintln!("interrupted: rerun the same command to resume");
-        return Ok(ExitCode::from(3));
-    }
-    Ok(if bad == 0 && pend == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
-}
-
-fn status(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+fn status(dir: &std::path::Path, jobs: bool) -> anyhow::Result<ExitCode> {
     let c = ntksweep::inspect::status_counts(dir)?;
     println!("{c}");
+    if jobs {
+        print!("{}", ntksweep::inspect::job_list(dir));
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,9 +1,10 @@
 //! Job files: one HDF5 file per job, `DIR/jobs/<job_id>.h5`, laid out as the public contract
 //! in README.md ("HDF5 results") says.
 //!
-//! A file is written under a temporary name (`.<job_id>.h5.tmp-<pid>`, hidden, never matched
-//! by readers) and renamed when complete, so a killed run never leaves a half-written file
-//! under a final name. Stale temporary files are removed when a run starts.
+//! A file is written under a temporary name (`.<job_id>.h5.tmp-<host>-<pid>`, hidden, never
+//! matched by readers) and renamed when complete, so a killed run never leaves a half-written
+//! file under a final name. Temporaries of dead writers on this host are removed when a run
+//! starts.
 
 use std::path::{Path, PathBuf};
 
@@ -86,7 +87,7 @@ fn write_contents(file: &hdf5::File, spec: &JobSpec, rec: &JobRecord, meta: &Run
     attr_i64(file, "width", c.model.width as i64)?;
     attr_i64(file, "depth", c.model.depth as i64)?;
     attr_i64(file, "seed", c.seed as i64)?;
-    attr_str(file, "balancer", c.balancer.name())?;
+    attr_str(file, "balancer", &balancer_label(c))?;
     attr_str(file, "normalization", c.model.normalization.name())?;
     attr_str(file, "status", rec.status.name())?;
     attr_str(file, "message", &rec.message)?;
@@ -162,11 +163,26 @@ fn write_contents(file: &hdf5::File, spec: &JobSpec, rec: &JobRecord, meta: &Run
     Ok(())
 }
 
+/// The `balancer` attribute: the scheme's name, with `+eps_rescale` when the residual is also
+/// rescaled by eps (so the reducer keeps rescaled and plain runs of a scheme apart).
+pub fn balancer_label(c: &crate::config::JobConfig) -> String {
+    let name = c.balancer.name();
+    if c.loss.eps_rescale && name != "eps_rescale" {
+        if name == "none" {
+            "eps_rescale".to_string()
+        } else {
+            format!("{name}+eps_rescale")
+        }
+    } else {
+        name.to_string()
+    }
+}
+
 /// Write a job's file atomically; returns its final path.
 pub fn write_job(out: &Path, spec: &JobSpec, rec: &JobRecord, meta: &RunMeta) -> Result<PathBuf, OutputError> {
     let dir = jobs_dir(out);
     std::fs::create_dir_all(&dir).map_err(|source| OutputError::Io { path: dir.display().to_string(), source })?;
-    let tmp = dir.join(format!(".{}.h5.tmp-{}", spec.id, std::process::id()));
+    let tmp = dir.join(format!(".{}.h5.tmp-{}-{}", spec.id, host_tag(), std::process::id()));
     let fin = job_path(out, &spec.id);
     let result = (|| -> hdf5::Result<()> {
         let file = hdf5::File::create(&tmp)?;
@@ -182,13 +198,25 @@ pub fn write_job(out: &Path, spec: &JobSpec, rec: &JobRecord, meta: &RunMeta) ->
     Ok(fin)
 }
 
-/// Remove temporary files left by killed runs.
+/// This host's name, made safe for a file name.
+fn host_tag() -> String {
+    gethostname::gethostname().to_string_lossy().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
+}
+
+/// Remove temporary files left by killed runs on this host: `.<id>.h5.tmp-<host>-<pid>`
+/// whose writer process no longer exists. Temporaries of live processes (another run in the
+/// same folder) and of other hosts are left alone; readers ignore them in any case.
 pub fn remove_stale_temporaries(out: &Path) -> usize {
     let Ok(rd) = std::fs::read_dir(jobs_dir(out)) else { return 0 };
+    let prefix = format!("{}-", host_tag());
     let mut n = 0;
     for entry in rd.flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
-        if name.starts_with('.') && name.contains(".h5.tmp-") && std::fs::remove_file(entry.path()).is_ok() {
+        let Some(rest) = name.strip_prefix('.').and_then(|r| r.split(".h5.tmp-").nth(1)) else { continue };
+        let Some(pid) = rest.strip_prefix(&prefix).and_then(|p| p.parse::<i32>().ok()) else { continue };
+        // kill(pid, 0) fails with ESRCH when no such process exists.
+        let alive = unsafe { libc::kill(pid, 0) } == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH);
+        if !alive && std::fs::remove_file(entry.path()).is_ok() {
             n += 1;
         }
     }

@@ -7,16 +7,15 @@
 //! batch is abandoned without writing anything and no further batch starts.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use tch::Device;
 
 use crate::config::{JobSpec, Sweep};
-use crate::output::{self, RunMeta};
+use crate::output;
 use crate::record::{JobRecord, Status};
-use crate::schedule::Batch;
 use crate::train::{train_batch, BatchContext, BatchOutcome};
 
 /// `--device`.
@@ -201,23 +200,6 @@ impl Progress {
     }
 }
 
-/// Summary of a run on this process.
-#[derive(Debug, Default, Clone)]
-pub struct RunReport {
-    pub trained: Vec<(usize, Status)>,
-    pub interrupted: bool,
-    pub busy_seconds: f64,
-}
-
-/// Everything `run` needs besides the sweep.
-pub struct RunOptions {
-    pub out: PathBuf,
-    pub device: Device,
-    pub retry_failed: bool,
-    pub max_batch: Option<usize>,
-    pub meta: RunMeta,
-}
-
 /// Write the sweep's plan next to the results (expected job ids, for status and reduce).
 pub fn write_plan(sweep: &Sweep, out: &Path) -> Result<(), RunError> {
     std::fs::create_dir_all(output::jobs_dir(out)).map_err(|source| RunError::Io { path: out.display().to_string(), source })?;
@@ -230,33 +212,3 @@ pub fn write_plan(sweep: &Sweep, out: &Path) -> Result<(), RunError> {
     std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, out.join("plan.tsv"))).map_err(|source| RunError::Io { path: out.join("plan.tsv").display().to_string(), source })
 }
 
-/// Run the given batches in order on this process (single-process mode).
-pub fn run_local(sweep: &Sweep, batches: &[Batch], opts: &RunOptions, stop: &AtomicBool, progress: &mut Progress) -> Result<RunReport, RunError> {
-    let mut report = RunReport::default();
-    for b in batches {
-        if stop.load(Ordering::Relaxed) {
-            report.interrupted = true;
-            break;
-        }
-        let t = Instant::now();
-        let specs: Vec<&JobSpec> = b.jobs.iter().map(|&i| &sweep.jobs[i]).collect();
-        let mut steps_done = 0u64;
-        let recs = run_batch(&specs, opts.device, stop, &mut |n| {
-            steps_done += n;
-            progress.steps(n);
-        });
-        report.busy_seconds += t.elapsed().as_secs_f64();
-        let Some(recs) = recs else {
-            report.interrupted = true;
-            break;
-        };
-        let total: u64 = specs.iter().map(|s| s.config.training.total_steps()).sum();
-        let mut left = total.saturating_sub(steps_done);
-        for (spec, rec) in specs.iter().zip(recs) {
-            output::write_job(&opts.out, spec, &rec, &opts.meta)?;
-            report.trained.push((spec.index, rec.status));
-            progress.finished(rec.status, std::mem::take(&mut left));
-        }
-    }
-    Ok(report)
-}

@@ -1,24 +1,17 @@
-//! `none`: fixed weights from `loss.weights` (default 1), never updated.
+//! `none` (and `eps_rescale`): fixed weights from `loss.weights` (default 1), never updated.
+//! `eps_rescale` differs only in the residual, which the trainer multiplies by eps.
 
-use tch::{TchError, Tensor};
+use tch::TchError;
 
-use super::{BalanceInputs, Balancer, Weights};
-use crate::problem::TensorOpts;
+use super::{BalanceInputs, Balancer, BuildContext, Weights};
 
 pub struct Fixed {
     weights: Weights,
 }
 
 impl Fixed {
-    /// `fixed[e][t]`: member e's weight of term t.
-    pub fn new(terms: &[&str], fixed: &[Vec<f64>], opts: TensorOpts) -> Self {
-        let values = (0..terms.len())
-            .map(|t| {
-                let col: Vec<f64> = fixed.iter().map(|m| m[t]).collect();
-                Tensor::from_slice(&col).to_kind(opts.kind).to_device(opts.device)
-            })
-            .collect();
-        Fixed { weights: Weights { terms: terms.iter().map(|s| s.to_string()).collect(), values } }
+    pub fn new(ctx: &BuildContext<'_>) -> Self {
+        Fixed { weights: Weights::from_fixed(ctx.terms, ctx.fixed, ctx.opts) }
     }
 }
 

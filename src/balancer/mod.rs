@@ -3,41 +3,142 @@
 //! One closed enum of configurations ([`BalancerConfig`], the `balancer:` section, tagged by
 //! `kind`) dispatching to one trait ([`Balancer`]); a new scheme is one file here, one variant
 //! and one reference-number test. Weights are keyed by loss-term name and hold one value per
-//! member of the batch.
+//! member of the batch; every piece of state (previous losses, EMA values, random lookback
+//! draws, learned log-variances) is per member, so a job's weights do not depend on which
+//! other jobs share its batch. Members of one batch share the balancer's parameters (the batch
+//! key contains the `balancer:` section).
+//!
+//! | kind | weights | acts |
+//! | --- | --- | --- |
+//! | `none` | `loss.weights` (default 1) | never |
+//! | `ntk` | sum_j tr K_jj / tr K_ii | every `every` (100) steps |
+//! | `grad_stats` | max abs grad L_res / mean abs grad (lambda_i L_i), EMA | every 10 steps |
+//! | `softadapt` | n softmax(beta L_i(t) / L_i(t-K)) | every step |
+//! | `relobralo` | EMA of softmax ratios with random lookback | every step |
+//! | `gradnorm` | gradient-norm matching on one layer | every step |
+//! | `uncertainty` | 0.5 exp(-s_i), s_i learned | every step (Adam) |
+//! | `eps_rescale` | as `none`, PDE residual multiplied by eps | never |
+//!
+//! Timing: at step s the trainer computes the losses, calls [`Balancer::update`], records
+//! [`Balancer::weights`] (so `train/weight/T` at step s is the weight that multiplies L_T in
+//! step s's optimiser update, and an update step's record already shows the new weights), then
+//! minimises [`Balancer::total_loss`]. The interval and the EMA are shared code
+//! ([`update::Interval`], [`update::ema`]).
+//!
+//! `loss.weights` enter as follows: `ntk`, `grad_stats` and `gradnorm` start from them (they are
+//! the weights until the first update); `softadapt`, `relobralo` and `uncertainty` multiply the
+//! loss terms by them as constants before balancing (as Modulus's aggregators do); `none` and
+//! `eps_rescale` use them as they are.
 
 pub mod fixed;
+pub mod grad_stats;
+pub mod gradnorm;
+pub mod ntk;
+pub mod relobralo;
+pub mod softadapt;
+pub mod uncertainty;
+pub mod update;
 
 use serde::{Deserialize, Serialize};
 use tch::{TchError, Tensor};
 
 use crate::config::job::Invalid;
+use crate::problem::{TensorOpts, TermSpec};
 
-/// The `balancer:` section. `balancer: none` is shorthand for `balancer: {kind: none}`.
+pub use grad_stats::GradStatsConfig;
+pub use gradnorm::GradNormConfig;
+pub use ntk::NtkTraceConfig;
+pub use relobralo::ReLoBRaLoConfig;
+pub use softadapt::SoftAdaptConfig;
+pub use uncertainty::UncertaintyConfig;
+
+/// The `balancer:` section. `balancer: ntk` is shorthand for `balancer: {kind: ntk}` (every
+/// parameter at its default).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum BalancerConfig {
     /// Fixed weights from `loss.weights` (default 1 each).
     #[default]
     None,
+    /// NTK trace ratios (Wang, Yu & Perdikaris 2022).
+    Ntk(NtkTraceConfig),
+    /// Learning-rate annealing from gradient statistics (Wang, Teng & Perdikaris 2021).
+    GradStats(GradStatsConfig),
+    /// SoftAdapt (Heydari et al. 2019), in Modulus's form.
+    Softadapt(SoftAdaptConfig),
+    /// Relative loss balancing with random lookback (Bischof & Kraus 2021).
+    Relobralo(ReLoBRaLoConfig),
+    /// GradNorm (Chen et al. 2018) on one layer's weight matrix.
+    Gradnorm(GradNormConfig),
+    /// Homoscedastic task uncertainty (Kendall, Gal & Cipolla 2018).
+    Uncertainty(UncertaintyConfig),
+    /// Fixed weights as `none`, with the PDE residual multiplied by eps (paper 003, section 4.4).
+    /// The same as `balancer: none` with `loss.eps_rescale: true`, but recorded as its own
+    /// balancer so that a `balancer` axis can compare it; to combine eps rescaling with an
+    /// adaptive scheme use `loss.eps_rescale: true` with that scheme.
+    EpsRescale,
 }
 
 impl BalancerConfig {
+    /// The job file's `balancer` attribute.
     pub fn name(&self) -> &'static str {
         match self {
             BalancerConfig::None => "none",
+            BalancerConfig::Ntk(_) => "ntk",
+            BalancerConfig::GradStats(_) => "grad_stats",
+            BalancerConfig::Softadapt(_) => "softadapt",
+            BalancerConfig::Relobralo(_) => "relobralo",
+            BalancerConfig::Gradnorm(_) => "gradnorm",
+            BalancerConfig::Uncertainty(_) => "uncertainty",
+            BalancerConfig::EpsRescale => "eps_rescale",
         }
     }
 
-    pub fn validate(&self, _terms: &[&str]) -> Vec<Invalid> {
+    /// Range checks. `terms`: the problem's loss terms; `layers`: linear layers of the network
+    /// (hidden layers + 1).
+    pub fn validate(&self, terms: &[&str], layers: usize) -> Vec<Invalid> {
         match self {
-            BalancerConfig::None => Vec::new(),
+            BalancerConfig::None | BalancerConfig::EpsRescale => Vec::new(),
+            BalancerConfig::Ntk(c) => c.validate(),
+            BalancerConfig::GradStats(c) => c.validate(terms),
+            BalancerConfig::Softadapt(c) => c.validate(),
+            BalancerConfig::Relobralo(c) => c.validate(),
+            BalancerConfig::Gradnorm(c) => c.validate(layers),
+            BalancerConfig::Uncertainty(c) => c.validate(),
         }
+    }
+
+    /// Whether the scheme reads NTK snapshots (then the job's NTK points are drawn even with
+    /// `ntk.enabled: false`).
+    pub fn uses_ntk(&self) -> bool {
+        matches!(self, BalancerConfig::Ntk(_))
+    }
+
+    /// Whether the scheme itself multiplies the PDE residual by eps.
+    pub fn rescales_eps(&self) -> bool {
+        matches!(self, BalancerConfig::EpsRescale)
     }
 }
 
-/// Precise path of a typing error inside `balancer:` (see `problem::refine_error`).
-pub(crate) fn refine_error(_tree: &serde_yaml_ng::Value, _path: &[String]) -> Option<(Vec<String>, String)> {
-    None
+/// Precise path of a typing error inside `balancer:` (see `problem::refine_error`): serde
+/// reports errors inside an internally tagged enum at the section; re-typing the section as
+/// its variant's struct names the field.
+pub(crate) fn refine_error(tree: &serde_yaml_ng::Value, path: &[String]) -> Option<(Vec<String>, String)> {
+    if path.first().map(String::as_str) != Some("balancer") || path.len() > 1 {
+        return None;
+    }
+    let section = tree.get("balancer")?;
+    let kind = section.get("kind")?.as_str()?;
+    use crate::config::sweep_refine as refine;
+    match kind {
+        "ntk" => refine::<NtkTraceConfig>("balancer", section),
+        "grad_stats" => refine::<GradStatsConfig>("balancer", section),
+        "softadapt" => refine::<SoftAdaptConfig>("balancer", section),
+        "relobralo" => refine::<ReLoBRaLoConfig>("balancer", section),
+        "gradnorm" => refine::<GradNormConfig>("balancer", section),
+        "uncertainty" => refine::<UncertaintyConfig>("balancer", section),
+        _ => None,
+    }
 }
 
 /// Per-term weights of a batch.
@@ -54,15 +155,43 @@ impl Weights {
         let i = self.terms.iter().position(|t| t == term).expect("weight of an unknown term");
         &self.values[i]
     }
+
+    /// The configured weights: term t gets the column `fixed[.][t]`.
+    pub fn from_fixed(terms: &[TermSpec], fixed: &[Vec<f64>], opts: TensorOpts) -> Self {
+        let values = (0..terms.len()).map(|t| member_column(fixed, t, opts)).collect();
+        Weights { terms: terms.iter().map(|s| s.name.to_string()).collect(), values }
+    }
+
+    /// The same value for every term and member.
+    pub fn constant(terms: &[TermSpec], e: usize, value: f64, opts: TensorOpts) -> Self {
+        let values = terms.iter().map(|_| Tensor::full([e as i64], value, (opts.kind, opts.device))).collect();
+        Weights { terms: terms.iter().map(|s| s.name.to_string()).collect(), values }
+    }
 }
 
-/// What a balancer sees when it updates (at the start of a step, before the optimiser).
+/// Column t of a per-member table as an [E] tensor.
+pub(crate) fn member_column(table: &[Vec<f64>], t: usize, opts: TensorOpts) -> Tensor {
+    let col: Vec<f64> = table.iter().map(|m| m[t]).collect();
+    Tensor::from_slice(&col).to_kind(opts.kind).to_device(opts.device)
+}
+
+/// What a balancer sees when it updates (every step, after the losses and before the
+/// weights are recorded and the optimiser steps).
 pub struct BalanceInputs<'a> {
     pub step: u64,
     /// Unweighted mean-squared loss per term, [E] each, with their graphs.
     pub losses: &'a [(String, Tensor)],
-    /// Network parameters (w0, b0, w1, b1, ...).
+    /// Network parameters (w0, b0, w1, b1, ...), weights [E, out, in], biases [E, out].
     pub params: &'a [Tensor],
+    /// The NTK snapshot of this step (the very one recorded when the step is also an NTK
+    /// snapshot step), present exactly when [`Balancer::needs_ntk`] asked for it.
+    pub ntk: Option<&'a crate::ntk::Snapshot>,
+}
+
+impl BalanceInputs<'_> {
+    pub fn loss(&self, term: &str) -> &Tensor {
+        &self.losses.iter().find(|(n, _)| n == term).expect("loss of an unknown term").1
+    }
 }
 
 /// A loss-balancing scheme for a batch of members.
@@ -88,17 +217,278 @@ pub trait Balancer {
     fn extra_params(&self) -> Vec<Tensor> {
         Vec::new()
     }
+    /// Whether [`Balancer::update`] at `step` needs the NTK snapshot of that step.
+    fn needs_ntk(&self, _step: u64) -> bool {
+        false
+    }
 }
 
-/// Build the runtime balancer of a batch. `fixed[e][t]` is member e's configured weight of
-/// term t.
-pub fn build(
-    configs: &[&BalancerConfig],
-    terms: &[&str],
-    fixed: &[Vec<f64>],
-    opts: crate::problem::TensorOpts,
-) -> Box<dyn Balancer> {
+/// The weight matrices of the network (not the biases): w0, w1, ... of (w0, b0, w1, b1, ...).
+pub(crate) fn weight_matrices(params: &[Tensor]) -> Vec<&Tensor> {
+    params.iter().step_by(2).collect()
+}
+
+/// Gradients of a loss with respect to `wrt`: one reverse pass of sum_e L[e] (members do not
+/// interact, so member e's slice is the gradient of member e's loss). The graph is kept for
+/// the optimiser's pass.
+///
+/// # Shapes
+/// `loss`: [E]; returns one tensor shaped like each of `wrt` ([E, ...]).
+pub(crate) fn gradients(loss: &Tensor, wrt: &[&Tensor]) -> Result<Vec<Tensor>, TchError> {
+    let grads = Tensor::f_run_backward(&[loss.f_sum(loss.kind())?], wrt, true, false)?;
+    // A tensor the loss does not reach comes back undefined: its gradient is zero.
+    Ok(grads.into_iter().zip(wrt).map(|(g, w)| if g.defined() { g } else { w.zeros_like() }).collect())
+}
+
+/// What [`build`] needs to know about the batch.
+pub struct BuildContext<'a> {
+    /// The problem's loss terms, in order.
+    pub terms: &'a [TermSpec],
+    /// `fixed[e][t]`: member e's configured weight (`loss.weights`) of term t.
+    pub fixed: &'a [Vec<f64>],
+    /// Every member's job seed (random draws of `relobralo`).
+    pub seeds: &'a [u64],
+    pub opts: TensorOpts,
+}
+
+/// Build the runtime balancer of a batch. Members share the scheme and its parameters
+/// (`configs[0]`); everything that evolves is per member.
+pub fn build(configs: &[&BalancerConfig], ctx: &BuildContext<'_>) -> Box<dyn Balancer> {
+    debug_assert!(configs.iter().all(|c| *c == configs[0]), "a batch mixes balancer configurations");
     match configs[0] {
-        BalancerConfig::None => Box::new(fixed::Fixed::new(terms, fixed, opts)),
+        BalancerConfig::None | BalancerConfig::EpsRescale => Box::new(fixed::Fixed::new(ctx)),
+        BalancerConfig::Ntk(c) => Box::new(ntk::NtkTrace::new(c, ctx)),
+        BalancerConfig::GradStats(c) => Box::new(grad_stats::GradStats::new(c, ctx)),
+        BalancerConfig::Softadapt(c) => Box::new(softadapt::SoftAdapt::new(c, ctx)),
+        BalancerConfig::Relobralo(c) => Box::new(relobralo::ReLoBRaLo::new(c, ctx)),
+        BalancerConfig::Gradnorm(c) => Box::new(gradnorm::GradNorm::new(c, ctx)),
+        BalancerConfig::Uncertainty(c) => Box::new(uncertainty::Uncertainty::new(c, ctx)),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Small fixtures for the reference-number tests of the schemes.
+    use super::*;
+    use crate::problem::Region;
+    use tch::{Device, Kind};
+
+    pub fn opts64() -> TensorOpts {
+        TensorOpts { kind: Kind::Double, device: Device::Cpu }
+    }
+
+    pub const TERMS: &[TermSpec] = &[
+        TermSpec { name: "residual", region: Region::Interior, default_points: 1, pde: true },
+        TermSpec { name: "boundary", region: Region::Boundary, default_points: 1, pde: false },
+        TermSpec { name: "initial", region: Region::Initial, default_points: 1, pde: false },
+    ];
+
+    /// A two-layer "network" of two members whose losses are linear in the weight matrices,
+    /// L_t[e] = sum(C_t0[e] * W0[e]) + sum(C_t1[e] * W1[e]) + b1[e], so grad_{W_l} L_t = C_tl
+    /// whatever the parameters.
+    pub struct Linear {
+        pub params: Vec<Tensor>,
+        pub coef: Vec<[Vec<f64>; 2]>,
+    }
+
+    impl Linear {
+        pub fn new() -> Self {
+            let w0 = Tensor::zeros([2, 2, 1], (tch::Kind::Double, tch::Device::Cpu)).set_requires_grad(true);
+            let b0 = Tensor::zeros([2, 2], (tch::Kind::Double, tch::Device::Cpu)).set_requires_grad(true);
+            let w1 = Tensor::zeros([2, 1, 2], (tch::Kind::Double, tch::Device::Cpu)).set_requires_grad(true);
+            let b1 = Tensor::zeros([2, 1], (tch::Kind::Double, tch::Device::Cpu)).set_requires_grad(true);
+            // coef[t] = [C_t0 as [e0 (2 values), e1 (2 values)], C_t1 likewise].
+            let coef = vec![
+                [vec![1.0, -3.0, 0.5, 0.25], vec![2.0, 0.5, -8.0, 1.0]],   // residual: max 3 / 8
+                [vec![0.1, -0.2, 0.01, 0.03], vec![0.3, 0.0, 0.02, -0.04]], // boundary
+                [vec![1.0, 1.0, 2.0, 2.0], vec![-1.0, 3.0, 0.5, 0.5]],     // initial
+            ];
+            Linear { params: vec![w0, b0, w1, b1], coef }
+        }
+
+        /// Losses at the current parameters (with graphs), [E] each.
+        pub fn losses(&self) -> Vec<(String, Tensor)> {
+            self.coef
+                .iter()
+                .zip(TERMS)
+                .map(|(c, t)| {
+                    let c0 = Tensor::from_slice(&c[0]).view([2, 2, 1]);
+                    let c1 = Tensor::from_slice(&c[1]).view([2, 1, 2]);
+                    let l = (&self.params[0] * c0).sum_dim_intlist(&[1i64, 2][..], false, tch::Kind::Double)
+                        + (&self.params[2] * c1).sum_dim_intlist(&[1i64, 2][..], false, tch::Kind::Double)
+                        + self.params[3].sum_dim_intlist(&[1i64][..], false, tch::Kind::Double)
+                        + 1.0;
+                    (t.name.to_string(), l)
+                })
+                .collect()
+        }
+    }
+
+    /// Losses from a table `values[t][e]` (no graph).
+    pub fn losses(values: &[&[f64]]) -> Vec<(String, Tensor)> {
+        values.iter().zip(TERMS).map(|(v, t)| (t.name.to_string(), Tensor::from_slice(v))).collect()
+    }
+
+    /// `weights()` as a table [t][e].
+    pub fn table(b: &dyn Balancer) -> Vec<Vec<f64>> {
+        b.weights().values.iter().map(update::host).collect()
+    }
+
+    pub fn close(got: &[Vec<f64>], want: &[Vec<f64>], tol: f64) {
+        for (g, w) in got.iter().zip(want) {
+            for (a, b) in g.iter().zip(w) {
+                assert!((a - b).abs() <= tol * b.abs().max(1.0), "got {got:?}\nwant {want:?}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Through the trainer: batching does not change a member's weights, and the `ntk`
+    //! balancer's weights are the trace ratios of the recorded snapshot.
+    use std::sync::atomic::AtomicBool;
+
+    use crate::config::{JobSpec, Sweep};
+    use crate::record::JobRecord;
+    use crate::train::{train_batch, BatchContext, BatchOutcome};
+
+    const BASE: &str = "\
+problem: {kind: darcy1d, eps: 0.25}
+model: {width: 10, depth: 2, dtype: float64}
+training: {steps: 30, log_every: 5, lr: 1.0e-2}
+collocation:
+  residual: {points: 24}
+  boundary: {points: 2}
+ntk: {every: 10, spectra: false}
+evaluation: {points: 50}
+";
+
+    fn train(specs: &[&JobSpec]) -> Vec<JobRecord> {
+        let stop = AtomicBool::new(false);
+        let mut on = |_| {};
+        let mut ctx = BatchContext { device: tch::Device::Cpu, stop: &stop, on_steps: &mut on };
+        match train_batch(specs, &mut ctx).unwrap() {
+            BatchOutcome::Finished(r) => r,
+            BatchOutcome::Interrupted => panic!("interrupted"),
+        }
+    }
+
+    fn sweep(balancer: &str, seeds: &str) -> Sweep {
+        let text = format!("{BASE}balancer: {balancer}\nsweep:\n  seed: {seeds}\n");
+        Sweep::parse(&text, "t.yaml", "t", &[]).unwrap()
+    }
+
+    /// A batch of two members gives each member the weights (and losses) it gets alone.
+    #[test]
+    fn batched_members_get_their_unbatched_weights() {
+        for b in [
+            "{kind: ntk, every: 5}",
+            "{kind: grad_stats, every: 5}",
+            "softadapt",
+            "relobralo",
+            "{kind: gradnorm, lr: 1.0e-3}",
+            "uncertainty",
+            "eps_rescale",
+        ] {
+            let s = sweep(b, "[3, 8]");
+            let both = train(&[&s.jobs[0], &s.jobs[1]]);
+            for k in 0..2 {
+                let alone = train(&[&s.jobs[k]]).remove(0);
+                let (hb, ha) = (&both[k].history, &alone.history);
+                assert_eq!(hb.step, ha.step);
+                for (term, wa) in &ha.weight {
+                    let wb = &hb.weight[term];
+                    for (i, (x, y)) in wb.iter().zip(wa).enumerate() {
+                        assert!((x - y).abs() <= 1e-10 * y.abs().max(1.0), "{b}, member {k}, {term}, log {i}: batched {x} vs alone {y}");
+                    }
+                }
+                if b != "eps_rescale" {
+                    let w = &ha.weight["boundary"];
+                    assert!(w.iter().any(|v| (v - w[0]).abs() > 1e-12), "{b}: boundary weight never changed: {w:?}");
+                }
+            }
+        }
+    }
+
+    /// At every update step of `ntk` (every 10 = ntk.every, log_every 5 divides it), the
+    /// recorded weight of term i is sum_j tr K_jj / tr K_ii from the recorded traces.
+    #[test]
+    fn ntk_weights_are_the_recorded_trace_ratios() {
+        let s = sweep("{kind: ntk, every: 10}", "[1]");
+        let r = train(&[&s.jobs[0]]).remove(0);
+        let ntk = r.ntk.as_ref().unwrap();
+        assert_eq!(ntk.step, vec![0, 10, 20, 30]);
+        for (si, &step) in ntk.step.iter().enumerate() {
+            let li = r.history.step.iter().position(|&s| s == step).unwrap();
+            let total: f64 = ntk.terms.iter().map(|(_, t)| t.trace[si]).sum();
+            for (name, t) in &ntk.terms {
+                let want = total / t.trace[si];
+                let got = r.history.weight[name][li];
+                assert!((got - want).abs() <= 1e-14 * want, "step {step}, {name}: weight {got}, trace ratio {want}");
+            }
+        }
+        // Between updates the weights hold.
+        let w = &r.history.weight["boundary"];
+        assert_eq!(w[0], w[1]);
+        assert_ne!(w[0], w[2]);
+    }
+
+    fn errors(text: &str) -> Vec<crate::config::ConfigError> {
+        match Sweep::parse(text, "t.yaml", "t", &[]) {
+            Err(crate::config::SweepError::Invalid(v)) => v,
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("expected an error"),
+        }
+    }
+
+    fn line(e: &crate::config::ConfigError) -> Option<usize> {
+        match e.origin {
+            crate::config::error::Origin::File { line, .. } => line,
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn balancer_axis_takes_every_kind_and_names_them() {
+        let s = sweep("none", "[0]");
+        assert_eq!(s.jobs[0].config.balancer.name(), "none");
+        let text = format!("{BASE}sweep:\n  balancer: [none, ntk, grad_stats, softadapt, relobralo, gradnorm, uncertainty, eps_rescale]\n");
+        let s = Sweep::parse(&text, "t.yaml", "t", &[]).unwrap();
+        let names: Vec<&str> = s.jobs.iter().map(|j| j.config.balancer.name()).collect();
+        assert_eq!(names, ["none", "ntk", "grad_stats", "softadapt", "relobralo", "gradnorm", "uncertainty", "eps_rescale"]);
+        assert!(s.jobs[7].config.eps_rescale() && !s.jobs[0].config.eps_rescale());
+        // Defaults are filled in (and so part of the job id).
+        assert_eq!(s.jobs[1].config.balancer, super::BalancerConfig::Ntk(super::NtkTraceConfig { every: 100, beta: 0.0 }));
+    }
+
+    #[test]
+    fn typing_errors_inside_balancer_name_the_field_and_line() {
+        let e = errors(&format!("{BASE}balancer:\n  kind: grad_stats\n  evry: 3\n"));
+        assert_eq!(e[0].key, "balancer.evry");
+        assert_eq!(line(&e[0]), Some(11));
+        let e = errors(&format!("{BASE}balancer:\n  kind: relobralo\n  alpha: lots\n"));
+        assert_eq!(e[0].key, "balancer.alpha");
+        assert_eq!(line(&e[0]), Some(11));
+        let e = errors(&format!("{BASE}balancer: {{kind: gradnorm, layer: 5}}\n"));
+        assert_eq!(e[0].key, "balancer.layer");
+        assert!(e[0].message.contains("3 layers"), "{}", e[0].message);
+        let e = errors(&format!("{BASE}sweep:\n  balancer: [none, {{kind: ntk, beta: 1.5}}]\n"));
+        assert_eq!(e[0].key, "balancer.beta");
+        assert_eq!(line(&e[0]), Some(10));
+        let e = errors(&format!("{BASE}balancer: lbfgs\n"));
+        assert!(e[0].message.contains("unknown variant"), "{}", e[0].message);
+    }
+
+    /// With the NTK measurement off, the `ntk` balancer still gets its snapshots.
+    #[test]
+    fn ntk_balancer_works_with_ntk_recording_off() {
+        let s = sweep("{kind: ntk, every: 10}", "[1]");
+        let mut spec = s.jobs[0].clone();
+        spec.config.ntk.enabled = false;
+        let r = train(&[&spec]).remove(0);
+        assert!(r.ntk.is_none());
+        let on = train(&[&s.jobs[0]]).remove(0);
+        assert_eq!(r.history.weight, on.history.weight);
     }
 }

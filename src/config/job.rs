@@ -363,8 +363,9 @@ impl JobConfig {
                 out.push(Invalid::new(format!("loss.weights.{name}"), "must be a finite number >= 0"));
             }
         }
-        if self.loss.eps_rescale && self.problem.eps().is_none() {
-            out.push(Invalid::new("loss.eps_rescale", "this problem has no eps to rescale by"));
+        if self.eps_rescale() && self.problem.eps().is_none() {
+            let path = if self.loss.eps_rescale { "loss.eps_rescale" } else { "balancer" };
+            out.push(Invalid::new(path, "this problem has no eps to rescale by"));
         }
         for (name, n) in &self.ntk.points {
             if !known(name) {
@@ -392,7 +393,7 @@ impl JobConfig {
                 ),
             ));
         }
-        out.extend(self.balancer.validate(&terms));
+        out.extend(self.balancer.validate(&terms, self.model.depth + 1));
         out
     }
 
@@ -403,6 +404,12 @@ impl JobConfig {
             sampling: Sampling::Grid,
             resample: false,
         })
+    }
+
+    /// Whether the PDE residual is multiplied by eps: `loss.eps_rescale: true` (with any
+    /// balancer) or `balancer: eps_rescale`.
+    pub fn eps_rescale(&self) -> bool {
+        self.loss.eps_rescale || self.balancer.rescales_eps()
     }
 
     /// Fixed weight of a term (default 1).

@@ -110,6 +110,14 @@ fn resolve_alias(key: &str) -> Vec<String> {
 }
 
 fn yaml_text(v: &Value) -> String {
+    // A tagged section given by name only (`balancer: ntk`) shows as its name.
+    if let Value::Mapping(m) = v {
+        if m.len() == 1 {
+            if let Some(Value::String(k)) = m.get("kind") {
+                return k.clone();
+            }
+        }
+    }
     match v {
         Value::String(s) => s.clone(),
         Value::Number(n) => n.to_string(),

@@ -73,6 +73,18 @@ struct TermState {
     x: Tensor,
 }
 
+/// Fault injection for tests and for checking a deployment's failure handling: when the
+/// environment variable `NTKSWEEP_FAIL_JOB` holds a prefix of a job id in this batch, issue a
+/// libtorch call with incompatible shapes, so the real libtorch error path is taken.
+fn inject_failure(specs: &[&JobSpec]) -> Result<(), TchError> {
+    match std::env::var("NTKSWEEP_FAIL_JOB") {
+        Ok(prefix) if !prefix.is_empty() && specs.iter().any(|s| s.id.starts_with(&prefix)) => {
+            Tensor::zeros([2, 3], (Kind::Float, Device::Cpu)).f_mm(&Tensor::zeros([2, 3], (Kind::Float, Device::Cpu))).map(|_| ())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Unweighted mean-squared loss of every term, [E] each, from one forward pass over the
 /// points of all terms. `points`: (term, [E, N_T, d]); `scale[term]` ([E, 1]) multiplies that
 /// term's residual (eps rescaling).
@@ -228,10 +240,10 @@ pub fn train_batch(specs: &[&JobSpec], ctx: &mut BatchContext<'_>) -> Result<Bat
     // eps rescaling of the PDE residual, per member (1 where a member does not rescale).
     let mut scale: BTreeMap<String, Tensor> = BTreeMap::new();
     let mut scale_ntk: BTreeMap<String, Tensor> = BTreeMap::new();
-    if specs.iter().any(|s| s.config.loss.eps_rescale) {
+    if specs.iter().any(|s| s.config.eps_rescale()) {
         let col: Vec<f64> = specs
             .iter()
-            .map(|s| if s.config.loss.eps_rescale { s.config.problem.eps().unwrap_or(1.0) } else { 1.0 })
+            .map(|s| if s.config.eps_rescale() { s.config.problem.eps().unwrap_or(1.0) } else { 1.0 })
             .collect();
         for t in terms.iter().filter(|t| t.pde) {
             scale.insert(t.name.to_string(), opts.column(&col));
@@ -239,13 +251,15 @@ pub fn train_batch(specs: &[&JobSpec], ctx: &mut BatchContext<'_>) -> Result<Bat
         }
     }
 
-    // NTK points, drawn from their own stream (separate from the training batch).
+    // NTK points, drawn from their own stream (separate from the training batch); also
+    // needed, without recording, by a balancer that reads the NTK.
     let total = c0.training.total_steps();
     let ntk_on = c0.ntk.enabled;
+    let ntk_used = ntk_on || c0.balancer.uses_ntk();
     let problem_ntk: Option<Box<dyn Problem>> =
-        (ntk_on && ntk_opts.kind != opts.kind).then(|| ProblemConfig::build(&pcfgs, ntk_opts));
+        (ntk_used && ntk_opts.kind != opts.kind).then(|| ProblemConfig::build(&pcfgs, ntk_opts));
     let norm_ntk = (ntk_opts.kind != opts.kind).then(|| norm.to_kind(ntk_opts.kind));
-    let ntk_points: Vec<TermPoints> = if ntk_on {
+    let ntk_points: Vec<TermPoints> = if ntk_used {
         terms
             .iter()
             .enumerate()
@@ -263,19 +277,20 @@ pub fn train_batch(specs: &[&JobSpec], ctx: &mut BatchContext<'_>) -> Result<Bat
     // Snapshots at 0 and every `ntk.every` steps; the one at the end of training is taken
     // where training ends (after L-BFGS when there is an L-BFGS phase).
     let is_snapshot = |step: u64| ntk_on && (step == 0 || (c0.ntk.every > 0 && step % c0.ntk.every == 0));
-    let measure = |mlp: &Mlp| -> Result<ntk::Snapshot, TchError> {
+    let measure = |mlp: &Mlp, spectra: bool| -> Result<ntk::Snapshot, TchError> {
         match (&problem_ntk, &norm_ntk) {
             (Some(p), Some(nm)) => {
                 let mk = mlp.to_kind_detached(ntk_opts.kind);
-                ntk::snapshot(&ntk::factors(&mk, nm, p.as_ref(), &ntk_points, &scale_ntk, c0.ntk.chunk)?, c0.ntk.spectra)
+                ntk::snapshot(&ntk::factors(&mk, nm, p.as_ref(), &ntk_points, &scale_ntk, c0.ntk.chunk)?, spectra)
             }
-            _ => ntk::snapshot(&ntk::factors(mlp, &norm, problem.as_ref(), &ntk_points, &scale, c0.ntk.chunk)?, c0.ntk.spectra),
+            _ => ntk::snapshot(&ntk::factors(mlp, &norm, problem.as_ref(), &ntk_points, &scale, c0.ntk.chunk)?, spectra),
         }
     };
 
     let fixed: Vec<Vec<f64>> = specs.iter().map(|s| term_names.iter().map(|t| s.config.weight(t)).collect()).collect();
     let bcfgs: Vec<_> = specs.iter().map(|s| &s.config.balancer).collect();
-    let mut balancer = balancer::build(&bcfgs, &term_names, &fixed, opts);
+    let seeds: Vec<u64> = specs.iter().map(|s| s.config.seed).collect();
+    let mut balancer = balancer::build(&bcfgs, &balancer::BuildContext { terms, fixed: &fixed, seeds: &seeds, opts });
     let mut opt_params: Vec<Tensor> = params.iter().map(|p| p.shallow_clone()).collect();
     opt_params.extend(balancer.extra_params());
     let tc = &c0.training;
@@ -306,23 +321,28 @@ pub fn train_batch(specs: &[&JobSpec], ctx: &mut BatchContext<'_>) -> Result<Bat
     let mut diverged: Vec<Option<(i64, String)>> = vec![None; e];
     let lr_uniform = specs.iter().all(|s| s.config.training == *tc);
 
+    inject_failure(specs)?;
     for step in 0..=total {
         if ctx.stop.load(Ordering::Relaxed) {
             return Ok(BatchOutcome::Interrupted);
         }
-        if is_snapshot(step) || (step == total && lbfgs_cfg.is_none()) {
-            record_snapshot(step, &measure(&mlp)?, &diverged, &mut ntk_rec);
+        // One snapshot serves both the record and the balancer when both want this step.
+        let record_ntk = is_snapshot(step) || (ntk_on && step == total && lbfgs_cfg.is_none());
+        let snap = if record_ntk || balancer.needs_ntk(step) { Some(measure(&mlp, record_ntk && c0.ntk.spectra)?) } else { None };
+        if let Some(snap) = snap.as_ref().filter(|_| record_ntk) {
+            record_snapshot(step, snap, &diverged, &mut ntk_rec);
         }
         let points: Vec<(&'static str, Tensor)> = state.iter().map(|s| (s.name, s.x.shallow_clone())).collect();
         let losses = term_losses(&mlp, &norm, problem.as_ref(), &points, &scale, opts.kind)?;
         let lr_now: Vec<f64> = specs.iter().map(|s| s.config.training.lr_at(step)).collect();
+        // Update before logging: the weight recorded at a step is the one used at that step.
+        balancer.update(&BalanceInputs { step, losses: &losses, params: &params, ntk: snap.as_ref() })?;
         if step % tc.log_every == 0 || step == total {
             record_history(step, &term_names, &losses, balancer.weights(), &rel_l2(&mlp), &lr_now, &mut history, &mut diverged);
         }
         if step == total || diverged.iter().all(Option::is_some) {
             break;
         }
-        balancer.update(&BalanceInputs { step, losses: &losses, params: &params })?;
         let loss = balancer.total_loss(&losses).f_sum(opts.kind)?;
         let grads = Tensor::f_run_backward(&[loss], &opt_params, false, false)?;
         let lr = if lr_uniform { Tensor::full([e as i64], lr_now[0], (opts.kind, opts.device)) } else { opts.column(&lr_now).view([-1]) };
@@ -372,8 +392,8 @@ pub fn train_batch(specs: &[&JobSpec], ctx: &mut BatchContext<'_>) -> Result<Bat
             }
             // Stop early once every member has converged (the end of training is then here).
             let finished = i == lcfg.steps || members.iter().flatten().all(|(opt, _)| opt.converged().is_some());
-            if is_snapshot(step) || finished {
-                record_snapshot(step, &measure(&mlp)?, &diverged, &mut ntk_rec);
+            if ntk_on && (is_snapshot(step) || finished) {
+                record_snapshot(step, &measure(&mlp, c0.ntk.spectra)?, &diverged, &mut ntk_rec);
             }
             if step % tc.log_every == 0 || finished {
                 let losses = tch::no_grad(|| term_losses(&mlp, &norm, problem.as_ref(), &points, &scale, opts.kind))?;

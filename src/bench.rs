@@ -1,0 +1,281 @@
+//! `ntksweep bench`: time the hot paths on this machine and compare, in the same invocation,
+//! with the reference implementations in `analysis/reference/` (PyTorch eager, torch.func,
+//! JAX jit/jacrev) when their frameworks are installed.
+//!
+//! Workloads (the same in the references; see analysis/reference/README.md):
+//! - `wave step`: one Adam step of the wave PINN (residual u_tt - 4 u_xx, initial value,
+//!   initial velocity, boundary; 300 points per term resampled each step), widths 50 and 500,
+//!   3 hidden layers, float32, one job.
+//! - `darcy sweep`: 80 darcy1d jobs (width 100, 3 hidden layers, 100 + 2 points, float32);
+//!   ntksweep trains them as batched networks, the references one after another; reported in
+//!   job-steps per second.
+//! - `ntk`: NTK of the [2, 500, 500, 500, 1] tanh network for 3 terms (wave residual, initial
+//!   value, initial velocity) x 300 points in float64: traces and Frobenius norms of every
+//!   block (ntksweep computes the whole 900 x 900 kernel on the way).
+//!
+//! Timings use wall clock around whole phases after a warm-up; a training-step time is the
+//! difference between a long and a short run divided by the extra steps, so set-up costs
+//! cancel.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use tch::{Device, Kind, Tensor};
+
+use crate::config::{JobSpec, Sweep};
+use crate::model::mlp::{layer_sizes, Mlp};
+use crate::model::normalize::Normalizer;
+use crate::ntk::{self, TermPoints};
+use crate::problem::{ProblemConfig, TensorOpts};
+use crate::rng;
+use crate::train::{train_batch, BatchContext, BatchOutcome};
+
+/// One row of the bench table.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub workload: String,
+    pub unit: &'static str,
+    pub ours: Option<f64>,
+    /// (reference name, value) in the same unit.
+    pub refs: Vec<(String, Option<f64>)>,
+    /// true when smaller is better (times), false for throughputs.
+    pub lower_is_better: bool,
+    pub note: String,
+}
+
+fn sync(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
+fn jobs(yaml: &str) -> Result<Vec<JobSpec>, String> {
+    Sweep::parse(yaml, "<bench>", "bench", &[]).map(|s| s.jobs).map_err(|e| e.to_string())
+}
+
+/// Seconds to train `specs` as one batch for `steps` steps (NTK off).
+fn train_seconds(specs: &[JobSpec], device: Device) -> Result<f64, String> {
+    let refs: Vec<&JobSpec> = specs.iter().collect();
+    let stop = AtomicBool::new(false);
+    let mut cb = |_n: u64| {};
+    let mut ctx = BatchContext { device, stop: &stop, on_steps: &mut cb };
+    sync(device);
+    let t = Instant::now();
+    match train_batch(&refs, &mut ctx).map_err(|e| e.to_string())? {
+        BatchOutcome::Finished(_) => {}
+        BatchOutcome::Interrupted => return Err("interrupted".into()),
+    }
+    sync(device);
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// Seconds per step: (t(long) - t(short)) / (long - short).
+fn per_step(yaml_with_steps: &dyn Fn(u64) -> String, short: u64, long: u64, device: Device) -> Result<f64, String> {
+    let a = jobs(&yaml_with_steps(short))?;
+    let b = jobs(&yaml_with_steps(long))?;
+    train_seconds(&a, device)?; // warm-up
+    let ta = train_seconds(&a, device)?;
+    let tb = train_seconds(&b, device)?;
+    Ok(((tb - ta) / (long - short) as f64).max(0.0))
+}
+
+fn wave_yaml(width: usize, steps: u64, device_note: &str) -> String {
+    let _ = device_note;
+    format!(
+        "problem: {{kind: wave1d}}\nmodel: {{width: {width}, depth: 3}}\ntraining: {{steps: {steps}, log_every: 100000}}\n\
+         collocation:\n  residual: {{points: 300, sampling: uniform, resample: true}}\n  initial: {{points: 300, sampling: uniform, resample: true}}\n  \
+         initial_velocity: {{points: 300, sampling: uniform, resample: true}}\n  boundary: {{points: 300, sampling: uniform, resample: true}}\n\
+         ntk: {{enabled: false}}\nevaluation: {{points: 8}}\n"
+    )
+}
+
+fn darcy_yaml(n_jobs: usize, steps: u64) -> String {
+    let seeds: Vec<String> = (0..n_jobs / 4).map(|s| s.to_string()).collect();
+    format!(
+        "problem: {{kind: darcy1d, eps: 0.5}}\nmodel: {{width: 100, depth: 3}}\ntraining: {{steps: {steps}, log_every: 100000}}\n\
+         collocation: {{residual: {{points: 100}}}}\nntk: {{enabled: false}}\nevaluation: {{points: 8}}\n\
+         sweep:\n  eps: [0.5, 0.25, 0.125, 0.0625]\n  seed: [{}]\n",
+        seeds.join(", ")
+    )
+}
+
+/// NTK time (seconds) of the wave network, 3 terms x `points`, float64.
+fn ntk_seconds(width: usize, points: usize, device: Device, reps: usize) -> Result<(f64, BTreeMap<String, f64>), String> {
+    let opts = TensorOpts { kind: Kind::Double, device };
+    let specs = jobs(&wave_yaml(width, 1, ""))?;
+    let pc: Vec<&ProblemConfig> = vec![&specs[0].config.problem];
+    let problem = ProblemConfig::build(&pc, opts);
+    let domain = problem.domain();
+    let mut init = vec![(crate::config::job::Init::XavierNormal, rng::stream(0, rng::Purpose::Init, 0))];
+    let mlp = Mlp::init(&layer_sizes(2, width, 3), &mut init, opts);
+    let norm = Normalizer::new(&[crate::config::job::Normalization::None], &domain, opts);
+    let mut pts = Vec::new();
+    for (ti, t) in problem.terms().iter().enumerate().filter(|(_, t)| t.name != "boundary") {
+        let mut r = rng::stream(0, rng::Purpose::NtkPoints, ti as u64);
+        let x = crate::collocation::sample(&domain, t.region, points, crate::config::job::Sampling::Uniform, &mut r);
+        pts.push(TermPoints { name: t.name.to_string(), x: Tensor::from_slice(&x).view([1, points as i64, 2]).to_device(device) });
+    }
+    let scale = BTreeMap::new();
+    let run = || -> Result<ntk::Snapshot, String> {
+        let f = ntk::factors(&mlp, &norm, problem.as_ref(), &pts, &scale, 4096).map_err(|e| e.to_string())?;
+        ntk::snapshot(&f, false).map_err(|e| e.to_string())
+    };
+    run()?; // warm-up
+    sync(device);
+    let t = Instant::now();
+    let mut snap = None;
+    for _ in 0..reps {
+        snap = Some(run()?);
+    }
+    sync(device);
+    let secs = t.elapsed().as_secs_f64() / reps as f64;
+    let traces = snap.unwrap().terms.iter().map(|t| (t.name.clone(), t.trace.double_value(&[0]))).collect();
+    Ok((secs, traces))
+}
+
+/// Run a reference script; returns its JSON line.
+fn reference(repo: &Path, script: &str, args: &[String]) -> Option<serde_json::Value> {
+    let py = repo.join(".venv/bin/python");
+    let py = if py.exists() { py } else { "python3".into() };
+    let out = Command::new(py).arg(repo.join("analysis/reference").join(script)).args(args).output().ok()?;
+    if !out.status.success() {
+        eprintln!("  reference {script} failed: {}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or(""));
+        return None;
+    }
+    String::from_utf8_lossy(&out.stdout).lines().rev().find_map(|l| serde_json::from_str(l).ok())
+}
+
+pub struct BenchOptions {
+    pub device: Device,
+    pub references: bool,
+    /// Smaller sizes and fewer repetitions (for a quick look).
+    pub quick: bool,
+    pub threads: usize,
+}
+
+/// Run every workload; prints progress to stderr and returns the rows.
+pub fn run(repo: &Path, o: &BenchOptions) -> Vec<Row> {
+    let dev = match o.device {
+        Device::Cuda(_) => "cuda",
+        _ => "cpu",
+    };
+    let common = |extra: &[&str]| -> Vec<String> {
+        let mut v = vec!["--device".to_string(), dev.to_string()];
+        if dev == "cpu" {
+            v.extend(["--threads".to_string(), o.threads.to_string()]);
+        }
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let jax_args = |extra: &[&str]| -> Vec<String> {
+        let mut v = vec!["--device".to_string(), dev.to_string()];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let ms = |v: &Option<serde_json::Value>, key: &str| v.as_ref().and_then(|j| j.get(key)).and_then(|x| x.as_f64());
+    let mut rows = Vec::new();
+    let cpu = dev == "cpu";
+
+    // --- one-job wave step -----------------------------------------------------------------
+    for width in [50usize, 500] {
+        let (short, long) = if cpu && width == 500 { (2, if o.quick { 6 } else { 12 }) } else { (5, if o.quick { 25 } else { 105 }) };
+        eprintln!("bench: wave step, width {width} ...");
+        let ours = per_step(&|s| wave_yaml(width, s, dev), short, long, o.device).map(|s| s * 1e3);
+        if let Err(e) = &ours {
+            eprintln!("  ntksweep: {e}");
+        }
+        let steps = (long - short).to_string();
+        let mut refs = Vec::new();
+        if o.references {
+            let w = width.to_string();
+            let t = reference(repo, "torch_step.py", &common(&["--width", &w, "--steps", &steps, "--warmup", "2"]));
+            refs.push(("torch eager".to_string(), ms(&t, "ms_per_step")));
+            let j = reference(repo, "jax_step.py", &jax_args(&["--width", &w, "--steps", &steps, "--warmup", "2"]));
+            refs.push(("jax jit".to_string(), ms(&j, "ms_per_step")));
+        }
+        rows.push(Row { workload: format!("wave step, 1 job, width {width}"), unit: "ms/step", ours: ours.ok(), refs, lower_is_better: true, note: String::new() });
+    }
+
+    // --- batched darcy sweep ------------------------------------------------------------------
+    let n_jobs = 80;
+    eprintln!("bench: darcy sweep, {n_jobs} jobs ...");
+    let (short, long) = if o.quick { (2, 6) } else { (5, 25) };
+    let ours = per_step(&|s| darcy_yaml(n_jobs, s), short, long, o.device).map(|sec| n_jobs as f64 / sec);
+    if let Err(e) = &ours {
+        eprintln!("  ntksweep: {e}");
+    }
+    let mut refs = Vec::new();
+    if o.references {
+        let steps = if o.quick { "3" } else { "10" };
+        let t = reference(repo, "torch_darcy_batch.py", &common(&["--jobs", "80", "--steps", steps, "--warmup", "2"]));
+        refs.push(("torch eager".to_string(), ms(&t, "job_steps_per_s")));
+        let j = reference(repo, "jax_darcy_batch.py", &jax_args(&["--jobs", "80", "--steps", steps, "--warmup", "2"]));
+        refs.push(("jax jit".to_string(), ms(&j, "job_steps_per_s")));
+    }
+    rows.push(Row {
+        workload: format!("darcy sweep, {n_jobs} jobs, width 100 (batched)"),
+        unit: "job-steps/s",
+        ours: ours.ok(),
+        refs,
+        lower_is_better: false,
+        note: "references run the jobs one after another".into(),
+    });
+
+    // --- NTK -----------------------------------------------------------------------------------
+    let (width, points) = if o.quick && cpu { (100, 100) } else { (500, 300) };
+    eprintln!("bench: NTK, [2,{width},{width},{width},1], 3 terms x {points} points, float64 ...");
+    let reps = if cpu { 1 } else { 10 };
+    let ours = ntk_seconds(width, points, o.device, reps);
+    if let Err(e) = &ours {
+        eprintln!("  ntksweep: {e}");
+    }
+    let mut refs = Vec::new();
+    let mut note = String::new();
+    if o.references {
+        let (w, p) = (width.to_string(), points.to_string());
+        let r = if cpu { "1" } else { "10" };
+        let t = reference(repo, "torch_ntk.py", &common(&["--width", &w, "--points", &p, "--steps", r, "--warmup", "1"]));
+        refs.push(("torch.func".to_string(), ms(&t, "ms")));
+        let j = reference(repo, "jax_ntk.py", &jax_args(&["--width", &w, "--points", &p, "--steps", r, "--warmup", "1"]));
+        refs.push(("jax jacrev".to_string(), ms(&j, "ms")));
+        // Same network? Different initial weights (each framework draws its own), so only the
+        // time is comparable; the traces are printed for orientation.
+        if let (Ok((_, tr)), Some(tj)) = (&ours, &t) {
+            note = format!("traces ours {:?}, torch {}", tr.values().map(|v| format!("{v:.3e}")).collect::<Vec<_>>(), tj.get("trace").map(|v| v.to_string()).unwrap_or_default());
+        }
+    }
+    rows.push(Row {
+        workload: format!("NTK traces, 3 x {points} points, [2,{width},{width},{width},1]"),
+        unit: "ms",
+        ours: ours.ok().map(|(s, _)| s * 1e3),
+        refs,
+        lower_is_better: true,
+        note,
+    });
+    rows
+}
+
+/// Markdown table of the rows with ratios (how many times faster ntksweep is).
+pub fn table(rows: &[Row], header: &str) -> String {
+    let mut s = format!("{header}\n\n| workload | unit | ntksweep | reference | reference value | speed-up |\n| --- | --- | --- | --- | --- | --- |\n");
+    let f = |v: Option<f64>| v.map(|x| if x >= 100.0 { format!("{x:.0}") } else { format!("{x:.3}") }).unwrap_or_else(|| "-".into());
+    for r in rows {
+        if r.refs.is_empty() {
+            s.push_str(&format!("| {} | {} | {} | - | - | - |\n", r.workload, r.unit, f(r.ours)));
+        }
+        for (name, v) in &r.refs {
+            let ratio = match (r.ours, v) {
+                (Some(a), Some(b)) if a > 0.0 && *b > 0.0 => format!("{:.2}x", if r.lower_is_better { b / a } else { a / b }),
+                _ => "-".into(),
+            };
+            s.push_str(&format!("| {} | {} | {} | {} | {} | {} |\n", r.workload, r.unit, f(r.ours), name, f(*v), ratio));
+        }
+        if !r.note.is_empty() {
+            s.push_str(&format!("|  | note: {} | | | | |\n", r.note));
+        }
+    }
+    s
+}

@@ -1,0 +1,457 @@
+//! Grouping finished jobs into the two published reductions and computing their statistics.
+//!
+//! Jobs arrive one at a time (the reducer streams over thousands of files), so the trial
+//! groups keep running pointwise moments instead of every error field, and the scaling groups
+//! keep only (eps, Frobenius norm) pairs. [`Aggregator::finish`] turns the accumulators into
+//! [`ScalingGroup`]s and [`TrialGroup`]s with their HDF5 keys.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+
+use ndarray::Array2;
+
+use super::load::DoneJob;
+use super::stats::{self, MeanCi, PowerLawFit, PointwiseMoments};
+use super::ReduceError;
+
+/// How close two jobs' `eval/x` must be to count as the same grid:
+/// `|a - b| <= GRID_RTOL * max(1, |a|)` for every entry.
+pub const GRID_RTOL: f64 = 1e-12;
+
+/// NTK Frobenius norm of one term at one snapshot, as a power law in eps over every trial of
+/// one (problem, width, balancer, normalization) family.
+#[derive(Debug, Clone)]
+pub struct ScalingGroup {
+    /// HDF5 name under `scaling/`, see [`scaling_key`].
+    pub key: String,
+    pub problem: String,
+    pub width: i64,
+    pub balancer: String,
+    pub normalization: String,
+    /// NTK term (`residual`, `boundary`, ..., or `full` for the whole kernel).
+    pub term: String,
+    /// Index of `step` among the distinct snapshot steps of this family and term; equals the
+    /// index in `ntk/step` when every job recorded the same steps.
+    pub snapshot: usize,
+    /// Training step of the snapshot (`ntk/step` value).
+    pub step: i64,
+    /// Distinct eps, ascending. Shape [E].
+    pub eps: Vec<f64>,
+    /// Mean Frobenius norm over the trials at each eps. Shape [E].
+    pub frobenius_mean: Vec<f64>,
+    /// Sample standard deviation (ddof = 1) over the trials at each eps, 0 for one trial. [E]
+    pub frobenius_std: Vec<f64>,
+    /// Trials at each eps. Shape [E].
+    pub n_per_eps: Vec<usize>,
+    /// Log-log OLS fit over all trials (`fit.n` = number of trials).
+    pub fit: PowerLawFit,
+    /// Exponent predicted by the theory, where there is one (see [`theory_exponent`]).
+    pub theory_exponent: Option<f64>,
+}
+
+/// Ten-trial style averages of the evaluation error for one grid point over its seeds
+/// (the paper's Tables 1 and 2).
+#[derive(Debug, Clone)]
+pub struct TrialGroup {
+    /// HDF5 name under `trials/`, see [`trial_key`].
+    pub key: String,
+    pub problem: String,
+    pub eps: f64,
+    pub width: i64,
+    pub balancer: String,
+    pub normalization: String,
+    /// Evaluation points shared by every trial. Shape [M, d].
+    pub x: Array2<f64>,
+    /// Pointwise mean over trials of `eval/error`. Shape [M].
+    pub mean_error: Vec<f64>,
+    /// Pointwise sample variance (ddof = 1) over trials; zeros for one trial. Shape [M].
+    pub error_variance: Vec<f64>,
+    /// Discrete L2 norm (root mean square over the points) of `mean_error`.
+    pub l2_mean_error: f64,
+    /// max |mean_error| over boundary points (see [`boundary_mask`]).
+    pub max_boundary_error: f64,
+    /// Discrete L2 norm of `error_variance`.
+    pub l2_variance: f64,
+    /// max of `error_variance` over boundary points.
+    pub max_boundary_variance: f64,
+    /// Mean over trials of the `eval` attribute `rel_l2`, with its 95% Student t interval.
+    pub rel_l2: MeanCi,
+    pub n_trials: usize,
+    /// Job ids of the trials, in the order they were read (file name order).
+    pub job_ids: Vec<String>,
+    /// Seeds of the trials, same order as `job_ids`.
+    pub seeds: Vec<i64>,
+}
+
+/// Exponent p of `||K_T||_F ~ eps^p` that the theory predicts, if any.
+///
+/// Only the Darcy residual block has one: its residual carries `(1/eps) a'(x/eps) u'`, so the
+/// per-point residual gradient grows like 1/eps and `||K_res||_F` like eps^-2 (paper,
+/// Theorems 3.2 and 3.3; section 4.1). The other problems have no eps in their operator, so
+/// their kernels do not depend on eps at all, and boundary blocks never do.
+///
+/// # Reference
+/// Seed 003, section 3 (Theorems 3.2, 3.3) and section 4.1, Figure 2.
+pub fn theory_exponent(problem: &str, term: &str) -> Option<f64> {
+    (problem == "darcy1d" && term == "residual").then_some(-2.0)
+}
+
+/// Replaces every character outside `[A-Za-z0-9._+-]` by `-` so a value is safe inside an
+/// HDF5 link name (no `/`) and in a shell; an empty value becomes `unset`.
+pub fn key_field(value: &str) -> String {
+    if value.is_empty() {
+        return "unset".to_owned();
+    }
+    value
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "._+-".contains(c) { c } else { '-' })
+        .collect()
+}
+
+/// Key of a scaling group: `{problem}_w{width}_{balancer}_{normalization}_{term}_s{snapshot}`,
+/// e.g. `darcy1d_w50_none_none_residual_s0`. Fields go through [`key_field`]; values may
+/// themselves contain `_` (`grad_stats`), so read the group's attributes, not the key, to
+/// identify it.
+pub fn scaling_key(
+    problem: &str, width: i64, balancer: &str, normalization: &str, term: &str, snapshot: usize,
+) -> String {
+    format!(
+        "{}_w{width}_{}_{}_{}_s{snapshot}",
+        key_field(problem),
+        key_field(balancer),
+        key_field(normalization),
+        key_field(term)
+    )
+}
+
+/// Key of a trial group: `{problem}_eps{eps}_w{width}_{balancer}_{normalization}`, e.g.
+/// `darcy1d_eps0.125_w50_none_none`; eps is written in Rust's shortest round-trip decimal form
+/// (`0.125`, `0.0078125`, `0.00001`), so it never contains an exponent.
+pub fn trial_key(problem: &str, eps: f64, width: i64, balancer: &str, normalization: &str) -> String {
+    format!(
+        "{}_eps{}_w{width}_{}_{}",
+        key_field(problem),
+        key_field(&format!("{eps}")),
+        key_field(balancer),
+        key_field(normalization)
+    )
+}
+
+/// Points on the boundary of the evaluation set: those where any coordinate equals the
+/// minimum or maximum of that coordinate over all points (the ends of [0, 1] in 1-D, the
+/// edges of the bounding box in 2-D).
+pub fn boundary_mask(x: &Array2<f64>) -> Vec<bool> {
+    let (m, d) = x.dim();
+    let mut mask = vec![false; m];
+    for j in 0..d {
+        let col = x.column(j);
+        let lo = col.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = col.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        for (i, v) in col.iter().enumerate() {
+            if *v == lo || *v == hi {
+                mask[i] = true;
+            }
+        }
+    }
+    mask
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Family {
+    problem: String,
+    width: i64,
+    balancer: String,
+    normalization: String,
+}
+
+impl Family {
+    fn of(job: &DoneJob) -> Self {
+        Self {
+            problem: job.problem.clone(),
+            width: job.width,
+            balancer: job.balancer.clone(),
+            normalization: job.normalization.clone(),
+        }
+    }
+}
+
+/// (family, term, step): one scaling group before its snapshot index is known.
+type ScalingId = (Family, String, i64);
+
+/// (family, eps descending): one trial group. eps > 0 and finite (checked by the loader), so
+/// the IEEE bit pattern orders like the value.
+type TrialId = (Family, std::cmp::Reverse<u64>);
+
+struct TrialAcc {
+    first_file: PathBuf,
+    x: Array2<f64>,
+    moments: PointwiseMoments,
+    rel_l2: Vec<f64>,
+    job_ids: Vec<String>,
+    seeds: Vec<i64>,
+    files_by_seed: HashMap<i64, PathBuf>,
+}
+
+/// Streams finished jobs into scaling and trial groups.
+#[derive(Default)]
+pub(crate) struct Aggregator {
+    scaling: BTreeMap<ScalingId, Vec<(f64, f64)>>,
+    trials: BTreeMap<TrialId, TrialAcc>,
+    /// First `ntk/step` list seen per family, to notice differing snapshot schedules.
+    steps_seen: HashMap<Family, Vec<i64>>,
+    mixed_steps: HashSet<Family>,
+    pub warnings: Vec<String>,
+}
+
+impl Aggregator {
+    /// Adds one finished job. Fails only when its `eval/x` differs from the grid of the
+    /// first job of its trial group.
+    pub fn add(&mut self, job: DoneJob) -> Result<(), ReduceError> {
+        let family = Family::of(&job);
+        match self.steps_seen.get(&family) {
+            None => {
+                self.steps_seen.insert(family.clone(), job.ntk.steps.clone());
+            }
+            Some(first) if *first != job.ntk.steps && !self.mixed_steps.contains(&family) => {
+                self.warnings.push(format!(
+                    "{}: jobs recorded different NTK step lists (e.g. {} has {:?}, another {:?}); \
+                     scaling snapshots are grouped by step value",
+                    describe(&family),
+                    job.job_id,
+                    job.ntk.steps,
+                    first
+                ));
+                self.mixed_steps.insert(family.clone());
+            }
+            Some(_) => {}
+        }
+
+        for (term, values) in &job.ntk.frobenius {
+            for (&step, &value) in job.ntk.steps.iter().zip(values) {
+                if !(value.is_finite() && value > 0.0) {
+                    self.warnings.push(format!(
+                        "{}: ntk/{term}/frobenius at step {step} is {value}; left out of the scaling fit",
+                        job.job_id
+                    ));
+                    continue;
+                }
+                self.scaling
+                    .entry((family.clone(), term.clone(), step))
+                    .or_default()
+                    .push((job.eps, value));
+            }
+        }
+
+        let id = (family, std::cmp::Reverse(job.eps.to_bits()));
+        let DoneJob { file, job_id, seed, eval, .. } = job;
+        if let Some(acc) = self.trials.get_mut(&id) {
+            if let Some(detail) = grid_difference(&acc.x, &eval.x) {
+                return Err(ReduceError::EvalGridMismatch {
+                    group: format!("{} eps={}", describe(&id.0), f64::from_bits(id.1 .0)),
+                    first: acc.first_file.clone(),
+                    other: file,
+                    detail,
+                });
+            }
+            if let Some(previous) = acc.files_by_seed.get(&seed) {
+                self.warnings.push(format!(
+                    "{} eps={}: seed {seed} appears twice ({} and {}); a setting outside the \
+                     group key (e.g. depth or a --set value) is pooled into this group",
+                    describe(&id.0),
+                    f64::from_bits(id.1 .0),
+                    previous.display(),
+                    file.display()
+                ));
+            } else {
+                acc.files_by_seed.insert(seed, file.clone());
+            }
+            acc.moments.push(&eval.error);
+            acc.rel_l2.push(eval.rel_l2);
+            acc.job_ids.push(job_id);
+            acc.seeds.push(seed);
+        } else {
+            let mut moments = PointwiseMoments::new(eval.error.len());
+            moments.push(&eval.error);
+            self.trials.insert(
+                id,
+                TrialAcc {
+                    first_file: file.clone(),
+                    x: eval.x,
+                    moments,
+                    rel_l2: vec![eval.rel_l2],
+                    job_ids: vec![job_id],
+                    seeds: vec![seed],
+                    files_by_seed: HashMap::from([(seed, file)]),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Computes every group's statistics and assigns keys (unique: a collision after
+    /// [`key_field`] gets a `_dup2`, `_dup3`, ... suffix and a warning).
+    pub fn finish(mut self) -> (Vec<ScalingGroup>, Vec<TrialGroup>, Vec<String>) {
+        let mut used = HashSet::new();
+        let mut scaling = Vec::with_capacity(self.scaling.len());
+        let mut previous: Option<(Family, String)> = None;
+        let mut snapshot = 0usize;
+        for ((family, term, step), points) in std::mem::take(&mut self.scaling) {
+            let same = previous.as_ref().is_some_and(|(f, t)| *f == family && *t == term);
+            snapshot = if same { snapshot + 1 } else { 0 };
+            previous = Some((family.clone(), term.clone()));
+            let key = self.unique(
+                &mut used,
+                scaling_key(
+                    &family.problem,
+                    family.width,
+                    &family.balancer,
+                    &family.normalization,
+                    &term,
+                    snapshot,
+                ),
+            );
+            scaling.push(scaling_group(key, family, term, snapshot, step, &points));
+        }
+
+        let mut used = HashSet::new();
+        let mut trials = Vec::with_capacity(self.trials.len());
+        for ((family, eps_bits), acc) in std::mem::take(&mut self.trials) {
+            let eps = f64::from_bits(eps_bits.0);
+            let key = self.unique(
+                &mut used,
+                trial_key(&family.problem, eps, family.width, &family.balancer, &family.normalization),
+            );
+            trials.push(trial_group(key, family, eps, acc));
+        }
+        (scaling, trials, self.warnings)
+    }
+
+    fn unique(&mut self, used: &mut HashSet<String>, key: String) -> String {
+        if used.insert(key.clone()) {
+            return key;
+        }
+        let mut k = 2;
+        loop {
+            let candidate = format!("{key}_dup{k}");
+            if used.insert(candidate.clone()) {
+                self.warnings.push(format!(
+                    "two groups map to the key '{key}' after replacing unsafe characters; the \
+                     second is stored as '{candidate}' (its attributes name it exactly)"
+                ));
+                return candidate;
+            }
+            k += 1;
+        }
+    }
+}
+
+fn describe(f: &Family) -> String {
+    format!(
+        "{} width={} balancer={} normalization={}",
+        f.problem, f.width, f.balancer, f.normalization
+    )
+}
+
+/// None when the grids agree to [`GRID_RTOL`], else a description of the first difference.
+fn grid_difference(a: &Array2<f64>, b: &Array2<f64>) -> Option<String> {
+    if a.dim() != b.dim() {
+        return Some(format!("shapes {:?} and {:?}", a.dim(), b.dim()));
+    }
+    a.indexed_iter().zip(b.iter()).find_map(|(((i, j), &u), &v)| {
+        let close = (u - v).abs() <= GRID_RTOL * u.abs().max(1.0);
+        (!close).then(|| format!("x[{i}, {j}] = {u} vs {v}"))
+    })
+}
+
+fn scaling_group(
+    key: String, family: Family, term: String, snapshot: usize, step: i64, points: &[(f64, f64)],
+) -> ScalingGroup {
+    let mut by_eps: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+    for &(eps, value) in points {
+        by_eps.entry(eps.to_bits()).or_default().push(value);
+    }
+    let eps: Vec<f64> = by_eps.keys().map(|b| f64::from_bits(*b)).collect();
+    let frobenius_mean = by_eps.values().map(|v| stats::mean(v)).collect();
+    let frobenius_std = by_eps.values().map(|v| stats::sample_std(v)).collect();
+    let n_per_eps = by_eps.values().map(Vec::len).collect();
+    let (xs, ys): (Vec<f64>, Vec<f64>) = points.iter().copied().unzip();
+    let fit = stats::fit_power_law(&xs, &ys);
+    let theory = theory_exponent(&family.problem, &term);
+    ScalingGroup {
+        key,
+        problem: family.problem,
+        width: family.width,
+        balancer: family.balancer,
+        normalization: family.normalization,
+        term,
+        snapshot,
+        step,
+        eps,
+        frobenius_mean,
+        frobenius_std,
+        n_per_eps,
+        fit,
+        theory_exponent: theory,
+    }
+}
+
+fn trial_group(key: String, family: Family, eps: f64, acc: TrialAcc) -> TrialGroup {
+    let mean_error = acc.moments.mean().to_vec();
+    let error_variance = acc.moments.variance();
+    let boundary = boundary_mask(&acc.x);
+    let max_on_boundary = |values: &[f64]| {
+        let on: Vec<f64> =
+            values.iter().zip(&boundary).filter(|(_, b)| **b).map(|(v, _)| v.abs()).collect();
+        if on.is_empty() {
+            f64::NAN
+        } else {
+            on.into_iter().fold(f64::NEG_INFINITY, f64::max)
+        }
+    };
+    TrialGroup {
+        key,
+        problem: family.problem,
+        eps,
+        width: family.width,
+        balancer: family.balancer,
+        normalization: family.normalization,
+        l2_mean_error: stats::rms(&mean_error),
+        max_boundary_error: max_on_boundary(&mean_error),
+        l2_variance: stats::rms(&error_variance),
+        max_boundary_variance: max_on_boundary(&error_variance),
+        rel_l2: stats::mean_ci(&acc.rel_l2),
+        n_trials: acc.moments.count(),
+        x: acc.x,
+        mean_error,
+        error_variance,
+        job_ids: acc.job_ids,
+        seeds: acc.seeds,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn keys_are_readable_and_safe() {
+        assert_eq!(
+            scaling_key("darcy1d", 50, "none", "none", "residual", 0),
+            "darcy1d_w50_none_none_residual_s0"
+        );
+        assert_eq!(
+            trial_key("darcy1d", 0.125, 50, "none", "none"),
+            "darcy1d_eps0.125_w50_none_none"
+        );
+        assert_eq!(trial_key("p", 1e-5, 1, "a/b c", ""), "p_eps0.00001_w1_a-b-c_unset");
+    }
+
+    #[test]
+    fn boundary_of_interval_and_square() {
+        let x = array![[0.0], [0.25], [0.5], [1.0]];
+        assert_eq!(boundary_mask(&x), vec![true, false, false, true]);
+        let sq = array![[0.0, 0.0], [0.5, 0.5], [1.0, 0.5], [0.5, 1.0], [0.5, 0.2]];
+        assert_eq!(boundary_mask(&sq), vec![true, false, true, true, false]);
+    }
+}

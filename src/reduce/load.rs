@@ -1,0 +1,276 @@
+//! Reading one job file: exactly the attributes and datasets the reducer needs, in one open.
+//!
+//! A sweep can have ten thousand job files, so this reads the status first and stops there for
+//! failed and diverged jobs, and never touches what the reduction does not use (eigenvalue
+//! spectra, training history, parameters, the `config` attribute). Anything wrong with one
+//! file (cannot be opened, missing dataset, unknown status, shape mismatch) makes that job
+//! *unreadable* with a reason; it never stops the reduction.
+//!
+//! String attributes are written by ntksweep as variable-length UTF-8 scalars, but files
+//! touched by other tools (h5py with `np.bytes_`, older writers) may hold fixed-length or
+//! ASCII strings, or one-element arrays; all of those are accepted.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use hdf5::types::{FixedAscii, FixedUnicode, TypeDescriptor, VarLenAscii, VarLenUnicode};
+use hdf5::{Attribute, Location};
+use ndarray::Array2;
+
+/// Why a job did not enter the reduction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ExclusionKind {
+    /// The job file says `status = failed`.
+    Failed,
+    /// The job file says `status = diverged`.
+    Diverged,
+    /// The file could not be opened or misses something the contract promises.
+    Unreadable,
+}
+
+impl ExclusionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Failed => "failed",
+            Self::Diverged => "diverged",
+            Self::Unreadable => "unreadable",
+        }
+    }
+}
+
+impl fmt::Display for ExclusionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A job file that is counted but not reduced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExcludedJob {
+    /// The `job_id` attribute, or the file stem when the file is unreadable.
+    pub job_id: String,
+    pub file: PathBuf,
+    pub kind: ExclusionKind,
+    /// The job's own `message` attribute (failed, diverged) or the read error (unreadable).
+    pub message: String,
+}
+
+/// The NTK Frobenius norms of one finished job.
+#[derive(Debug, Clone)]
+pub(crate) struct NtkNorms {
+    /// `ntk/step`, shape [S].
+    pub steps: Vec<i64>,
+    /// (term name, `ntk/<term>/frobenius` [S]), including `full`, sorted by name.
+    pub frobenius: Vec<(String, Vec<f64>)>,
+}
+
+/// The evaluation of one finished job.
+#[derive(Debug, Clone)]
+pub(crate) struct Evaluation {
+    /// `eval/x`, shape [M, d] (a 1-D dataset is read as [M, 1]).
+    pub x: Array2<f64>,
+    /// `eval/error` = pred - exact, shape [M].
+    pub error: Vec<f64>,
+    /// `eval` attribute `rel_l2`.
+    pub rel_l2: f64,
+}
+
+/// A job with `status = done` and everything the reduction reads.
+#[derive(Debug, Clone)]
+pub(crate) struct DoneJob {
+    pub file: PathBuf,
+    pub job_id: String,
+    pub problem: String,
+    pub eps: f64,
+    pub width: i64,
+    pub seed: i64,
+    pub balancer: String,
+    pub normalization: String,
+    pub ntk: NtkNorms,
+    pub eval: Evaluation,
+}
+
+#[derive(Debug)]
+pub(crate) enum LoadedJob {
+    Done(Box<DoneJob>),
+    Excluded(ExcludedJob),
+}
+
+/// Opens `path` once and reads what the reducer needs.
+pub(crate) fn load_job(path: &Path) -> LoadedJob {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let unreadable = |message: String| {
+        LoadedJob::Excluded(ExcludedJob {
+            job_id: stem.clone(),
+            file: path.to_path_buf(),
+            kind: ExclusionKind::Unreadable,
+            message,
+        })
+    };
+    let file = match hdf5::File::open(path) {
+        Ok(f) => f,
+        Err(e) => return unreadable(format!("cannot open as HDF5: {e}")),
+    };
+    let status = match read_str_attr(&file, "status") {
+        Ok(s) => s,
+        Err(e) => return unreadable(e),
+    };
+    let kind = match status.as_str() {
+        "done" => None,
+        "failed" => Some(ExclusionKind::Failed),
+        "diverged" => Some(ExclusionKind::Diverged),
+        other => return unreadable(format!("unknown status '{other}'")),
+    };
+    if let Some(kind) = kind {
+        // Failed and diverged files may lack almost everything; be content with what is there.
+        let job_id = read_str_attr(&file, "job_id").unwrap_or_else(|_| stem.clone());
+        let message = read_str_attr(&file, "message").unwrap_or_default();
+        return LoadedJob::Excluded(ExcludedJob {
+            job_id,
+            file: path.to_path_buf(),
+            kind,
+            message,
+        });
+    }
+    match read_done(&file, path) {
+        Ok(job) => LoadedJob::Done(Box::new(job)),
+        Err(e) => unreadable(e),
+    }
+}
+
+fn read_done(file: &hdf5::File, path: &Path) -> Result<DoneJob, String> {
+    let job_id = read_str_attr(file, "job_id")?;
+    let problem = read_str_attr(file, "problem")?;
+    let eps = read_f64_attr(file, "eps")?;
+    let width = read_i64_attr(file, "width")?;
+    let seed = read_i64_attr(file, "seed")?;
+    let balancer = read_str_attr(file, "balancer")?;
+    let normalization = read_str_attr(file, "normalization")?;
+    if !(eps.is_finite() && eps > 0.0) {
+        return Err(format!("attribute 'eps' = {eps} is not a positive number"));
+    }
+
+    let ntk = file.group("ntk").map_err(|e| format!("group 'ntk': {e}"))?;
+    let steps: Vec<i64> = read_vec(&ntk, "step", "ntk/step")?;
+    let mut names = ntk.member_names().map_err(|e| format!("listing group 'ntk': {e}"))?;
+    names.retain(|n| n != "step");
+    names.sort();
+    let mut frobenius = Vec::with_capacity(names.len());
+    for name in names {
+        let rel = format!("{name}/frobenius");
+        let values: Vec<f64> = match read_vec(&ntk, &rel, &format!("ntk/{rel}")) {
+            Ok(v) => v,
+            // Not a term group (no frobenius dataset under it): nothing for the reducer.
+            Err(_) if name != "full" && !ntk.link_exists(&rel) => continue,
+            Err(e) => return Err(e),
+        };
+        if values.len() != steps.len() {
+            return Err(format!(
+                "ntk/{rel} has {} entries but ntk/step has {}",
+                values.len(),
+                steps.len()
+            ));
+        }
+        frobenius.push((name, values));
+    }
+
+    let eval = file.group("eval").map_err(|e| format!("group 'eval': {e}"))?;
+    let x_ds = eval.dataset("x").map_err(|e| format!("dataset 'eval/x': {e}"))?;
+    let shape = x_ds.shape();
+    let x_flat: Vec<f64> = x_ds.read_raw().map_err(|e| format!("reading 'eval/x': {e}"))?;
+    let (m, d) = match shape.as_slice() {
+        [m] => (*m, 1),
+        [m, d] => (*m, *d),
+        other => return Err(format!("eval/x has shape {other:?}, expected [M, d]")),
+    };
+    let x = Array2::from_shape_vec((m, d), x_flat).map_err(|e| format!("eval/x: {e}"))?;
+    let error: Vec<f64> = read_vec(&eval, "error", "eval/error")?;
+    if error.len() != m {
+        return Err(format!("eval/error has {} entries but eval/x has {m} points", error.len()));
+    }
+    let rel_l2 = read_f64_attr(&eval, "rel_l2").map_err(|e| format!("eval: {e}"))?;
+
+    Ok(DoneJob {
+        file: path.to_path_buf(),
+        job_id,
+        problem,
+        eps,
+        width,
+        seed,
+        balancer,
+        normalization,
+        ntk: NtkNorms { steps, frobenius },
+        eval: Evaluation { x, error, rel_l2 },
+    })
+}
+
+fn read_vec<T: hdf5::H5Type>(group: &hdf5::Group, name: &str, full: &str) -> Result<Vec<T>, String> {
+    group
+        .dataset(name)
+        .and_then(|ds| ds.read_raw::<T>())
+        .map_err(|e| format!("dataset '{full}': {e}"))
+}
+
+fn open_attr(loc: &Location, name: &str) -> Result<Attribute, String> {
+    loc.attr(name).map_err(|e| format!("attribute '{name}': {e}"))
+}
+
+/// First element of a scalar or one-element attribute.
+fn first<T>(values: Vec<T>, name: &str) -> Result<T, String> {
+    values.into_iter().next().ok_or_else(|| format!("attribute '{name}' is empty"))
+}
+
+/// Reads a numeric attribute as f64 (any integer or float type; HDF5 converts).
+pub(crate) fn read_f64_attr(loc: &Location, name: &str) -> Result<f64, String> {
+    let attr = open_attr(loc, name)?;
+    let v = attr.read_raw::<f64>().map_err(|e| format!("attribute '{name}': {e}"))?;
+    first(v, name)
+}
+
+/// Reads an integer attribute as i64 (any integer type; an integral float is accepted too).
+pub(crate) fn read_i64_attr(loc: &Location, name: &str) -> Result<i64, String> {
+    let attr = open_attr(loc, name)?;
+    let descriptor = attr.dtype().and_then(|t| t.to_descriptor());
+    if let Ok(TypeDescriptor::Float(_)) = descriptor {
+        let v = first(attr.read_raw::<f64>().map_err(|e| format!("attribute '{name}': {e}"))?, name)?;
+        if v.fract() != 0.0 || !v.is_finite() {
+            return Err(format!("attribute '{name}' = {v} is not an integer"));
+        }
+        return Ok(v as i64);
+    }
+    let v = attr.read_raw::<i64>().map_err(|e| format!("attribute '{name}': {e}"))?;
+    first(v, name)
+}
+
+/// Reads a string attribute stored as variable- or fixed-length, UTF-8 or ASCII, scalar or
+/// one-element array. Fixed-length strings longer than 4096 bytes are truncated there (the
+/// reducer reads only short identifiers and messages). Trailing NUL and space padding is
+/// removed; invalid UTF-8 is replaced, not rejected.
+pub(crate) fn read_str_attr(loc: &Location, name: &str) -> Result<String, String> {
+    let attr = open_attr(loc, name)?;
+    // Fast path: the type ntksweep itself writes. Other types fail here (HDF5 has no
+    // conversion between fixed- and variable-length strings) and are read by their type below.
+    if let Ok(v) = attr.read_raw::<VarLenUnicode>() {
+        return Ok(first(v, name)?.as_str().trim_end_matches(['\0', ' ']).to_owned());
+    }
+    let err = |e: hdf5::Error| format!("attribute '{name}': {e}");
+    let descriptor = attr.dtype().and_then(|t| t.to_descriptor()).map_err(err)?;
+    let text = match descriptor {
+        TypeDescriptor::VarLenUnicode => {
+            first(attr.read_raw::<VarLenUnicode>().map_err(err)?, name)?.as_str().to_owned()
+        }
+        TypeDescriptor::VarLenAscii => {
+            first(attr.read_raw::<VarLenAscii>().map_err(err)?, name)?.as_str().to_owned()
+        }
+        TypeDescriptor::FixedAscii(_) => {
+            let s = first(attr.read_raw::<FixedAscii<4096>>().map_err(err)?, name)?;
+            String::from_utf8_lossy(s.as_bytes()).into_owned()
+        }
+        TypeDescriptor::FixedUnicode(_) => {
+            let s = first(attr.read_raw::<FixedUnicode<4096>>().map_err(err)?, name)?;
+            String::from_utf8_lossy(s.as_bytes()).into_owned()
+        }
+        other => return Err(format!("attribute '{name}' has type {other}, expected a string")),
+    };
+    Ok(text.trim_end_matches(['\0', ' ']).to_owned())
+}

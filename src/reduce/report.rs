@@ -1,0 +1,289 @@
+//! Rendering a [`Reduction`] as Markdown that reads well both in a terminal and on a forge.
+//!
+//! Tables are padded so their columns line up in plain text. The trial tables follow the
+//! paper's Tables 1 and 2 (seed 003, section 4.3): one row per eps with the L2 norm of the
+//! mean error, the maximum boundary error, and the L2 norm of the variance.
+
+use std::fmt::Write as _;
+
+use super::aggregate::{ScalingGroup, TrialGroup};
+use super::Reduction;
+
+/// At most this many missing ids and warnings are listed (the counts are always complete;
+/// `summary.h5` holds the full lists).
+const LIST_LIMIT: usize = 50;
+
+pub(crate) fn render(r: &Reduction) -> String {
+    let mut out = String::new();
+    let c = &r.counts;
+    let _ = writeln!(out, "# ntksweep reduction of `{}`\n", r.dir.display());
+    let missing = match c.missing {
+        Some(m) => format!(", {m} missing"),
+        None => String::new(),
+    };
+    let _ = writeln!(
+        out,
+        "Jobs: {} done, {} failed, {} diverged, {} unreadable{missing}. Only done jobs enter the \
+         tables.\n",
+        c.done, c.failed, c.diverged, c.unreadable
+    );
+
+    out.push_str("## NTK scaling: ||K_T||_F ~ eps^p\n\n");
+    out.push_str(
+        "p is the least-squares slope of log ||K_T||_F against log eps over all trials, with its \
+         95% Student t interval (n-2 degrees of freedom); n/a with fewer than 3 trials or fewer \
+         than 2 distinct eps. Theory: -2 for the Darcy residual block (paper, section 4.1).\n\n",
+    );
+    if r.scaling.is_empty() {
+        out.push_str("(no NTK snapshots)\n\n");
+    } else {
+        out.push_str(&scaling_table(&r.scaling));
+        out.push('\n');
+    }
+
+    out.push_str("## Trial averages over seeds\n\n");
+    out.push_str(
+        "Per eps: L2 = root mean square over the evaluation points (approximates the L2 norm \
+         over the unit domain) of the seed-mean error and of the pointwise variance (ddof 1); \
+         max boundary error = largest absolute seed-mean error on the boundary (points where a \
+         coordinate takes its extreme value), max boundary variance likewise; rel L2 = mean of \
+         the per-trial relative L2 errors with its 95% Student t interval.\n\n",
+    );
+    if r.trials.is_empty() {
+        out.push_str("(no finished jobs)\n\n");
+    }
+    let mut start = 0;
+    while start < r.trials.len() {
+        let first = &r.trials[start];
+        let end = start
+            + r.trials[start..]
+                .iter()
+                .take_while(|t| {
+                    t.problem == first.problem
+                        && t.width == first.width
+                        && t.balancer == first.balancer
+                        && t.normalization == first.normalization
+                })
+                .count();
+        let _ = writeln!(
+            out,
+            "### {}, width {}, balancer {}, normalization {}\n",
+            first.problem, first.width, first.balancer, first.normalization
+        );
+        out.push_str(&trial_table(&r.trials[start..end]));
+        out.push('\n');
+        start = end;
+    }
+
+    if !r.excluded.is_empty() {
+        out.push_str("## Excluded jobs\n\n");
+        let rows = r
+            .excluded
+            .iter()
+            .map(|j| vec![j.job_id.clone(), j.kind.to_string(), one_line(&j.message, 120)])
+            .collect();
+        out.push_str(&table(&["job id", "status", "message"], &[false, false, false], rows));
+        out.push('\n');
+    }
+    if !r.missing.is_empty() {
+        let _ = writeln!(out, "## Missing jobs ({} planned, no file)\n", r.missing.len());
+        list(&mut out, &r.missing);
+    }
+    if !r.warnings.is_empty() {
+        let _ = writeln!(out, "## Warnings ({})\n", r.warnings.len());
+        list(&mut out, &r.warnings);
+    }
+    out
+}
+
+fn list(out: &mut String, items: &[String]) {
+    for item in items.iter().take(LIST_LIMIT) {
+        let _ = writeln!(out, "- {}", one_line(item, 300));
+    }
+    if items.len() > LIST_LIMIT {
+        let _ = writeln!(out, "- ... and {} more (see summary.h5)", items.len() - LIST_LIMIT);
+    }
+    out.push('\n');
+}
+
+fn scaling_table(groups: &[ScalingGroup]) -> String {
+    let rows = groups
+        .iter()
+        .map(|s| {
+            vec![
+                s.problem.clone(),
+                s.width.to_string(),
+                s.balancer.clone(),
+                s.normalization.clone(),
+                s.term.clone(),
+                s.step.to_string(),
+                if s.fit.exponent.is_finite() {
+                    format!(
+                        "{} [{}, {}]",
+                        fixed(s.fit.exponent, 3),
+                        fixed(s.fit.ci_low, 3),
+                        fixed(s.fit.ci_high, 3)
+                    )
+                } else {
+                    "n/a".to_owned()
+                },
+                fixed(s.fit.r_squared, 4),
+                s.fit.n.to_string(),
+                s.theory_exponent.map_or("-".to_owned(), |p| format!("{p}")),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "problem",
+            "width",
+            "balancer",
+            "normalization",
+            "term",
+            "step",
+            "exponent p [95% CI]",
+            "r^2",
+            "n",
+            "theory",
+        ],
+        &[false, true, false, false, false, true, true, true, true, true],
+        rows,
+    )
+}
+
+fn trial_table(groups: &[TrialGroup]) -> String {
+    let rows = groups
+        .iter()
+        .map(|t| {
+            let rel = if t.rel_l2.ci_low.is_finite() {
+                format!("{} [{}, {}]", sci(t.rel_l2.mean), sci(t.rel_l2.ci_low), sci(t.rel_l2.ci_high))
+            } else {
+                sci(t.rel_l2.mean)
+            };
+            vec![
+                format!("{}", t.eps),
+                sci(t.l2_mean_error),
+                sci(t.max_boundary_error),
+                sci(t.l2_variance),
+                sci(t.max_boundary_variance),
+                rel,
+                t.n_trials.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "eps",
+            "L2 mean error",
+            "max boundary error",
+            "L2 variance",
+            "max boundary variance",
+            "rel L2 mean [95% CI]",
+            "n",
+        ],
+        &[true; 7],
+        rows,
+    )
+}
+
+fn sci(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.3e}")
+    } else {
+        "n/a".to_owned()
+    }
+}
+
+/// `v` with `digits` decimals; "-0.000" is written "0.000".
+fn fixed(v: f64, digits: usize) -> String {
+    if v.is_finite() {
+        let s = format!("{v:.digits$}");
+        if s.starts_with('-') && s[1..].chars().all(|c| c == '0' || c == '.') {
+            s[1..].to_owned()
+        } else {
+            s
+        }
+    } else {
+        "n/a".to_owned()
+    }
+}
+
+/// First line of `s`, at most `max` characters, with table pipes escaped.
+fn one_line(s: &str, max: usize) -> String {
+    let line = s.lines().next().unwrap_or("").trim();
+    let mut out: String = line.chars().take(max).collect();
+    if line.chars().count() > max || s.lines().nth(1).is_some() {
+        out.push_str(" ...");
+    }
+    out
+}
+
+/// A Markdown table with every column padded to its widest cell; `right[j]` right-aligns
+/// column j (numbers).
+fn table(headers: &[&str], right: &[bool], rows: Vec<Vec<String>>) -> String {
+    let escape = |s: &str| s.replace('|', "\\|");
+    let headers: Vec<String> = headers.iter().map(|h| escape(h)).collect();
+    let rows: Vec<Vec<String>> =
+        rows.into_iter().map(|r| r.iter().map(|c| escape(c)).collect()).collect();
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count().max(3)).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let pad = |cell: &str, j: usize| {
+        let fill = " ".repeat(widths[j] - cell.chars().count());
+        if right[j] {
+            format!("{fill}{cell}")
+        } else {
+            format!("{cell}{fill}")
+        }
+    };
+    let mut out = String::new();
+    let line = |cells: Vec<String>| format!("| {} |\n", cells.join(" | "));
+    out.push_str(&line(headers.iter().enumerate().map(|(j, h)| pad(h, j)).collect()));
+    out.push_str(&line(
+        widths
+            .iter()
+            .enumerate()
+            .map(|(j, &w)| {
+                if right[j] {
+                    format!("{}:", "-".repeat(w - 1))
+                } else {
+                    "-".repeat(w)
+                }
+            })
+            .collect(),
+    ));
+    for row in rows {
+        out.push_str(&line(row.iter().enumerate().map(|(j, c)| pad(c, j)).collect()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_columns_line_up() {
+        let t = table(
+            &["a", "number"],
+            &[false, true],
+            vec![vec!["long cell".into(), "1".into()], vec!["x|y".into(), "12345678".into()]],
+        );
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 4);
+        let len = lines[0].chars().count();
+        assert!(lines.iter().all(|l| l.chars().count() == len), "{t}");
+        assert!(t.contains("x\\|y"));
+        assert!(lines[1].ends_with(": |"), "{t}");
+    }
+
+    #[test]
+    fn negative_zero_is_not_printed() {
+        assert_eq!(fixed(-0.0001, 3), "0.000");
+        assert_eq!(fixed(-0.01, 3), "-0.010");
+        assert_eq!(fixed(f64::NAN, 3), "n/a");
+    }
+}

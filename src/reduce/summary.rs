@@ -1,0 +1,181 @@
+//! Writing `summary.h5`, the reduced file that analysis scripts and users open with h5py.
+//!
+//! Layout (public contract; names and shapes must not change without the README):
+//!
+//! ```text
+//! /                      attrs format="ntksweep-summary", version, confidence=0.95,
+//!                              l2_norm="rms over evaluation points",
+//!                              n_done, n_failed, n_diverged, n_unreadable (int64),
+//!                              n_missing (int64, -1 when no expected ids were given)
+//! /excluded/job_id       [K] str   failed, diverged and unreadable jobs, file name order
+//! /excluded/status       [K] str   "failed" | "diverged" | "unreadable"
+//! /excluded/message      [K] str   the job's message, or the read error
+//! /excluded/file         [K] str   path of the job file
+//! /missing               [K'] str  expected job ids without a file
+//! /warnings              [W] str
+//! /scaling/<key>/eps             [E] f64, ascending distinct eps
+//! /scaling/<key>/frobenius_mean  [E] f64
+//! /scaling/<key>/frobenius_std   [E] f64 (ddof = 1; 0 for one trial)
+//! /scaling/<key>/n_per_eps       [E] int64
+//!     attrs exponent, exponent_ci_low, exponent_ci_high, r_squared (f64; NaN when fewer than
+//!           3 trials or fewer than 2 distinct eps), n_trials, step, snapshot (int64),
+//!           theory_exponent (f64, NaN where the theory predicts none),
+//!           problem, width, balancer, normalization, term
+//! /trials/<key>/x                [M, d] f64
+//! /trials/<key>/mean_error       [M] f64
+//! /trials/<key>/error_variance   [M] f64 (ddof = 1; zeros for one trial)
+//! /trials/<key>/job_ids          [n] str
+//! /trials/<key>/seeds            [n] int64
+//!     attrs l2_mean_error, max_boundary_error, l2_variance, max_boundary_variance,
+//!           rel_l2_mean, rel_l2_ci_low, rel_l2_ci_high (NaN for one trial), n_trials,
+//!           problem, eps, width, balancer, normalization
+//! ```
+//!
+//! Strings are variable-length UTF-8, as in the job files.
+
+use std::path::Path;
+
+use hdf5::types::VarLenUnicode;
+use hdf5::{Group, Location};
+
+use super::{ReduceError, Reduction};
+
+type Ctx = (String, hdf5::Error);
+
+fn at(what: impl Into<String>) -> impl FnOnce(hdf5::Error) -> Ctx {
+    let what = what.into();
+    move |e| (what, e)
+}
+
+/// Writes the summary of `reduction` to `path` (the caller renames it into place).
+pub(crate) fn write(path: &Path, reduction: &Reduction) -> Result<(), ReduceError> {
+    write_inner(path, reduction).map_err(|(what, source)| ReduceError::WriteHdf5 {
+        path: path.to_path_buf(),
+        what,
+        source,
+    })
+}
+
+fn write_inner(path: &Path, r: &Reduction) -> Result<(), Ctx> {
+    let file = hdf5::File::create(path).map_err(at("creating the file"))?;
+    let c = &r.counts;
+    (|| -> hdf5::Result<()> {
+        attr_str(&file, "format", "ntksweep-summary")?;
+        attr_str(&file, "version", env!("CARGO_PKG_VERSION"))?;
+        attr_f64(&file, "confidence", super::stats::CONFIDENCE)?;
+        attr_str(&file, "l2_norm", "rms over evaluation points")?;
+        attr_i64(&file, "n_done", c.done as i64)?;
+        attr_i64(&file, "n_failed", c.failed as i64)?;
+        attr_i64(&file, "n_diverged", c.diverged as i64)?;
+        attr_i64(&file, "n_unreadable", c.unreadable as i64)?;
+        attr_i64(&file, "n_missing", c.missing.map_or(-1, |m| m as i64))?;
+        Ok(())
+    })()
+    .map_err(at("root attributes"))?;
+
+    (|| -> hdf5::Result<()> {
+        let g = file.create_group("excluded")?;
+        let ex = &r.excluded;
+        ds_str(&g, "job_id", ex.iter().map(|j| j.job_id.as_str()))?;
+        ds_str(&g, "status", ex.iter().map(|j| j.kind.as_str()))?;
+        ds_str(&g, "message", ex.iter().map(|j| j.message.as_str()))?;
+        let files: Vec<String> = ex.iter().map(|j| j.file.display().to_string()).collect();
+        ds_str(&g, "file", files.iter().map(String::as_str))?;
+        ds_str(&file, "missing", r.missing.iter().map(String::as_str))?;
+        ds_str(&file, "warnings", r.warnings.iter().map(String::as_str))?;
+        Ok(())
+    })()
+    .map_err(at("excluded jobs"))?;
+
+    let scaling = file.create_group("scaling").map_err(at("group scaling"))?;
+    for s in &r.scaling {
+        (|| -> hdf5::Result<()> {
+            let g = scaling.create_group(&s.key)?;
+            ds_f64(&g, "eps", &s.eps)?;
+            ds_f64(&g, "frobenius_mean", &s.frobenius_mean)?;
+            ds_f64(&g, "frobenius_std", &s.frobenius_std)?;
+            let n: Vec<i64> = s.n_per_eps.iter().map(|&n| n as i64).collect();
+            g.new_dataset_builder().with_data(n.as_slice()).create("n_per_eps")?;
+            attr_f64(&g, "exponent", s.fit.exponent)?;
+            attr_f64(&g, "exponent_ci_low", s.fit.ci_low)?;
+            attr_f64(&g, "exponent_ci_high", s.fit.ci_high)?;
+            attr_f64(&g, "r_squared", s.fit.r_squared)?;
+            attr_i64(&g, "n_trials", s.fit.n as i64)?;
+            attr_i64(&g, "step", s.step)?;
+            attr_i64(&g, "snapshot", s.snapshot as i64)?;
+            attr_f64(&g, "theory_exponent", s.theory_exponent.unwrap_or(f64::NAN))?;
+            attr_str(&g, "problem", &s.problem)?;
+            attr_i64(&g, "width", s.width)?;
+            attr_str(&g, "balancer", &s.balancer)?;
+            attr_str(&g, "normalization", &s.normalization)?;
+            attr_str(&g, "term", &s.term)?;
+            Ok(())
+        })()
+        .map_err(at(format!("scaling/{}", s.key)))?;
+    }
+
+    let trials = file.create_group("trials").map_err(at("group trials"))?;
+    for t in &r.trials {
+        (|| -> hdf5::Result<()> {
+            let g = trials.create_group(&t.key)?;
+            ds_2d(&g, "x", &t.x)?;
+            ds_f64(&g, "mean_error", &t.mean_error)?;
+            ds_f64(&g, "error_variance", &t.error_variance)?;
+            ds_str(&g, "job_ids", t.job_ids.iter().map(String::as_str))?;
+            g.new_dataset_builder().with_data(t.seeds.as_slice()).create("seeds")?;
+            attr_f64(&g, "l2_mean_error", t.l2_mean_error)?;
+            attr_f64(&g, "max_boundary_error", t.max_boundary_error)?;
+            attr_f64(&g, "l2_variance", t.l2_variance)?;
+            attr_f64(&g, "max_boundary_variance", t.max_boundary_variance)?;
+            attr_f64(&g, "rel_l2_mean", t.rel_l2.mean)?;
+            attr_f64(&g, "rel_l2_ci_low", t.rel_l2.ci_low)?;
+            attr_f64(&g, "rel_l2_ci_high", t.rel_l2.ci_high)?;
+            attr_i64(&g, "n_trials", t.n_trials as i64)?;
+            attr_str(&g, "problem", &t.problem)?;
+            attr_f64(&g, "eps", t.eps)?;
+            attr_i64(&g, "width", t.width)?;
+            attr_str(&g, "balancer", &t.balancer)?;
+            attr_str(&g, "normalization", &t.normalization)?;
+            Ok(())
+        })()
+        .map_err(at(format!("trials/{}", t.key)))?;
+    }
+    file.close().map_err(at("closing the file"))?;
+    Ok(())
+}
+
+/// UTF-8 variable-length string; interior NUL bytes (not representable) become U+FFFD.
+fn vlen(s: &str) -> VarLenUnicode {
+    let clean = s.replace('\0', "\u{fffd}");
+    // Cannot fail: the only rejected input is an interior NUL, removed above.
+    clean.parse().unwrap_or_default()
+}
+
+fn attr_str(loc: &Location, name: &str, value: &str) -> hdf5::Result<()> {
+    loc.new_attr::<VarLenUnicode>().shape(()).create(name)?.write_scalar(&vlen(value))
+}
+
+fn attr_f64(loc: &Location, name: &str, value: f64) -> hdf5::Result<()> {
+    loc.new_attr::<f64>().shape(()).create(name)?.write_scalar(&value)
+}
+
+fn attr_i64(loc: &Location, name: &str, value: i64) -> hdf5::Result<()> {
+    loc.new_attr::<i64>().shape(()).create(name)?.write_scalar(&value)
+}
+
+fn ds_f64(g: &Group, name: &str, values: &[f64]) -> hdf5::Result<()> {
+    g.new_dataset_builder().with_data(values).create(name).map(|_| ())
+}
+
+/// A [rows, cols] f64 dataset. (hdf5-metno links its own ndarray version, so arrays cross as
+/// flat slices plus a shape.)
+pub(crate) fn ds_2d(g: &Group, name: &str, a: &ndarray::Array2<f64>) -> hdf5::Result<()> {
+    let flat = a.as_standard_layout();
+    let slice = flat.as_slice().ok_or("array not contiguous")?;
+    g.new_dataset::<f64>().shape([a.nrows(), a.ncols()]).create(name)?.write_raw(slice)
+}
+
+fn ds_str<'a>(g: &Group, name: &str, values: impl Iterator<Item = &'a str>) -> hdf5::Result<()> {
+    let v: Vec<VarLenUnicode> = values.map(vlen).collect();
+    g.new_dataset_builder().with_data(v.as_slice()).create(name).map(|_| ())
+}

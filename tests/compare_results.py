@@ -1,0 +1,61 @@
+"""Compare two results folders dataset by dataset (used by the MPI rank-count tests).
+
+Usage: python tests/compare_results.py DIR_A DIR_B [--rtol 0]
+Prints the largest difference (max |a - b| / max |a| per dataset); exits non-zero if the job sets differ or any dataset
+differs by more than rtol (0 = bit-identical).
+"""
+import argparse
+import glob
+import os
+import sys
+
+import h5py
+import numpy as np
+
+
+def load(d):
+    out = {}
+    for f in sorted(glob.glob(os.path.join(d, "jobs", "*.h5"))):
+        vals = {}
+        with h5py.File(f, "r") as h:
+            h.visititems(lambda n, o: vals.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset) else None)
+            vals["@status"] = h.attrs["status"]
+        out[os.path.basename(f)] = vals
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("a")
+    p.add_argument("b")
+    p.add_argument("--rtol", type=float, default=0.0)
+    args = p.parse_args()
+    a, b = load(args.a), load(args.b)
+    if a.keys() != b.keys():
+        sys.exit(f"different job sets: {sorted(a.keys() ^ b.keys())}")
+    worst = 0.0
+    for job in a:
+        if a[job].keys() != b[job].keys():
+            sys.exit(f"{job}: different datasets {sorted(a[job].keys() ^ b[job].keys())}")
+        for name, va in a[job].items():
+            vb = b[job][name]
+            if isinstance(va, (str, bytes)):
+                if va != vb:
+                    sys.exit(f"{job}/{name}: {va!r} != {vb!r}")
+                continue
+            if va.shape != vb.shape:
+                sys.exit(f"{job}/{name}: shapes {va.shape} vs {vb.shape}")
+            if not np.array_equal(va, vb):
+                # Relative to the dataset's scale: the trailing eigenvalues of a rank-deficient
+                # kernel sit at the solver's round-off floor (~1e-16 of the largest, either
+                # sign), where an elementwise relative difference means nothing.
+                scale = max(np.max(np.abs(va)), 1e-300)
+                rel = np.max(np.abs(va - vb)) / scale
+                worst = max(worst, rel)
+    print(f"{len(a)} jobs compared; largest relative difference {worst:.3e}")
+    if worst > args.rtol:
+        sys.exit(f"difference {worst} exceeds rtol {args.rtol}")
+
+
+if __name__ == "__main__":
+    main()
