@@ -600,7 +600,7 @@ sweep:
         // Batched Adam matches Adam alone to round-off (~1e-14 here), and long L-BFGS runs
         // amplify round-off on this nearly flat landscape (1e-14 grows to ~1e-8 in 20
         // iterations), so the batch-versus-alone comparison uses a short phase.
-        let short = ["training.lbfgs.steps=5"];
+        let short = ["training.lbfgs.steps=5", "ntk.enabled=false"];
         let both = run(&short, &[0, 1]);
         for k in 0..2 {
             let alone = run(&short, &[k]).remove(0);

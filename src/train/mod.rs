@@ -24,7 +24,7 @@ use crate::balancer::{self, BalanceInputs, Weights};
 use crate::collocation;
 use crate::config::job::Sampling;
 use crate::config::JobSpec;
-use crate::model::mlp::{layer_sizes, Mlp};
+use crate::model::mlp::{layer_sizes, Linear, Mlp};
 use crate::model::normalize::Normalizer;
 use crate::model::streams::StreamLayout;
 use crate::ntk::{self, TermPoints};
@@ -170,6 +170,59 @@ fn record_snapshot(step: u64, snap: &ntk::Snapshot, diverged: &[Option<(i64, Str
     }
 }
 
+/// `None` when every member's parameters are finite, else a [E] mask of the finite members.
+fn finite_members(mlp: &Mlp) -> Result<Option<Tensor>, TchError> {
+    let mut ok: Option<Tensor> = None;
+    for l in &mlp.layers {
+        for p in [&l.w, &l.b] {
+            let f = p.detach().f_isfinite()?.f_flatten(1, -1)?.f_all_dim(1, false)?;
+            ok = Some(match ok {
+                None => f,
+                Some(o) => o.f_logical_and(&f)?,
+            });
+        }
+    }
+    let ok = ok.expect("an MLP has at least one layer");
+    Ok(if ok.f_all()?.f_int64_value(&[])? == 1 { None } else { Some(ok) })
+}
+
+/// Detached copy of `mlp` in `kind` (parameters requiring grad, for the NTK pass) with the
+/// parameters of members outside `keep` ([E] bool) set to zero.
+fn zero_members(mlp: &Mlp, keep: Option<&Tensor>, kind: Kind) -> Result<Mlp, TchError> {
+    let Some(keep) = keep else { return Ok(mlp.to_kind_detached(kind)) };
+    let layers = mlp
+        .layers
+        .iter()
+        .map(|l| -> Result<Linear, TchError> {
+            let w = l.w.detach().f_to_kind(kind)?;
+            let b = l.b.detach().f_to_kind(kind)?;
+            let w = w.f_where_self(&keep.f_view([-1, 1, 1])?, &w.f_zeros_like()?)?;
+            let b = b.f_where_self(&keep.f_view([-1, 1])?, &b.f_zeros_like()?)?;
+            Ok(Linear { w: w.set_requires_grad(true), b: b.set_requires_grad(true) })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Mlp { layers, sizes: mlp.sizes.clone() })
+}
+
+/// Replace the statistics of members outside `keep` ([E] bool) by NaN.
+fn nan_members(mut snap: ntk::Snapshot, keep: &Tensor) -> Result<ntk::Snapshot, TchError> {
+    let mask = |t: &Tensor| -> Result<Tensor, TchError> {
+        let mut shape = vec![-1i64];
+        shape.extend(std::iter::repeat_n(1, t.dim() - 1));
+        let k = keep.f_to_device(t.device())?.f_view(shape.as_slice())?;
+        t.f_where_self(&k, &t.f_full_like(f64::NAN)?)
+    };
+    snap.full_frobenius = mask(&snap.full_frobenius)?;
+    for t in &mut snap.terms {
+        t.frobenius = mask(&t.frobenius)?;
+        t.trace = mask(&t.trace)?;
+        if let Some(ev) = &t.eigenvalues {
+            t.eigenvalues = Some(mask(ev)?);
+        }
+    }
+    Ok(snap)
+}
+
 /// The L-BFGS objective of one member: its frozen-weight total loss sum_i lambda_i L_i on its
 /// own fixed points, as a function of its flattened parameters.
 struct MemberObjective {
@@ -277,13 +330,26 @@ pub fn train_batch(specs: &[&JobSpec], ctx: &mut BatchContext<'_>) -> Result<Bat
     // Snapshots at 0 and every `ntk.every` steps; the one at the end of training is taken
     // where training ends (after L-BFGS when there is an L-BFGS phase).
     let is_snapshot = |step: u64| ntk_on && (step == 0 || (c0.ntk.every > 0 && step % c0.ntk.every == 0));
+    // A member whose parameters are no longer finite (it diverged; the trainer notices at its
+    // next logged step) would make the batched eigensolver fail for the whole batch, and the
+    // batch would be retried job by job: such members are measured with zeroed parameters and
+    // their statistics reported as NaN.
     let measure = |mlp: &Mlp, spectra: bool| -> Result<ntk::Snapshot, TchError> {
-        match (&problem_ntk, &norm_ntk) {
-            (Some(p), Some(nm)) => {
-                let mk = mlp.to_kind_detached(ntk_opts.kind);
-                ntk::snapshot(&ntk::factors(&mk, nm, p.as_ref(), &ntk_points, &scale_ntk, c0.ntk.chunk)?, spectra)
+        let finite = finite_members(mlp)?;
+        let snap = match (&problem_ntk, &norm_ntk, &finite) {
+            (Some(p), Some(nm), _) => {
+                let mk = zero_members(mlp, finite.as_ref(), ntk_opts.kind)?;
+                ntk::snapshot(&ntk::factors(&mk, nm, p.as_ref(), &ntk_points, &scale_ntk, c0.ntk.chunk)?, spectra)?
             }
-            _ => ntk::snapshot(&ntk::factors(mlp, &norm, problem.as_ref(), &ntk_points, &scale, c0.ntk.chunk)?, spectra),
+            (_, _, Some(ok)) => {
+                let mk = zero_members(mlp, Some(ok), opts.kind)?;
+                ntk::snapshot(&ntk::factors(&mk, &norm, problem.as_ref(), &ntk_points, &scale, c0.ntk.chunk)?, spectra)?
+            }
+            _ => ntk::snapshot(&ntk::factors(mlp, &norm, problem.as_ref(), &ntk_points, &scale, c0.ntk.chunk)?, spectra)?,
+        };
+        match &finite {
+            Some(ok) => nan_members(snap, ok),
+            None => Ok(snap),
         }
     };
 
