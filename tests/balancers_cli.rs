@@ -116,8 +116,13 @@ fn eps_rescale_balancer_equals_the_loss_switch() {
         let path = entry.unwrap().path();
         if path.extension().and_then(|e| e.to_str()) == Some("h5") {
             let f = hdf5::File::open(&path).unwrap();
-            let switch = attr(&f, "axes").contains("loss.eps_rescale=true");
-            runs.insert((attr(&f, "balancer"), switch), read(&f, "train/loss/residual"));
+            let axes = attr(&f, "axes");
+            let switch = axes.contains("loss.eps_rescale=true");
+            let named = if axes.contains("balancer=eps_rescale") { "eps_rescale" } else { "none" };
+            // Either way of asking for rescaling is recorded as such in the `balancer` attribute.
+            let expected_label = if switch || named == "eps_rescale" { "eps_rescale" } else { "none" };
+            assert_eq!(attr(&f, "balancer"), expected_label, "{axes}");
+            runs.insert((named.to_string(), switch), read(&f, "train/loss/residual"));
         }
     }
     let same = |a: &[f64], b: &[f64]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-10 * y.abs().max(1e-300));
