@@ -134,10 +134,9 @@ pub fn status_counts(dir: &Path) -> Result<StatusCounts, output::OutputError> {
     } else if !dir.exists() {
         return Err(output::OutputError::Read { path: dir.display().to_string(), message: "no such results folder".into() });
     }
-    if let Ok(plan) = std::fs::read_to_string(dir.join("plan.tsv")) {
-        let ids: Vec<&str> = plan.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split('\t').nth(1)).collect();
+    if let Some(ids) = crate::run::read_plan_ids(dir) {
         c.planned = Some(ids.len());
-        c.pending = ids.iter().filter(|id| !present.contains(**id)).count();
+        c.pending = ids.iter().filter(|id| !present.contains(*id)).count();
     }
     Ok(c)
 }

@@ -166,9 +166,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Reduce { dir, quiet } => {
             let t = std::time::Instant::now();
             // Expected ids from the plan written by `run`, so missing jobs are reported.
-            let expected = std::fs::read_to_string(dir.join("plan.tsv")).ok().map(|p| {
-                p.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split('\t').nth(1).map(str::to_string)).collect::<Vec<_>>()
-            });
+            let expected = run::read_plan_ids(&dir);
             let r = ntksweep::reduce::reduce(&dir, &ntksweep::reduce::ReduceOptions { expected_job_ids: expected })?;
             if !quiet {
                 println!("{}", r.report_markdown());

@@ -200,6 +200,12 @@ impl Progress {
     }
 }
 
+/// Job ids listed in `DIR/plan.tsv` (written by [`write_plan`]); None without a plan.
+pub fn read_plan_ids(dir: &Path) -> Option<Vec<String>> {
+    let plan = std::fs::read_to_string(dir.join("plan.tsv")).ok()?;
+    Some(plan.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split('\t').nth(1).map(str::to_string)).collect())
+}
+
 /// Write the sweep's plan next to the results (expected job ids, for status and reduce).
 pub fn write_plan(sweep: &Sweep, out: &Path) -> Result<(), RunError> {
     std::fs::create_dir_all(output::jobs_dir(out)).map_err(|source| RunError::Io { path: out.display().to_string(), source })?;

@@ -27,10 +27,6 @@ pub(crate) fn sweep_refine<T: serde::de::DeserializeOwned>(
     }
     let err = serde_path_to_error::deserialize::<_, T>(v).err()?;
     let mut path = vec![section.to_string()];
-    path.extend(err.path().iter().filter_map(|s| match s {
-        serde_path_to_error::Segment::Map { key } => Some(key.clone()),
-        serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
-        _ => None,
-    }));
+    path.extend(sweep::path_segments(err.path()));
     Some((path, err.inner().to_string()))
 }

@@ -247,7 +247,7 @@ fn parse_axis_values(key: &str, v: &Value) -> Result<Vec<Value>, String> {
 }
 
 /// serde path segments as strings.
-fn path_segments(p: &serde_path_to_error::Path) -> Vec<String> {
+pub(crate) fn path_segments(p: &serde_path_to_error::Path) -> Vec<String> {
     use serde_path_to_error::Segment;
     p.iter()
         .filter_map(|s| match s {
