@@ -123,6 +123,10 @@ fn main() -> ExitCode {
                 eprintln!("error: {e}");
                 return ExitCode::from(2);
             }
+            if let Some(SweepError::Read { .. }) = e.downcast_ref::<SweepError>() {
+                eprintln!("error: {e:#}");
+                return ExitCode::from(2);
+            }
             eprintln!("error: {e:#}");
             ExitCode::from(4)
         }

@@ -38,7 +38,7 @@ impl fmt::Display for ConfigError {
 /// Errors of reading and expanding a sweep.
 #[derive(Debug, thiserror::Error)]
 pub enum SweepError {
-    #[error("cannot read sweep file {path}: {source}")]
+    #[error("cannot read sweep file {path}")]
     Read { path: String, source: std::io::Error },
     #[error("{}", render(.0))]
     Invalid(Vec<ConfigError>),
