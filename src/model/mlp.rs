@@ -18,7 +18,7 @@
 use tch::{Kind, Tensor};
 
 use super::normalize::Normalizer;
-use super::streams::{StreamLayout, Streams};
+use super::streams::{Segment, SegmentedStreams, StreamLayout, Streams};
 use crate::config::job::Init;
 use crate::problem::TensorOpts;
 use crate::rng::{self, JobRng};
@@ -132,12 +132,19 @@ impl Mlp {
             .collect()
     }
 
-    /// Forward pass with derivative streams.
+    /// Forward pass with derivative streams, every stream at every point.
     ///
     /// # Shapes
-    /// `x`: [E, N, d] physical coordinates; returns streams [E, S, N].
+    /// `x`: [E, N, d] physical coordinates; returns streams [E, N] each.
     pub fn forward(&self, x: &Tensor, norm: &Normalizer, layout: &StreamLayout) -> Streams {
-        self.forward_impl(x, norm, layout, None)
+        let n = x.size()[1];
+        self.forward_impl(x, norm, layout, &[Segment { points: n, layout: layout.clone() }], None).points(0, n)
+    }
+
+    /// Forward pass where consecutive runs of points carry different streams (see
+    /// [`Segment`]): the training step's path, where boundary points carry the value only.
+    pub fn forward_segments(&self, x: &Tensor, norm: &Normalizer, layout: &StreamLayout, segments: &[Segment]) -> SegmentedStreams {
+        self.forward_impl(x, norm, layout, segments, None)
     }
 
     /// Forward pass that also returns every layer's input and pre-activation streams.
@@ -148,73 +155,154 @@ impl Mlp {
         layout: &StreamLayout,
     ) -> (Streams, Vec<LayerRecord>) {
         let mut rec = Vec::new();
-        let s = self.forward_impl(x, norm, layout, Some(&mut rec));
-        (s, rec)
+        let n = x.size()[1];
+        let s = self.forward_impl(x, norm, layout, &[Segment { points: n, layout: layout.clone() }], Some(&mut rec));
+        (s.points(0, n), rec)
     }
 
+    /// All streams of a layer live in one [E, R, width] tensor, so that each layer is one
+    /// batched matmul whatever the layout: first the value at all N points, then for each
+    /// segment its K_s derivative streams, stream-major ([K_s, N_s] rows).
+    ///
+    /// Why splits rather than `narrow`, and one product per segment rather than per stream:
+    /// every `narrow` of a tensor that needs a gradient costs, in the backward pass, a
+    /// zero-filled copy of the whole tensor it was cut from, and at PINN sizes the per-call
+    /// overhead of libtorch is as large as the arithmetic. A layer is therefore a fixed
+    /// handful of calls: matmul, one split, tanh, tanh', and per segment one product for the
+    /// first derivatives and three for the second ones, using
+    ///   a_ij = tanh'(z) (z_ij - 2 tanh(z) z_i z_j)      (tanh'' = -2 tanh tanh').
     fn forward_impl(
         &self,
         x: &Tensor,
         norm: &Normalizer,
         layout: &StreamLayout,
+        segments: &[Segment],
         mut record: Option<&mut Vec<LayerRecord>>,
-    ) -> Streams {
-        assert!(layout.second.is_empty() || layout.first, "second-derivative streams need first ones");
+    ) -> SegmentedStreams {
         let (e, n, d) = x.size3().expect("x must be [E, N, d]");
-        let s = layout.len() as i64;
-        let n1 = layout.n_first() as i64;
-        let n2 = layout.second.len() as i64;
+        assert_eq!(segments.iter().map(|s| s.points).sum::<i64>(), n, "segments must cover the points");
+        for seg in segments {
+            assert!(seg.layout.is_closed() && layout.contains(&seg.layout), "segment layout {:?} is not a closed part of {layout:?}", seg.layout);
+        }
+        assert!(
+            record.is_none() || (segments.len() == 1 && segments[0].layout == *layout),
+            "recording needs every stream at every point"
+        );
+        let opts = (x.kind(), x.device());
+        let plans: Vec<SegmentPlan> = segments.iter().map(|s| SegmentPlan::new(s, x.device())).collect();
+        // Rows of the value and of each segment's derivative block.
+        let mut sizes = vec![n];
+        sizes.extend(plans.iter().filter(|p| p.k > 0).map(|p| p.k * p.n));
         // Input streams: the normalised value, d x_n / d x_i = scale_i e_i, and zero second
         // derivatives (the map is affine).
-        let mut parts = vec![norm.apply(x).unsqueeze(1)];
-        if n1 > 0 {
-            let diag = norm.scale.squeeze_dim(1).diag_embed(0, -2, -1); // [E, d, d]
-            parts.push(diag.unsqueeze(2).expand([e, d, n, d], false));
+        let mut parts = vec![norm.apply(x)];
+        for p in plans.iter().filter(|p| p.k > 0) {
+            let mut rows = Vec::new();
+            for &i in &p.first {
+                let unit = Tensor::zeros([d], opts).index_fill(0, &Tensor::from(i as i64).to_device(x.device()), 1.0);
+                rows.push((&norm.scale * unit).expand([e, p.n, d], false));
+            }
+            if p.n2 > 0 {
+                rows.push(Tensor::zeros([e, p.n2 * p.n, d], opts));
+            }
+            parts.push(Tensor::cat(&rows, 1));
         }
-        if n2 > 0 {
-            parts.push(Tensor::zeros([e, n2, n, d], (x.kind(), x.device())));
-        }
-        let mut h = Tensor::cat(&parts, 1); // [E, S, N, d]
-        let pure = layout.second.iter().enumerate().all(|(k, &(i, j))| i == j && i == k) && n2 == n1;
-        let (idx_i, idx_j) = if n2 > 0 && !pure {
-            let ii: Vec<i64> = layout.second.iter().map(|p| p.0 as i64).collect();
-            let jj: Vec<i64> = layout.second.iter().map(|p| p.1 as i64).collect();
-            (Some(Tensor::from_slice(&ii).to_device(x.device())), Some(Tensor::from_slice(&jj).to_device(x.device())))
-        } else {
-            (None, None)
-        };
+        let mut h = if parts.len() > 1 { Tensor::cat(&parts, 1) } else { parts.pop().unwrap() }; // [E, R, d]
         let last = self.layers.len() - 1;
         for (l, layer) in self.layers.iter().enumerate() {
             let (fan_out, fan_in) = (layer.w.size()[1], layer.w.size()[2]);
-            let z = h.reshape([e, s * n, fan_in]).matmul(&layer.w.transpose(1, 2)).reshape([e, s, n, fan_out]);
-            let bias = layer.b.view([e, 1, 1, fan_out]);
-            let z = if s > 1 { Tensor::cat(&[z.narrow(1, 0, 1) + bias, z.narrow(1, 1, s - 1)], 1) } else { z + bias };
-            if let Some(rec) = record.as_deref_mut() {
-                rec.push(LayerRecord { input: h.shallow_clone(), pre: z.shallow_clone() });
-            }
+            let zr = h.matmul(&layer.w.transpose(1, 2)); // [E, R, out]
+            let bias = layer.b.view([e, 1, fan_out]);
+            // z[0]: value [E, N, out] (the bias enters the value stream only); z[1..]: one
+            // derivative block per segment that has one, [E, K_s * N_s, out].
+            let z: Vec<Tensor> = if let Some(rec) = record.as_deref_mut() {
+                let s = layout.len() as i64;
+                let pre = if s > 1 { Tensor::cat(&[zr.narrow(1, 0, n) + &bias, zr.narrow(1, n, (s - 1) * n)], 1) } else { zr + &bias };
+                // The recorded tensor must be the one the rest of the pass reads from (the NTK
+                // differentiates with respect to it).
+                let pre = pre.reshape([e, s, n, fan_out]);
+                rec.push(LayerRecord { input: h.reshape([e, s, n, fan_in]), pre: pre.shallow_clone() });
+                let pre = pre.reshape([e, s * n, fan_out]);
+                if s > 1 { pre.split_with_sizes(sizes.as_slice(), 1) } else { vec![pre] }
+            } else if sizes.len() > 1 {
+                let mut z = zr.split_with_sizes(sizes.as_slice(), 1);
+                z[0] = &z[0] + &bias;
+                z
+            } else {
+                vec![zr + &bias]
+            };
             if l == last {
-                return Streams { layout: layout.clone(), data: z.squeeze_dim(-1) };
+                let mut blocks = Vec::new();
+                let mut next = 1;
+                for p in &plans {
+                    blocks.push((p.k > 0).then(|| {
+                        next += 1;
+                        z[next - 1].reshape([e, p.k, p.n])
+                    }));
+                }
+                return SegmentedStreams { layout: layout.clone(), segments: segments.to_vec(), value: z[0].squeeze_dim(-1), blocks };
             }
-            let t = z.select(1, 0).tanh();
-            let t1: Tensor = 1.0 - &t * &t; // tanh'
-            let mut parts = vec![t.unsqueeze(1)];
-            if n1 > 0 {
-                let z1 = z.narrow(1, 1, n1);
-                let t1u = t1.unsqueeze(1);
-                parts.push(&t1u * &z1);
-                if n2 > 0 {
-                    let t2u = (&t * &t1 * -2.0).unsqueeze(1); // tanh''
-                    let z2 = z.narrow(1, 1 + n1, n2);
-                    let zz = match (&idx_i, &idx_j) {
-                        (Some(i), Some(j)) => z1.index_select(1, i) * z1.index_select(1, j),
-                        _ => &z1 * &z1,
+            let t = z[0].tanh();
+            let mut out = vec![t.shallow_clone()];
+            if sizes.len() > 1 {
+                // tanh' and -2 tanh only where a segment carries derivatives.
+                let seg_sizes: Vec<i64> = plans.iter().map(|p| p.n).collect();
+                let ts = if plans.len() > 1 { t.split_with_sizes(seg_sizes.as_slice(), 1) } else { vec![t] };
+                let mut next = 1;
+                for (si, p) in plans.iter().enumerate().filter(|(_, p)| p.k > 0) {
+                    let blk = z[next].view([e, p.k, p.n, fan_out]);
+                    next += 1;
+                    let t1: Tensor = 1.0 - ts[si].square(); // tanh'
+                    let t1u = t1.unsqueeze(1);
+                    if p.n2 == 0 {
+                        out.push((blk * t1u).view([e, p.k * p.n, fan_out]));
+                        continue;
+                    }
+                    let fs = blk.split_with_sizes([p.k - p.n2, p.n2], 1);
+                    let zz = match (&p.ii, &p.jj) {
+                        (Some(i), Some(j)) => fs[0].index_select(1, i) * fs[0].index_select(1, j),
+                        _ => fs[0].square(),
                     };
-                    parts.push(t2u * zz + t1u * z2);
+                    let a1 = &fs[0] * &t1u;
+                    let a2 = fs[1].addcmul(&(&ts[si] * -2.0).unsqueeze(1), &zz) * &t1u;
+                    out.push(a1.view([e, (p.k - p.n2) * p.n, fan_out]));
+                    out.push(a2.view([e, p.n2 * p.n, fan_out]));
                 }
             }
-            h = Tensor::cat(&parts, 1);
+            h = if out.len() > 1 { Tensor::cat(&out, 1) } else { out.pop().unwrap() };
         }
         unreachable!("an MLP has at least one layer")
+    }
+}
+
+/// What a layer does for one segment: its points, derivative streams, and which first
+/// derivatives each second derivative is propagated from.
+struct SegmentPlan {
+    n: i64,
+    /// Derivative streams (first + second).
+    k: i64,
+    n2: i64,
+    first: Vec<usize>,
+    /// For second derivative q = (i, j): positions of i and j among the segment's first
+    /// derivatives. None when the seconds are exactly the pure ones in first-derivative
+    /// order (then z_i z_j is a square of the whole first-derivative block).
+    ii: Option<Tensor>,
+    jj: Option<Tensor>,
+}
+
+impl SegmentPlan {
+    fn new(seg: &Segment, device: tch::Device) -> Self {
+        let l = &seg.layout;
+        let pos = |i: usize| l.first.iter().position(|&f| f == i).unwrap() as i64;
+        let pure = l.second.len() == l.first.len() && l.second.iter().zip(&l.first).all(|(&(i, j), &f)| i == f && j == f);
+        let (ii, jj) = if pure || l.second.is_empty() {
+            (None, None)
+        } else {
+            let ii: Vec<i64> = l.second.iter().map(|p| pos(p.0)).collect();
+            let jj: Vec<i64> = l.second.iter().map(|p| pos(p.1)).collect();
+            (Some(Tensor::from_slice(&ii).to_device(device)), Some(Tensor::from_slice(&jj).to_device(device)))
+        };
+        SegmentPlan { n: seg.points, k: seg.derivatives(), n2: l.second.len() as i64, first: l.first.clone(), ii, jj }
     }
 }
 
@@ -226,14 +314,12 @@ impl Mlp {
 /// `x`: [E, N, d]; returns [E, S, N] in `layout` order.
 pub fn autograd_streams(mlp: &Mlp, x: &Tensor, norm: &Normalizer, layout: &StreamLayout) -> Tensor {
     let x = x.detach().set_requires_grad(true);
-    let u = mlp.forward(&x, norm, &StreamLayout::value(layout.dim)).data.select(1, 0); // [E, N]
+    let u = mlp.forward(&x, norm, &StreamLayout::value(layout.dim)).u(); // [E, N]
     let mut out = vec![u.shallow_clone()];
-    if layout.first || !layout.second.is_empty() {
+    if !layout.first.is_empty() {
         let g = Tensor::run_backward(&[u.sum(Kind::Float)], &[&x], true, true).remove(0); // [E, N, d]
-        if layout.first {
-            for i in 0..layout.dim {
-                out.push(g.select(-1, i as i64));
-            }
+        for &i in &layout.first {
+            out.push(g.select(-1, i as i64));
         }
         for &(i, j) in &layout.second {
             let gi = g.select(-1, i as i64);
@@ -273,13 +359,51 @@ mod tests {
                 let norm = Normalizer::new(&[norm_kind; 3], &domain, opts());
                 let x = Tensor::rand([3, 20, dim as i64], (Kind::Double, Device::Cpu)) * 3.0 - 1.0;
                 let layout = StreamLayout::full_second_order(dim);
-                let fwd = mlp.forward(&x, &norm, &layout).data;
+                let fwd = mlp.forward(&x, &norm, &layout).stacked();
                 let rev = autograd_streams(&mlp, &x, &norm, &layout);
                 for k in 0..layout.len() as i64 {
                     let e = rel_err(&fwd.select(1, k), &rev.select(1, k));
                     assert!(e < 1e-12, "dim {dim} {norm_kind:?} stream {k}: rel err {e}");
                 }
             }
+        }
+    }
+
+    /// Segments with different layouts, including mixed second derivatives and a
+    /// value-only segment, give the same streams as one full pass over each segment's points.
+    #[test]
+    fn segmented_streams_equal_full_streams_on_every_segment() {
+        use crate::model::streams::Segment;
+        let dim = 2;
+        let domain = Domain { lo: vec![-1.0; dim], hi: vec![2.0; dim], time_dependent: false };
+        let mlp = net(dim, 3, Init::Normal);
+        let norm = Normalizer::new(&[Normalization::Zscore; 3], &domain, opts());
+        let full = StreamLayout::full_second_order(dim);
+        let segments = vec![
+            Segment { points: 9, layout: StreamLayout::first_order(dim, &[1]) },
+            Segment { points: 6, layout: full.clone() },
+            Segment { points: 4, layout: StreamLayout::value(dim) },
+            Segment { points: 5, layout: StreamLayout { dim, first: vec![1, 0], second: vec![(0, 1), (1, 1)] } },
+            Segment { points: 3, layout: StreamLayout::second_order(dim) },
+        ];
+        let x = Tensor::rand([3, 27, dim as i64], (Kind::Double, Device::Cpu)) * 3.0 - 1.0;
+        let seg = mlp.forward_segments(&x, &norm, &full, &segments);
+        let mut offset = 0;
+        for sg in &segments {
+            let xs = x.narrow(1, offset, sg.points);
+            let got = seg.points(offset, sg.points);
+            let want = mlp.forward(&xs, &norm, &full);
+            for (k, st) in full.streams().into_iter().enumerate() {
+                match (sg.layout.index(st), &got.parts[k]) {
+                    (Some(_), Some(g)) => {
+                        let e = rel_err(g, want.parts[k].as_ref().unwrap());
+                        assert!(e < 1e-12, "segment {:?} stream {st:?}: rel err {e}", sg.layout);
+                    }
+                    (None, None) => {}
+                    (a, b) => panic!("segment {:?} stream {st:?}: carried {} but returned {}", sg.layout, a.is_some(), b.is_some()),
+                }
+            }
+            offset += sg.points;
         }
     }
 
@@ -291,7 +415,7 @@ mod tests {
         let x = Tensor::rand([2, 10, 1], (Kind::Double, Device::Cpu));
         let layout = StreamLayout::second_order(1);
         let s = mlp.forward(&x, &norm, &layout);
-        let u = |x: &Tensor| mlp.forward(x, &norm, &StreamLayout::value(1)).data.select(1, 0);
+        let u = |x: &Tensor| mlp.forward(x, &norm, &StreamLayout::value(1)).u();
         let h = 1e-4;
         let (up, um, u0) = (u(&(&x + h)), u(&(&x - h)), u(&x));
         let d1 = (&up - &um) / (2.0 * h);
@@ -311,8 +435,8 @@ mod tests {
         let x = Tensor::rand([1, 5, 1], (Kind::Double, Device::Cpu));
         let xs = x.repeat([3, 1, 1]);
         let layout = StreamLayout::second_order(1);
-        let a = all.forward(&xs, &Normalizer::new(&[Normalization::None; 3], &domain, opts()), &layout).data;
-        let b = single.forward(&x, &Normalizer::new(&[Normalization::None], &domain, opts()), &layout).data;
+        let a = all.forward(&xs, &Normalizer::new(&[Normalization::None; 3], &domain, opts()), &layout).stacked();
+        let b = single.forward(&x, &Normalizer::new(&[Normalization::None], &domain, opts()), &layout).stacked();
         assert!(rel_err(&a.select(0, 1), &b.select(0, 0)) < 1e-14);
     }
 }

@@ -4,28 +4,50 @@
 //! A stream is one directional quantity carried through every layer: the value, the first
 //! derivative along input i, or a second derivative along inputs (i, j). A problem asks for
 //! the streams its residuals need; the MLP computes exactly those.
+//!
+//! Streams may cover different numbers of points ("ragged" streams, see [`StreamCounts`]): in a
+//! training step the points of all loss terms go through the network together, and a
+//! boundary term that reads only u should not pay for the u_tt and u_xx streams of the
+//! residual points. Terms are ordered so that every stream covers a prefix of the points.
 
 use tch::Tensor;
 
-/// Which streams are carried, in this order: value, first derivatives d/dx_i for every input
-/// i in 0..dim (when `first`), then the listed second derivatives.
+/// One stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Value,
+    /// du/dx_i.
+    D(usize),
+    /// d2u/dx_i dx_j, i <= j.
+    DD(usize, usize),
+}
+
+/// Which streams are carried, in this order: value, the listed first derivatives, then the
+/// listed second derivatives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamLayout {
     pub dim: usize,
-    pub first: bool,
-    /// Second-derivative pairs (i, j), i <= j; (i, i) is a pure second derivative.
+    /// Inputs i whose first derivative du/dx_i is carried.
+    pub first: Vec<usize>,
+    /// Second-derivative pairs (i, j), i <= j; (i, i) is a pure second derivative. Both i and j
+    /// must be in `first` (a second derivative is propagated from the first ones).
     pub second: Vec<(usize, usize)>,
 }
 
 impl StreamLayout {
-    /// Value only (regression, evaluation).
+    /// Value only (regression, evaluation, boundary and initial values).
     pub fn value(dim: usize) -> Self {
-        StreamLayout { dim, first: false, second: Vec::new() }
+        StreamLayout { dim, first: Vec::new(), second: Vec::new() }
+    }
+
+    /// Value and the first derivatives along `inputs` (e.g. u_t for an initial velocity).
+    pub fn first_order(dim: usize, inputs: &[usize]) -> Self {
+        StreamLayout { dim, first: inputs.to_vec(), second: Vec::new() }
     }
 
     /// Value, all first derivatives and all pure second derivatives.
     pub fn second_order(dim: usize) -> Self {
-        StreamLayout { dim, first: true, second: (0..dim).map(|i| (i, i)).collect() }
+        StreamLayout { dim, first: (0..dim).collect(), second: (0..dim).map(|i| (i, i)).collect() }
     }
 
     /// Value, all first derivatives and every second derivative including mixed ones.
@@ -36,12 +58,12 @@ impl StreamLayout {
                 second.push((i, j));
             }
         }
-        StreamLayout { dim, first: true, second }
+        StreamLayout { dim, first: (0..dim).collect(), second }
     }
 
     /// Number of streams S.
     pub fn len(&self) -> usize {
-        1 + if self.first { self.dim } else { 0 } + self.second.len()
+        1 + self.first.len() + self.second.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -49,55 +71,178 @@ impl StreamLayout {
     }
 
     pub fn n_first(&self) -> usize {
-        if self.first {
-            self.dim
-        } else {
-            0
+        self.first.len()
+    }
+
+    /// The streams in order.
+    pub fn streams(&self) -> Vec<Stream> {
+        let mut s = vec![Stream::Value];
+        s.extend(self.first.iter().map(|&i| Stream::D(i)));
+        s.extend(self.second.iter().map(|&(i, j)| Stream::DD(i, j)));
+        s
+    }
+
+    /// Position of `stream` in this layout.
+    pub fn index(&self, stream: Stream) -> Option<usize> {
+        match stream {
+            Stream::Value => Some(0),
+            Stream::D(i) => self.first.iter().position(|&f| f == i).map(|k| 1 + k),
+            Stream::DD(i, j) => {
+                let p = if i <= j { (i, j) } else { (j, i) };
+                self.second.iter().position(|&q| q == p).map(|k| 1 + self.n_first() + k)
+            }
         }
     }
 
     /// Index of the first-derivative stream along input `i`.
     pub fn first_index(&self, i: usize) -> Option<usize> {
-        (self.first && i < self.dim).then_some(1 + i)
+        self.index(Stream::D(i))
     }
 
     /// Index of the second-derivative stream along inputs (i, j).
     pub fn second_index(&self, i: usize, j: usize) -> Option<usize> {
-        let (a, b) = if i <= j { (i, j) } else { (j, i) };
-        self.second.iter().position(|&p| p == (a, b)).map(|k| 1 + self.n_first() + k)
+        self.index(Stream::DD(i, j))
+    }
+
+    /// True when every second derivative's first derivatives are carried.
+    pub fn is_closed(&self) -> bool {
+        self.second.iter().all(|&(i, j)| i <= j && self.first.contains(&i) && self.first.contains(&j))
+    }
+
+    /// True when every stream of `other` is carried here.
+    pub fn contains(&self, other: &StreamLayout) -> bool {
+        other.streams().into_iter().all(|s| self.index(s).is_some())
+    }
+}
+
+/// A run of consecutive points that carry the same streams.
+///
+/// In a training step the points of all loss terms go through the network together; a
+/// boundary term that reads only u should not pay for the u_tt and u_xx streams of the
+/// residual points. Each segment carries the value plus the streams of its own `layout` (a
+/// closed sub-layout of the problem's layout).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    pub points: i64,
+    pub layout: StreamLayout,
+}
+
+impl Segment {
+    /// Number of derivative streams (all but the value).
+    pub fn derivatives(&self) -> i64 {
+        self.layout.len() as i64 - 1
+    }
+
+    /// Segments for consecutive blocks of points (n_b points needing layout_b); neighbours
+    /// with equal needs are merged (fewer, larger tensor operations).
+    pub fn merge(blocks: &[(i64, &StreamLayout)]) -> Vec<Segment> {
+        let mut out: Vec<Segment> = Vec::new();
+        for (n, needs) in blocks {
+            match out.last_mut() {
+                Some(last) if last.layout == **needs => last.points += n,
+                _ => out.push(Segment { points: *n, layout: (*needs).clone() }),
+            }
+        }
+        out
+    }
+}
+
+/// Network output streams of all segments: the value at every point and each segment's
+/// derivative streams at its points.
+///
+/// # Shapes
+/// `value`: [E, N]; `blocks[s]`: [E, K_s, N_s] in `segments[s].layout` order without the
+/// value (None when the segment carries the value only).
+pub struct SegmentedStreams {
+    pub layout: StreamLayout,
+    pub segments: Vec<Segment>,
+    pub value: Tensor,
+    pub blocks: Vec<Option<Tensor>>,
+}
+
+impl SegmentedStreams {
+    /// The streams at points [start, start + len), which must lie within one segment.
+    pub fn points(&self, start: i64, len: i64) -> Streams {
+        let mut s0 = 0;
+        for (seg, block) in self.segments.iter().zip(&self.blocks) {
+            if start >= s0 && start + len <= s0 + seg.points {
+                let mut parts: Vec<Option<Tensor>> = (0..self.layout.len()).map(|_| None).collect();
+                parts[0] = Some(self.value.narrow(1, start, len));
+                if let Some(b) = block {
+                    for (q, st) in seg.layout.streams().into_iter().skip(1).enumerate() {
+                        let k = self.layout.index(st).expect("segment streams are part of the layout");
+                        let t = b.select(1, q as i64);
+                        parts[k] = Some(if len == seg.points { t } else { t.narrow(1, start - s0, len) });
+                    }
+                }
+                return Streams { layout: self.layout.clone(), parts };
+            }
+            s0 += seg.points;
+        }
+        panic!("points [{start}, {}) do not lie within one segment", start + len)
     }
 }
 
 /// Network output streams at a set of points.
 ///
 /// # Shapes
-/// `data`: [E, S, N] (members, streams, points).
+/// `parts[k]`: [E, N_k] for stream k of `layout`, N_k <= N (a prefix of the points); None when
+/// the stream does not cover these points.
 pub struct Streams {
     pub layout: StreamLayout,
-    pub data: Tensor,
+    pub parts: Vec<Option<Tensor>>,
 }
 
 impl Streams {
-    /// u: [E, N].
-    pub fn u(&self) -> Tensor {
-        self.data.select(1, 0)
+    /// [E, S, N]; every stream must cover the same points.
+    pub fn stacked(&self) -> Tensor {
+        let parts: Vec<Tensor> = self.parts.iter().map(|p| p.as_ref().expect("stream not carried").shallow_clone()).collect();
+        Tensor::stack(&parts, 1)
     }
 
-    /// du/dx_i: [E, N]. Panics if the layout does not carry it (a problem/layout mismatch is a
-    /// programming error, caught by the problem tests).
+    fn get(&self, s: Stream) -> Tensor {
+        let k = self.layout.index(s).unwrap_or_else(|| panic!("{s:?} not in the stream layout"));
+        // A problem/layout mismatch is a programming error, caught by the problem tests.
+        self.parts[k].as_ref().unwrap_or_else(|| panic!("{s:?} is not carried for these points (term layout too small)")).shallow_clone()
+    }
+
+    /// u: [E, N].
+    pub fn u(&self) -> Tensor {
+        self.get(Stream::Value)
+    }
+
+    /// du/dx_i: [E, N].
     pub fn d(&self, i: usize) -> Tensor {
-        let k = self.layout.first_index(i).expect("first derivative not in stream layout");
-        self.data.select(1, k as i64)
+        self.get(Stream::D(i))
     }
 
     /// d2u/dx_i dx_j: [E, N].
     pub fn dd(&self, i: usize, j: usize) -> Tensor {
-        let k = self.layout.second_index(i, j).expect("second derivative not in stream layout");
-        self.data.select(1, k as i64)
+        self.get(Stream::DD(i, j))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_neighbours_merge_into_one_segment() {
+        let full = StreamLayout::second_order(2);
+        let v = StreamLayout::first_order(2, &[0]);
+        let u = StreamLayout::value(2);
+        let segs = Segment::merge(&[(300, &full), (100, &v), (50, &u), (20, &u)]);
+        assert_eq!(segs.iter().map(|s| (s.points, s.derivatives())).collect::<Vec<_>>(), vec![(300, 4), (100, 1), (70, 0)]);
     }
 
-    /// The same streams restricted to points [start, start + len).
-    pub fn narrow_points(&self, start: i64, len: i64) -> Streams {
-        Streams { layout: self.layout.clone(), data: self.data.narrow(2, start, len) }
+    #[test]
+    fn layout_indices_follow_the_stream_order() {
+        let l = StreamLayout::full_second_order(2);
+        assert_eq!(l.streams(), vec![Stream::Value, Stream::D(0), Stream::D(1), Stream::DD(0, 0), Stream::DD(0, 1), Stream::DD(1, 1)]);
+        assert_eq!(l.second_index(1, 0), Some(4));
+        assert!(l.is_closed());
+        assert!(l.contains(&StreamLayout::first_order(2, &[1])));
+        assert!(!StreamLayout::first_order(2, &[1]).contains(&l));
+        assert!(!StreamLayout { dim: 2, first: vec![0], second: vec![(0, 1)] }.is_closed());
     }
 }

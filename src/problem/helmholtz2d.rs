@@ -97,6 +97,13 @@ impl Problem for Helmholtz2d {
         StreamLayout::second_order(2)
     }
 
+    fn term_layout(&self, term: &str) -> StreamLayout {
+        match term {
+            "residual" => StreamLayout::second_order(2),
+            _ => StreamLayout::value(2),
+        }
+    }
+
     fn residual(&self, term: &str, x: &Tensor, u: &Streams) -> Tensor {
         let (xs, ys) = (coord(x, 0), coord(x, 1));
         match term {

@@ -148,6 +148,14 @@ impl Problem for KleinGordon1d {
         StreamLayout::second_order(2)
     }
 
+    fn term_layout(&self, term: &str) -> StreamLayout {
+        match term {
+            "residual" => StreamLayout::second_order(2),
+            "initial_velocity" => StreamLayout::first_order(2, &[0]),
+            _ => StreamLayout::value(2),
+        }
+    }
+
     fn residual(&self, term: &str, x: &Tensor, u: &Streams) -> Tensor {
         let (t, xs) = (coord(x, 0), coord(x, 1));
         match term {

@@ -82,8 +82,14 @@ impl TensorOpts {
 pub trait Problem: Send {
     fn domain(&self) -> Domain;
     fn terms(&self) -> &'static [TermSpec];
-    /// Streams the residuals read.
+    /// Streams the residuals read (the union over all terms).
     fn layout(&self) -> StreamLayout;
+    /// Streams the residual of `term` reads, a sub-layout of [`Problem::layout`]. The training
+    /// step computes only these at that term's points (value-only boundary terms are cheap).
+    fn term_layout(&self, term: &str) -> StreamLayout {
+        let _ = term;
+        self.layout()
+    }
     /// Residual of `term` at points `x` from the network streams at those points.
     ///
     /// # Shapes
@@ -208,16 +214,13 @@ pub(crate) mod testing {
     /// Streams [E, 3, N] (u, u', u'') of the two-scale solution at x [E, N, 1].
     pub fn exact_streams_1d(sol: &TwoScale, x: &Tensor) -> Streams {
         let x = coord(x, 0);
-        Streams {
-            layout: StreamLayout::second_order(1),
-            data: Tensor::stack(&[sol.u(&x), sol.du(&x), sol.ddu(&x)], 1),
-        }
+        Streams { layout: StreamLayout::second_order(1), parts: vec![Some(sol.u(&x)), Some(sol.du(&x)), Some(sol.ddu(&x))] }
     }
 
     /// Streams [E, 5, N] in `second_order(2)` order from [u, u_0, u_1, u_00, u_11], each [E, N]
     /// (index 0 is t for time-dependent problems).
     pub fn streams_2d(parts: [Tensor; 5]) -> Streams {
-        Streams { layout: StreamLayout::second_order(2), data: Tensor::stack(&parts, 1) }
+        Streams { layout: StreamLayout::second_order(2), parts: parts.into_iter().map(Some).collect() }
     }
 
     /// `n` uniform random points per member in `region` of a 2-D domain, [E, n, 2], float64.
@@ -311,6 +314,61 @@ mod tests {
             }
         }
         assert_eq!(non_identity, 5, "five of the six cases normalise with a non-trivial map");
+    }
+
+    /// The training step gives each term only the streams its residual reads
+    /// ([`Problem::term_layout`]), all terms in one segmented pass; every residual must equal
+    /// the one from the full layout, and none may read a stream its term layout lacks (that
+    /// would panic here).
+    #[test]
+    fn residuals_from_term_layouts_equal_those_from_the_full_layout() {
+        use crate::model::streams::Segment;
+        let opts = testing::opts64();
+        let configs = [
+            ProblemConfig::Darcy1d(Darcy1dConfig { eps: 0.25, coefficient: Default::default() }),
+            ProblemConfig::Poisson1d(Poisson1dConfig { eps: 0.25 }),
+            ProblemConfig::Regression1d(Regression1dConfig { eps: 0.25 }),
+            ProblemConfig::Wave1d(Wave1dConfig::default()),
+            ProblemConfig::KleinGordon1d(KleinGordon1dConfig::default()),
+            ProblemConfig::Helmholtz2d(Helmholtz2dConfig::default()),
+        ];
+        for cfg in &configs {
+            let e = 2;
+            let problem = ProblemConfig::build(&vec![cfg; e], opts);
+            let domain = problem.domain();
+            let d = domain.dim();
+            let mut members: Vec<_> = (0..e).map(|k| (Init::Normal, rng::stream(k as u64 + 11, rng::Purpose::Init, 0))).collect();
+            let net = Mlp::init(&layer_sizes(d, 12, 3), &mut members, opts);
+            let norm = Normalizer::new(&vec![Normalization::Zscore; e], &domain, opts);
+            let layout = problem.layout();
+            // Terms in reverse order with different point counts, so segments of every kind
+            // sit at every position.
+            let terms: Vec<&TermSpec> = problem.terms().iter().rev().collect();
+            let xs: Vec<Tensor> = terms
+                .iter()
+                .enumerate()
+                .map(|(k, _)| {
+                    let lo = Tensor::from_slice(&domain.lo).to_kind(Kind::Double);
+                    let hi = Tensor::from_slice(&domain.hi).to_kind(Kind::Double);
+                    Tensor::rand([e as i64, 7 + 5 * k as i64, d as i64], (Kind::Double, Device::Cpu)) * (&hi - &lo) + lo
+                })
+                .collect();
+            let needs: Vec<StreamLayout> = terms.iter().map(|t| problem.term_layout(t.name)).collect();
+            for n in &needs {
+                assert!(n.is_closed() && layout.contains(n), "{}: term layout {n:?} is not a closed part of {layout:?}", cfg.kind_name());
+            }
+            let blocks: Vec<(i64, &StreamLayout)> = xs.iter().zip(&needs).map(|(x, l)| (x.size()[1], l)).collect();
+            let seg = net.forward_segments(&Tensor::cat(&xs, 1), &norm, &layout, &Segment::merge(&blocks));
+            let mut offset = 0;
+            for (t, x) in terms.iter().zip(&xs) {
+                let n = x.size()[1];
+                let a = problem.residual(t.name, x, &seg.points(offset, n));
+                let b = problem.residual(t.name, x, &net.forward(x, &norm, &layout));
+                let rel = (&a - &b).abs().max().double_value(&[]) / b.abs().max().double_value(&[]).max(1e-300);
+                assert!(rel < 1e-12, "{} term {}: segmented residual differs by {rel:e} (relative)", cfg.kind_name(), t.name);
+                offset += n;
+            }
+        }
     }
 
     #[test]

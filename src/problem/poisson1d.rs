@@ -58,6 +58,13 @@ impl Problem for Poisson1d {
         StreamLayout::second_order(1)
     }
 
+    fn term_layout(&self, term: &str) -> StreamLayout {
+        match term {
+            "residual" => StreamLayout::second_order(1),
+            _ => StreamLayout::value(1),
+        }
+    }
+
     fn residual(&self, term: &str, x: &Tensor, u: &Streams) -> Tensor {
         let x = coord(x, 0);
         match term {

@@ -10,25 +10,30 @@
 
 use tch::{TchError, Tensor};
 
+/// Adam state for every parameter of a batch, flattened per member: `m`, `v`: [E, P].
+///
+/// Why flattened: a small PINN has a handful of parameter tensors, and written per tensor the
+/// update is ~10 tiny libtorch calls each; on one flat [E, P] buffer it is a few calls in all
+/// (the per-call overhead, not the arithmetic, is what costs at these sizes).
 pub struct Adam {
-    m: Vec<Tensor>,
-    v: Vec<Tensor>,
+    m: Tensor,
+    v: Tensor,
     t: i32,
     beta1: f64,
     beta2: f64,
     eps: f64,
 }
 
+/// Flatten tensors [E, ...] into one [E, P].
+fn flat(ts: &[Tensor]) -> Result<Tensor, TchError> {
+    let views = ts.iter().map(|t| t.f_reshape([t.size()[0], -1])).collect::<Result<Vec<_>, _>>()?;
+    Tensor::f_cat(&views, 1)
+}
+
 impl Adam {
     pub fn new(params: &[Tensor], beta1: f64, beta2: f64, eps: f64) -> Self {
-        Adam {
-            m: params.iter().map(|p| p.zeros_like()).collect(),
-            v: params.iter().map(|p| p.zeros_like()).collect(),
-            t: 0,
-            beta1,
-            beta2,
-            eps,
-        }
+        let zeros = tch::no_grad(|| flat(params).expect("parameters share a leading member dimension").zeros_like());
+        Adam { m: zeros.zeros_like(), v: zeros, t: 0, beta1, beta2, eps }
     }
 
     /// One update. `lr`: [E], one learning rate per member (leading dimension of every param).
@@ -37,18 +42,23 @@ impl Adam {
         let bc1 = 1.0 - self.beta1.powi(self.t);
         let bc2 = 1.0 - self.beta2.powi(self.t);
         tch::no_grad(|| -> Result<(), TchError> {
-            for ((p, g), (m, v)) in params.iter().zip(grads).zip(self.m.iter_mut().zip(self.v.iter_mut())) {
-                let mut shape = vec![-1i64];
-                shape.extend(std::iter::repeat_n(1, p.dim() - 1));
-                let lr_p = lr.f_view(shape.as_slice())?.f_to_kind(p.kind())?;
-                let _ = m.f_mul_(&Tensor::from(self.beta1).to_kind(p.kind()))?;
-                let _ = m.f_add_(&(g * (1.0 - self.beta1)))?;
-                let _ = v.f_mul_(&Tensor::from(self.beta2).to_kind(p.kind()))?;
-                let _ = v.f_add_(&(g * g * (1.0 - self.beta2)))?;
-                let denom = v.sqrt() / bc2.sqrt() + self.eps;
-                let update = &*m / denom * (lr_p / bc1);
+            // A parameter the loss does not reach comes back undefined: its gradient is zero.
+            let grads = grads
+                .iter()
+                .zip(params)
+                .map(|(g, p)| if g.defined() { Ok(g.shallow_clone()) } else { p.f_zeros_like() })
+                .collect::<Result<Vec<_>, TchError>>()?;
+            let g = flat(&grads)?;
+            // m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2
+            let _ = self.m.f_mul_scalar_(self.beta1)?.f_add_(&g.f_mul_scalar(1.0 - self.beta1)?)?;
+            let _ = self.v.f_mul_scalar_(self.beta2)?.f_addcmul_(&g.f_mul_scalar(1.0 - self.beta2)?, &g)?;
+            let denom = self.v.f_sqrt()?.f_div_scalar(bc2.sqrt())?.f_add_scalar(self.eps)?;
+            let lr_col = lr.f_view([-1, 1])?.f_to_kind(g.kind())?.f_div_scalar(bc1)?;
+            let update = self.m.f_div(&denom)?.f_mul(&lr_col)?;
+            let sizes: Vec<i64> = params.iter().map(|p| p.numel() as i64 / p.size()[0]).collect();
+            for (p, u) in params.iter().zip(update.f_split_with_sizes(sizes.as_slice(), 1)?) {
                 let mut p = p.shallow_clone();
-                let _ = p.f_sub_(&update)?;
+                let _ = p.f_sub_(&u.f_reshape(p.size().as_slice())?)?;
             }
             Ok(())
         })

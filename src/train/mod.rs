@@ -26,7 +26,7 @@ use crate::config::job::Sampling;
 use crate::config::JobSpec;
 use crate::model::mlp::{layer_sizes, Linear, Mlp};
 use crate::model::normalize::Normalizer;
-use crate::model::streams::StreamLayout;
+use crate::model::streams::{Segment, StreamLayout};
 use crate::ntk::{self, TermPoints};
 use crate::problem::{Domain, Problem, ProblemConfig, Region, TensorOpts};
 use crate::record::{EvalRecord, History, JobRecord, NtkRecord, NtkTermRecord, Status};
@@ -88,6 +88,10 @@ fn inject_failure(specs: &[&JobSpec]) -> Result<(), TchError> {
 /// Unweighted mean-squared loss of every term, [E] each, from one forward pass over the
 /// points of all terms. `points`: (term, [E, N_T, d]); `scale[term]` ([E, 1]) multiplies that
 /// term's residual (eps rescaling).
+///
+/// Each term's points carry only the streams its residual reads ([`Problem::term_layout`]):
+/// terms with equal needs go through the network next to each other, as one [`Segment`].
+/// Losses come back in the order of `points`.
 fn term_losses(
     mlp: &Mlp,
     norm: &Normalizer,
@@ -96,20 +100,27 @@ fn term_losses(
     scale: &BTreeMap<String, Tensor>,
     kind: Kind,
 ) -> Result<Vec<(String, Tensor)>, TchError> {
-    let x_all = Tensor::f_cat(&points.iter().map(|(_, x)| x.shallow_clone()).collect::<Vec<_>>(), 1)?;
-    let streams = mlp.forward(&x_all, norm, &problem.layout());
-    let mut losses = Vec::with_capacity(points.len());
+    let layout = problem.layout();
+    let needs: Vec<StreamLayout> = points.iter().map(|(name, _)| problem.term_layout(name)).collect();
+    let mut order: Vec<usize> = (0..points.len()).collect();
+    // Most streams first; terms with equal needs next to each other (one segment).
+    order.sort_by_key(|&t| (std::cmp::Reverse(needs[t].len()), needs.iter().position(|l| *l == needs[t])));
+    let x_all = Tensor::f_cat(&order.iter().map(|&t| points[t].1.shallow_clone()).collect::<Vec<_>>(), 1)?;
+    let blocks: Vec<(i64, &StreamLayout)> = order.iter().map(|&t| (points[t].1.size()[1], &needs[t])).collect();
+    let streams = mlp.forward_segments(&x_all, norm, &layout, &Segment::merge(&blocks));
+    let mut losses: Vec<Option<(String, Tensor)>> = (0..points.len()).map(|_| None).collect();
     let mut offset = 0;
-    for (name, x) in points {
+    for &t in &order {
+        let (name, x) = &points[t];
         let n = x.size()[1];
-        let mut r = problem.residual(name, x, &streams.narrow_points(offset, n));
+        let mut r = problem.residual(name, x, &streams.points(offset, n));
         if let Some(sc) = scale.get(*name) {
             r = r * sc;
         }
-        losses.push((name.to_string(), r.square().f_mean_dim(&[-1i64][..], false, kind)?));
+        losses[t] = Some((name.to_string(), r.square().f_mean_dim(&[-1i64][..], false, kind)?));
         offset += n;
     }
-    Ok(losses)
+    Ok(losses.into_iter().map(|l| l.expect("every term has a loss")).collect())
 }
 
 /// Append one history entry for every member not yet diverged; a member with a non-finite
