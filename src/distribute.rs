@@ -25,6 +25,7 @@ use crate::config::{JobSpec, Sweep};
 use crate::output::{self, RunMeta};
 use crate::record::Status;
 use crate::run::{self, Progress, RunError};
+use crate::budget;
 use crate::schedule::{plan_batches, Batch};
 use crate::world::World;
 
@@ -159,8 +160,10 @@ pub fn run_distributed(world: &World, d: &Distributed<'_>, stop: &AtomicBool) ->
         run::device_name(d.device)
     ));
 
-    // --- plan on rank 0, broadcast pending jobs and batch cap ---------------------------------
-    let mut header = [0i64; 3]; // n_pending, cap, n_total_skipped
+    // --- plan on rank 0, broadcast pending jobs, batch cap and memory budget ----------------
+    // n_pending, cap, n_total_skipped, budget bytes per rank (-1: unknown). Rank 0's node
+    // stands for all (nodes of one run are assumed alike), so every rank plans the same batches.
+    let mut header = [0i64; 4];
     let mut pending: Vec<i64> = Vec::new();
     if world.rank == 0 {
         run::write_plan(sweep, &d.out)?;
@@ -171,7 +174,12 @@ pub fn run_distributed(world: &World, d: &Distributed<'_>, stop: &AtomicBool) ->
         let states = run::scan(sweep, &d.out);
         pending = run::pending(&states, d.retry_failed).into_iter().map(|i| i as i64).collect();
         let cap = d.max_batch.unwrap_or_else(|| run::default_max_batch(d.device));
-        header = [pending.len() as i64, cap as i64, (sweep.jobs.len() - pending.len()) as i64];
+        let sharing = match d.device {
+            tch::Device::Cuda(_) => (world.local_size as usize).div_ceil(tch::Cuda::device_count().max(1) as usize),
+            _ => world.local_size as usize,
+        };
+        let budget = budget::device_budget(d.device, sharing).map_or(-1, |b| b as i64);
+        header = [pending.len() as i64, cap as i64, (sweep.jobs.len() - pending.len()) as i64, budget];
     }
     root.broadcast_into(&mut header[..]);
     pending.resize(header[0] as usize, 0);
@@ -179,7 +187,8 @@ pub fn run_distributed(world: &World, d: &Distributed<'_>, stop: &AtomicBool) ->
         root.broadcast_into(&mut pending[..]);
     }
     let pending: Vec<usize> = pending.into_iter().map(|i| i as usize).collect();
-    let batches = plan_batches(&sweep.jobs, &pending, header[1] as usize);
+    let budget = (header[3] >= 0).then_some(header[3] as f64);
+    let batches = plan_batches(&sweep.jobs, &pending, header[1] as usize, budget);
     if world.rank == 0 {
         eprintln!(
             "sweep `{}`: {} jobs, {} already finished, {} to run in {} batch(es) on {} rank(s) -> {}",
@@ -191,6 +200,9 @@ pub fn run_distributed(world: &World, d: &Distributed<'_>, stop: &AtomicBool) ->
             world.size,
             d.out.display()
         );
+        let largest = batches.iter().map(|b| b.jobs.len()).max().unwrap_or(0);
+        let budget_note = budget.map_or("unknown".to_string(), |b| format!("{:.1} GB", b / 1e9));
+        eprintln!("batches of up to {largest} job(s): cap {} (--max-batch), memory budget {budget_note} per rank", header[1]);
     }
     let steps_of = |i: usize| sweep.jobs[i].config.training.total_steps();
     let meta = RunMeta { device: run::device_name(d.device), rank: world.rank, host: world.host.clone(), sweep: sweep.name.clone() };

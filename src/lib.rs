@@ -7,10 +7,12 @@
 
 pub mod balancer;
 pub mod bench;
+pub mod budget;
 pub mod collocation;
 pub mod inspect;
 pub mod config;
 pub mod distribute;
+pub mod host;
 pub mod model;
 pub mod ntk;
 pub mod output;

@@ -97,24 +97,38 @@ enum Command {
     },
 }
 
-/// libtorch's OpenMP threads spin while waiting for work by default; on shared or
-/// oversubscribed cores (two ranks on two cores, a busy laptop) that makes small PINN steps
-/// 10-50x slower. libgomp reads OMP_WAIT_POLICY when it is loaded, before `main`, so set it
-/// and re-execute once, unless the user chose a policy.
-fn passive_openmp() {
+/// libtorch's OpenMP threads spin for a while when idle (libgomp's default). That is the
+/// fastest choice on cores nobody else uses, and 3-10x slower for small PINN steps when other
+/// processes share the cores. libgomp reads OMP_WAIT_POLICY when it is loaded, before `main`,
+/// so when the node is already busy at start-up (1-minute load average at least half the
+/// cores) set PASSIVE and re-execute once. A policy the user set is left alone.
+fn choose_openmp_wait_policy() {
+    use ntksweep::host::{load_average, wait_policy, WaitPolicy};
     use std::os::unix::process::CommandExt;
     if std::env::var_os("OMP_WAIT_POLICY").is_some() {
         return;
     }
-    std::env::set_var("OMP_WAIT_POLICY", "PASSIVE");
-    if let Ok(exe) = std::env::current_exe() {
-        let err = std::process::Command::new(exe).args(std::env::args_os().skip(1)).exec();
-        eprintln!("warning: could not re-execute with OMP_WAIT_POLICY=PASSIVE: {err}");
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    if wait_policy(load_average().unwrap_or(0.0), cores) == WaitPolicy::Passive {
+        std::env::set_var("OMP_WAIT_POLICY", "PASSIVE");
+        if let Ok(exe) = std::env::current_exe() {
+            let err = std::process::Command::new(exe).args(std::env::args_os().skip(1)).exec();
+            eprintln!("warning: could not re-execute with OMP_WAIT_POLICY=PASSIVE: {err}");
+        }
+    }
+}
+
+/// The OpenMP wait policy in effect, for the start-up line.
+fn wait_policy_note() -> String {
+    match std::env::var("OMP_WAIT_POLICY") {
+        Ok(p) if !p.is_empty() => p,
+        _ => "default (spin, then sleep)".into(),
     }
 }
 
 fn main() -> ExitCode {
-    passive_openmp();
+    choose_openmp_wait_policy();
+    ntksweep::host::keep_freed_memory();
     let cli = Cli::parse();
     match dispatch(cli) {
         Ok(code) => code,
@@ -195,7 +209,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let repo = std::env::current_dir()?;
             let name = match device {
                 tch::Device::Cuda(_) => "cuda".to_string(),
-                _ => format!("cpu, {threads} threads"),
+                _ => format!("cpu, {threads} threads, OMP_WAIT_POLICY {}", wait_policy_note()),
             };
             eprintln!("ntksweep bench on {name} (references from {}/analysis/reference)", repo.display());
             let rows = ntksweep::bench::run(&repo, &ntksweep::bench::BenchOptions { device, references: !no_references, quick, threads });
@@ -226,7 +240,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let n_cuda = tch::Cuda::device_count();
             eprintln!(
-                "ntksweep {}: host {} rank {}/{} local rank {}/{} CUDA_VISIBLE_DEVICES={} device {} threads {}",
+                "ntksweep {}: host {} rank {}/{} local rank {}/{} CUDA_VISIBLE_DEVICES={} device {} threads {} OMP_WAIT_POLICY {}",
                 env!("CARGO_PKG_VERSION"),
                 world.host,
                 world.rank,
@@ -235,7 +249,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 world.local_size,
                 std::env::var("CUDA_VISIBLE_DEVICES").unwrap_or_else(|_| "<unset>".into()),
                 run::device_name(device),
-                threads
+                threads,
+                wait_policy_note()
             );
             if matches!(device, tch::Device::Cuda(_)) && world.local_rank == 0 && world.local_size as i64 > n_cuda {
                 eprintln!("warning: {} ranks on host {} share {} CUDA device(s)", world.local_size, world.host, n_cuda);

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use crate::budget;
 use crate::config::JobSpec;
 
 /// Configuration with the per-member fields removed: jobs with equal keys can share a batch.
@@ -56,16 +57,18 @@ pub struct Batch {
     pub cost: f64,
 }
 
-/// Group `pending` jobs (indices into `jobs`) into batches of at most `cap` members, longest
-/// first. Deterministic: depends only on the jobs and `cap`.
-pub fn plan_batches(jobs: &[JobSpec], pending: &[usize], cap: usize) -> Vec<Batch> {
-    let cap = cap.max(1);
+/// Group `pending` jobs (indices into `jobs`) into batches of at most `cap` members, and
+/// no more than fit in `budget` bytes ([`crate::budget`]), longest first. Deterministic:
+/// depends only on the jobs, `cap` and `budget`.
+pub fn plan_batches(jobs: &[JobSpec], pending: &[usize], cap: usize, budget: Option<f64>) -> Vec<Batch> {
     let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for &i in pending {
         groups.entry(batch_key(&jobs[i])).or_default().push(i);
     }
     let mut batches = Vec::new();
     for (_, members) in groups {
+        let per_member = members.iter().map(|&i| budget::member_bytes(&jobs[i])).fold(0.0, f64::max);
+        let cap = budget::fit(budget, per_member, cap);
         for chunk in members.chunks(cap) {
             let cost = chunk.iter().map(|&i| jobs[i].cost_gflop()).sum();
             batches.push(Batch { jobs: chunk.to_vec(), cost });
@@ -86,12 +89,24 @@ mod tests {
         let text = "problem: {kind: darcy1d, eps: 0.5}\ntraining: {steps: 5}\nsweep:\n  width: [8, 16]\n  eps: [0.5, 0.25]\n  seed: [0, 1, 2]\n";
         let s = Sweep::parse(text, "s.yaml", "s", &[]).unwrap();
         let pending: Vec<usize> = (0..s.jobs.len()).collect();
-        let b = plan_batches(&s.jobs, &pending, 4);
+        let b = plan_batches(&s.jobs, &pending, 4, None);
         // 2 widths x 6 jobs each, cap 4 -> 2 + 2 batches; width 16 (costlier) first.
         assert_eq!(b.len(), 4);
         assert!(b[0].jobs.iter().all(|&i| s.jobs[i].config.model.width == 16));
         let all: Vec<usize> = { let mut v: Vec<usize> = b.iter().flat_map(|x| x.jobs.clone()).collect(); v.sort(); v };
         assert_eq!(all, pending);
-        assert_eq!(plan_batches(&s.jobs, &pending, 4), b, "deterministic");
+        assert_eq!(plan_batches(&s.jobs, &pending, 4, None), b, "deterministic");
+    }
+
+    #[test]
+    fn a_small_memory_budget_makes_smaller_batches() {
+        let text = "problem: {kind: darcy1d, eps: 0.5}\ntraining: {steps: 5}\nsweep:\n  seed: [0, 1, 2, 3, 4, 5]\n";
+        let s = Sweep::parse(text, "s.yaml", "s", &[]).unwrap();
+        let pending: Vec<usize> = (0..s.jobs.len()).collect();
+        let per = budget::member_bytes(&s.jobs[0]);
+        assert_eq!(plan_batches(&s.jobs, &pending, 64, Some(1e15)).len(), 1, "memory does not bind");
+        let b = plan_batches(&s.jobs, &pending, 64, Some(2.5 * per));
+        assert_eq!(b.iter().map(|x| x.jobs.len()).collect::<Vec<_>>(), vec![2, 2, 2]);
+        assert_eq!(plan_batches(&s.jobs, &pending, 64, Some(0.1 * per)).len(), 6, "one member when nothing fits");
     }
 }

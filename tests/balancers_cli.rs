@@ -39,6 +39,7 @@ fn read(f: &hdf5::File, path: &str) -> Vec<f64> {
 
 fn run(dir: &Path, sweep: &Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_ntksweep"))
+        .env("OMP_WAIT_POLICY", "PASSIVE") // several tests at once: see tests/common/mod.rs
         .args(["run", sweep.to_str().unwrap(), "--out", dir.join("out").to_str().unwrap(), "--device", "cpu", "--quiet"])
         .output()
         .expect("the binary runs")

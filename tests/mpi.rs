@@ -100,7 +100,7 @@ fn sigterm_stops_cleanly_and_a_rerun_finishes_only_the_missing_jobs() {
     let sweep = slow_sweep(tmp.path());
     let out = tmp.path().join("res");
     let args = ["run", sweep.to_str().unwrap(), "--out", out.to_str().unwrap(), "--max-batch", "1", "-q"];
-    let status = interrupt(Command::new(bin()).args(args), &out, 1, libc::SIGTERM);
+    let status = interrupt(Command::new(bin()).env(WAIT_POLICY.0, WAIT_POLICY.1).args(args), &out, 1, libc::SIGTERM);
     assert_eq!(status.code(), Some(3), "interrupted runs exit 3");
     assert!(temp_files(&out).is_empty(), "partial files left: {:?}", temp_files(&out));
     let kept = job_files(&out).len();
@@ -119,7 +119,7 @@ fn sigkill_leaves_no_final_partial_file_and_a_rerun_completes() {
     let sweep = slow_sweep(tmp.path());
     let out = tmp.path().join("res");
     let args = ["run", sweep.to_str().unwrap(), "--out", out.to_str().unwrap(), "--max-batch", "1", "-q"];
-    let status = interrupt(Command::new(bin()).args(args), &out, 2, libc::SIGKILL);
+    let status = interrupt(Command::new(bin()).env(WAIT_POLICY.0, WAIT_POLICY.1).args(args), &out, 2, libc::SIGKILL);
     assert!(!status.success());
     // Whatever is under a final name opens and is on contract.
     py_check("check_contract.py", &[out.to_str().unwrap(), "--expect-status", "done"]);
@@ -140,6 +140,7 @@ fn sigterm_to_mpirun_stops_every_rank_and_the_rerun_resumes() {
     let sweep = slow_sweep(tmp.path());
     let out = tmp.path().join("res");
     let mut cmd = Command::new(mpirun().unwrap());
+    cmd.env(WAIT_POLICY.0, WAIT_POLICY.1);
     cmd.args(["-n", "2", "--oversubscribe", bin(), "run", sweep.to_str().unwrap(), "--out", out.to_str().unwrap(), "--max-batch", "1", "-q"])
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");

@@ -39,8 +39,12 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     p
 }
 
+/// The test harness runs several tests, and so several ntksweep processes, at once on few
+/// cores: their OpenMP threads must not spin (see src/host.rs). Every spawned ntksweep gets it.
+pub const WAIT_POLICY: (&str, &str) = ("OMP_WAIT_POLICY", "PASSIVE");
+
 pub fn ntksweep(args: &[&str]) -> Output {
-    Command::new(bin()).args(args).env("NTKSWEEP_PROGRESS_SECONDS", "0").output().expect("run ntksweep")
+    Command::new(bin()).args(args).env("NTKSWEEP_PROGRESS_SECONDS", "0").env(WAIT_POLICY.0, WAIT_POLICY.1).output().expect("run ntksweep")
 }
 
 pub fn text(o: &Output) -> String {
@@ -84,6 +88,7 @@ pub fn mpi_ntksweep(n: usize, args: &[&str]) -> Output {
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
         .env("NTKSWEEP_PROGRESS_SECONDS", "0")
+        .env(WAIT_POLICY.0, WAIT_POLICY.1)
         .output()
         .expect("run mpirun")
 }
