@@ -196,11 +196,12 @@ impl Mlp {
         // Input streams: the normalised value, d x_n / d x_i = scale_i e_i, and zero second
         // derivatives (the map is affine).
         let mut parts = vec![norm.apply(x)];
+        let seeds = plans.iter().any(|p| p.k > 0).then(|| norm.scale.squeeze_dim(1).diag_embed(0, -2, -1)); // [E, d, d]
         for p in plans.iter().filter(|p| p.k > 0) {
+            let seeds = seeds.as_ref().unwrap();
             let mut rows = Vec::new();
             for &i in &p.first {
-                let unit = Tensor::zeros([d], opts).index_fill(0, &Tensor::from(i as i64).to_device(x.device()), 1.0);
-                rows.push((&norm.scale * unit).expand([e, p.n, d], false));
+                rows.push(seeds.select(1, i as i64).unsqueeze(1).expand([e, p.n, d], false));
             }
             if p.n2 > 0 {
                 rows.push(Tensor::zeros([e, p.n2 * p.n, d], opts));
