@@ -204,7 +204,7 @@ pub fn run_distributed(world: &World, d: &Distributed<'_>, stop: &AtomicBool) ->
         let budget_note = budget.map_or("unknown".to_string(), |b| format!("{:.1} GB", b / 1e9));
         eprintln!("batches of up to {largest} job(s): cap {} (--max-batch), memory budget {budget_note} per rank", header[1]);
     }
-    let steps_of = |i: usize| sweep.jobs[i].config.training.total_steps();
+    let steps_of = |i: usize| sweep.jobs[i].config.training.all_steps();
     let meta = RunMeta { device: run::device_name(d.device), rank: world.rank, host: world.host.clone(), sweep: sweep.name.clone() };
     let mut report = RankReport::default();
 

@@ -172,3 +172,30 @@ fn reduce_matches_numpy_and_reports_failed_and_missing_jobs() {
     assert!(t.contains(&victim), "failed job listed: {t}");
     py_check("check_reduce.py", &[out.to_str().unwrap()]);
 }
+
+/// The progress counts L-BFGS iterations like Adam steps. With a line per update
+/// (NTKSWEEP_PROGRESS_SECONDS=0), 20 Adam steps give 20 lines; L-BFGS iterations add more
+/// (a count that ignored them would print none), none passes 100%, and the last says 100%.
+#[test]
+fn progress_counts_the_lbfgs_phase() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sweep = write(
+        tmp.path(),
+        "lb.yaml",
+        "name: lb\nproblem: {kind: poisson1d, eps: 0.5}\nmodel: {width: 8, depth: 2, dtype: float64}\n\
+         training: {steps: 20, log_every: 5, lbfgs: {steps: 20, tolerance_grad: 0.0, tolerance_change: 0.0}}\n\
+         ntk: {enabled: false}\nevaluation: {points: 20}\n",
+    );
+    let out = tmp.path().join("out");
+    let o = ntksweep(&["run", sweep.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let pct: Vec<f64> = String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .filter_map(|l| l.strip_prefix("progress:"))
+        .filter_map(|l| l.trim_start().split('%').next()?.trim().parse().ok())
+        .collect();
+    assert!(pct.len() > 25, "no progress lines during the L-BFGS phase: {pct:?}");
+    assert!(pct[19] < 60.0, "Adam's 20 steps are about half of the work: {pct:?}");
+    assert!(pct.iter().all(|&p| p <= 100.0), "{pct:?}");
+    assert_eq!(pct.last().copied(), Some(100.0), "{pct:?}");
+}

@@ -175,6 +175,12 @@ impl TrainingConfig {
         }
     }
 
+    /// Adam steps plus L-BFGS iterations (at most; the phase may stop early): the unit of
+    /// the progress bar and of `plan`'s cost.
+    pub fn all_steps(&self) -> u64 {
+        self.total_steps() + self.lbfgs.as_ref().map_or(0, |l| l.steps)
+    }
+
     /// Learning rate used at `step` (0-based).
     pub fn lr_at(&self, step: u64) -> f64 {
         if !self.stages.is_empty() {

@@ -70,7 +70,8 @@ impl JobSpec {
         serde_yaml_ng::to_string(&self.config).unwrap_or_default()
     }
 
-    /// Rough cost in GFLOP (forward + backward of every training step plus NTK snapshots),
+    /// Rough cost in GFLOP (forward + backward of every Adam step and L-BFGS iteration plus NTK
+    /// snapshots),
     /// used to schedule the longest jobs first and shown by `ntksweep plan`.
     pub fn cost_gflop(&self) -> f64 {
         let c = &self.config;
@@ -88,7 +89,8 @@ impl JobSpec {
             0.0
         };
         let ntk = snapshots * (2.0 * 2.0 * streams * ntk_points * macs + streams * streams * ntk_points * ntk_points * (c.model.width * (c.model.depth + 1)) as f64);
-        (c.training.total_steps() as f64 * step + ntk) / 1e9
+        // An L-BFGS iteration costs at least one loss and gradient evaluation, like a step.
+        (c.training.all_steps() as f64 * step + ntk) / 1e9
     }
 }
 

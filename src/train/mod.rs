@@ -467,6 +467,8 @@ pub fn train_batch(specs: &[&JobSpec], ctx: &mut BatchContext<'_>) -> Result<Bat
                 step_length[k] = it.t;
                 lbfgs::write_member(&mlp, k as i64, opt.x())?;
             }
+            // Progress counts an L-BFGS iteration of a member like an Adam step.
+            (ctx.on_steps)(members.iter().flatten().count() as u64);
             // Stop early once every member has converged (the end of training is then here).
             let finished = i == lcfg.steps || members.iter().flatten().all(|(opt, _)| opt.converged().is_some());
             if ntk_on && (is_snapshot(step) || finished) {
