@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
-use hdf5::types::VarLenUnicode;
+use crate::reduce::load::read_str_attr;
 
 use crate::config::Sweep;
 use crate::output;
@@ -22,7 +22,7 @@ pub struct JobSummary {
 
 fn read_summary(path: &Path) -> hdf5::Result<JobSummary> {
     let f = hdf5::File::open(path)?;
-    let s = |name: &str| -> hdf5::Result<String> { Ok(f.attr(name)?.read_scalar::<VarLenUnicode>()?.as_str().to_string()) };
+    let s = |name: &str| read_str_attr(&f, name).map_err(hdf5::Error::from);
     let mut out = JobSummary { status: s("status")?, message: s("message").unwrap_or_default(), ..Default::default() };
     if let Ok(g) = f.group("eval") {
         out.rel_l2 = g.attr("rel_l2").and_then(|a| a.read_scalar::<f64>()).ok();
@@ -152,7 +152,7 @@ pub fn job_list(dir: &Path) -> String {
     for p in files {
         let row = (|| -> hdf5::Result<String> {
             let f = hdf5::File::open(&p)?;
-            let a = |n: &str| -> hdf5::Result<String> { Ok(f.attr(n)?.read_scalar::<VarLenUnicode>()?.as_str().to_string()) };
+            let a = |n: &str| read_str_attr(&f, n).map_err(hdf5::Error::from);
             let rank: i64 = f.attr("rank")?.read_scalar()?;
             let wall: f64 = f.attr("wall_seconds")?.read_scalar()?;
             Ok(format!("{:<16} {:<8} {:<8} {:>4} {:<12} {:>8.2}  {}\n", a("job_id")?, a("status")?, a("device")?, rank, a("host")?, wall, a("message")?))

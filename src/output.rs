@@ -227,6 +227,6 @@ pub fn remove_stale_temporaries(out: &Path) -> usize {
 pub fn read_status(path: &Path) -> Result<Status, OutputError> {
     let err = |m: String| OutputError::Read { path: path.display().to_string(), message: m };
     let file = hdf5::File::open(path).map_err(|e| err(e.to_string()))?;
-    let s: VarLenUnicode = file.attr("status").and_then(|a| a.read_scalar()).map_err(|e| err(e.to_string()))?;
-    Status::parse(s.as_str()).ok_or_else(|| err(format!("unknown status `{}`", s.as_str())))
+    let s = crate::reduce::load::read_str_attr(&file, "status").map_err(err)?;
+    Status::parse(&s).ok_or_else(|| err(format!("unknown status `{s}`")))
 }

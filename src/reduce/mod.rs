@@ -20,7 +20,7 @@
 //! `synthetic` writes fake job files for tests and the benchmark.
 
 mod aggregate;
-mod load;
+pub(crate) mod load;
 mod report;
 pub mod stats;
 mod summary;
