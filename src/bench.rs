@@ -137,10 +137,15 @@ fn ntk_seconds(width: usize, points: usize, device: Device, reps: usize) -> Resu
     Ok((secs, traces))
 }
 
-/// Run a reference script; returns its JSON line.
+/// Run a reference script; returns its JSON line. The interpreter is `NTKSWEEP_PYTHON`, else
+/// the project's `.venv`, else `python3` (a GPU machine may have PyTorch elsewhere).
 fn reference(repo: &Path, script: &str, args: &[String]) -> Option<serde_json::Value> {
-    let py = repo.join(".venv/bin/python");
-    let py = if py.exists() { py } else { "python3".into() };
+    let venv = repo.join(".venv/bin/python");
+    let py = match std::env::var_os("NTKSWEEP_PYTHON") {
+        Some(p) => std::path::PathBuf::from(p),
+        None if venv.exists() => venv,
+        None => "python3".into(),
+    };
     let out = Command::new(py).arg(repo.join("analysis/reference").join(script)).args(args).output().ok()?;
     if !out.status.success() {
         eprintln!("  reference {script} failed: {}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or(""));
