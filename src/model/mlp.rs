@@ -253,10 +253,11 @@ impl Mlp {
                 for (si, p) in plans.iter().enumerate().filter(|(_, p)| p.k > 0) {
                     let blk = z[next].view([e, p.k, p.n, fan_out]);
                     next += 1;
-                    let t1: Tensor = 1.0 - ts[si].square(); // tanh'
-                    let t1u = t1.unsqueeze(1);
+                    // tanh_backward(g, t) = g (1 - t^2) = tanh'(z) g: one fused call (and one
+                    // autograd node) per product instead of materialising tanh'.
+                    let tu = ts[si].unsqueeze(1);
                     if p.n2 == 0 {
-                        out.push((blk * t1u).view([e, p.k * p.n, fan_out]));
+                        out.push(Tensor::tanh_backward(&blk, &tu).view([e, p.k * p.n, fan_out]));
                         continue;
                     }
                     let fs = blk.split_with_sizes([p.k - p.n2, p.n2], 1);
@@ -264,8 +265,8 @@ impl Mlp {
                         (Some(i), Some(j)) => fs[0].index_select(1, i) * fs[0].index_select(1, j),
                         _ => fs[0].square(),
                     };
-                    let a1 = &fs[0] * &t1u;
-                    let a2 = fs[1].addcmul(&(&ts[si] * -2.0).unsqueeze(1), &zz) * &t1u;
+                    let a1 = Tensor::tanh_backward(&fs[0], &tu);
+                    let a2 = Tensor::tanh_backward(&fs[1].addcmul(&(&tu * -2.0), &zz), &tu);
                     out.push(a1.view([e, (p.k - p.n2) * p.n, fan_out]));
                     out.push(a2.view([e, p.n2 * p.n, fan_out]));
                 }
