@@ -150,7 +150,14 @@ check "preempt: first run stopped with exit code 3 and requeued itself" \
 check "preempt: first run left no partial files" no_temporaries "$dir"
 partial_ok() { [ "$n_first" -gt 0 ] && [ "$n_first" -lt "$NJOBS" ] && contract "$dir"; }
 check "preempt: first run left $n_first complete file(s) on contract, the rest pending" partial_ok
-# Slurm makes a requeued batch job wait about 2 minutes; let it start now.
+# Slurm makes a requeued batch job wait about 2 minutes; let it start now - but not within the
+# second of the requeue: slurmd revokes the job's old credential at the requeue and rejects a
+# new one created in the same second ("Killing non-startable batch JobId=N: Job credential
+# revoked", seen once when the start came 0.5 s after the requeue). Wait for the node to
+# finish the first run, then 2 s more.
+t0=$SECONDS
+until ! sinfo -h -N -o '%t' | grep -q comp || [ $((SECONDS - t0)) -gt 30 ]; do sleep 0.5; done
+sleep 2
 scontrol update JobId="$id" StartTime=now
 check_run preempt "$id" results/preempt 1
 line=$(grep -E "^sweep \`quickstart\`: $NJOBS jobs, [0-9]+ already finished" "$out" | sed -n 2p)
