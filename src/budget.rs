@@ -138,6 +138,16 @@ mod tests {
         assert_eq!(fit(None, 1e9, 4), 4);
     }
 
+    /// Without a GPU the CUDA query must fail softly (the cap alone then decides); with one,
+    /// it must report some free memory.
+    #[test]
+    fn cuda_budget_is_none_without_a_gpu_and_positive_with_one() {
+        match (tch::Cuda::is_available(), device_budget(Device::Cuda(0), 1)) {
+            (false, b) => assert_eq!(b, None),
+            (true, b) => assert!(b.is_some_and(|b| b > 1e6), "{b:?}"),
+        }
+    }
+
     #[test]
     fn cpu_budget_is_readable() {
         let b = device_budget(Device::Cpu, 2).expect("MemAvailable");
