@@ -168,8 +168,9 @@ impl Mlp {
     /// every `narrow` of a tensor that needs a gradient costs, in the backward pass, a
     /// zero-filled copy of the whole tensor it was cut from, and at PINN sizes the per-call
     /// overhead of libtorch is as large as the arithmetic. A layer is therefore a fixed
-    /// handful of calls: matmul, one split, tanh, tanh', and per segment one product for the
-    /// first derivatives and three for the second ones, using
+    /// handful of calls: matmul, one split, tanh, and per segment one fused product
+    /// `tanh_backward(z_i, tanh z) = tanh'(z) z_i` for all its first derivatives and four calls
+    /// for all its second ones, using
     ///   a_ij = tanh'(z) (z_ij - 2 tanh(z) z_i z_j)      (tanh'' = -2 tanh tanh').
     fn forward_impl(
         &self,
@@ -246,7 +247,7 @@ impl Mlp {
             let t = z[0].tanh();
             let mut out = vec![t.shallow_clone()];
             if sizes.len() > 1 {
-                // tanh' and -2 tanh only where a segment carries derivatives.
+                // tanh per segment; derivative products only where a segment carries them.
                 let seg_sizes: Vec<i64> = plans.iter().map(|p| p.n).collect();
                 let ts = if plans.len() > 1 { t.split_with_sizes(seg_sizes.as_slice(), 1) } else { vec![t] };
                 let mut next = 1;
