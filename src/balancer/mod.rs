@@ -270,7 +270,7 @@ pub fn build(configs: &[&BalancerConfig], ctx: &BuildContext<'_>) -> Box<dyn Bal
 pub(crate) mod testing {
     //! Small fixtures for the reference-number tests of the schemes.
     use super::*;
-    use crate::problem::Region;
+    use crate::problem::{Reads, Region};
     use tch::{Device, Kind};
 
     pub fn opts64() -> TensorOpts {
@@ -278,9 +278,9 @@ pub(crate) mod testing {
     }
 
     pub const TERMS: &[TermSpec] = &[
-        TermSpec { name: "residual", region: Region::Interior, default_points: 1, pde: true },
-        TermSpec { name: "boundary", region: Region::Boundary, default_points: 1, pde: false },
-        TermSpec { name: "initial", region: Region::Initial, default_points: 1, pde: false },
+        TermSpec { name: "residual", region: Region::Interior, default_points: 1, pde: true, reads: Reads::Layout },
+        TermSpec { name: "boundary", region: Region::Boundary, default_points: 1, pde: false, reads: Reads::Value },
+        TermSpec { name: "initial", region: Region::Initial, default_points: 1, pde: false, reads: Reads::Value },
     ];
 
     /// A two-layer "network" of two members whose losses are linear in the weight matrices,

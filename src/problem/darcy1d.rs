@@ -12,13 +12,13 @@ use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use super::multiscale::{validate_eps, Coefficient, TwoScale};
-use super::{coord, Domain, Problem, Region, TensorOpts, TermSpec};
+use super::{coord, Domain, Problem, Reads, Region, TensorOpts, TermSpec};
 use crate::config::job::Invalid;
 use crate::model::streams::{StreamLayout, Streams};
 
 pub const TERMS: &[TermSpec] = &[
-    TermSpec { name: "residual", region: Region::Interior, default_points: 100, pde: true },
-    TermSpec { name: "boundary", region: Region::Boundary, default_points: 2, pde: false },
+    TermSpec { name: "residual", region: Region::Interior, default_points: 100, pde: true, reads: Reads::Layout },
+    TermSpec { name: "boundary", region: Region::Boundary, default_points: 2, pde: false, reads: Reads::Value },
 ];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,12 +76,6 @@ impl Problem for Darcy1d {
         StreamLayout::second_order(1)
     }
 
-    fn term_layout(&self, term: &str) -> StreamLayout {
-        match term {
-            "residual" => StreamLayout::second_order(1),
-            _ => StreamLayout::value(1),
-        }
-    }
 
     fn residual(&self, term: &str, x: &Tensor, u: &Streams) -> Tensor {
         let x = coord(x, 0);

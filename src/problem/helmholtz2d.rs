@@ -16,13 +16,13 @@ use std::f64::consts::PI;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-use super::{coord, Domain, Problem, Region, TensorOpts, TermSpec};
+use super::{coord, Domain, Problem, Reads, Region, TensorOpts, TermSpec};
 use crate::config::job::Invalid;
 use crate::model::streams::{StreamLayout, Streams};
 
 pub const TERMS: &[TermSpec] = &[
-    TermSpec { name: "residual", region: Region::Interior, default_points: 400, pde: true },
-    TermSpec { name: "boundary", region: Region::Boundary, default_points: 200, pde: false },
+    TermSpec { name: "residual", region: Region::Interior, default_points: 400, pde: true, reads: Reads::Layout },
+    TermSpec { name: "boundary", region: Region::Boundary, default_points: 200, pde: false, reads: Reads::Value },
 ];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,12 +97,6 @@ impl Problem for Helmholtz2d {
         StreamLayout::second_order(2)
     }
 
-    fn term_layout(&self, term: &str) -> StreamLayout {
-        match term {
-            "residual" => StreamLayout::second_order(2),
-            _ => StreamLayout::value(2),
-        }
-    }
 
     fn residual(&self, term: &str, x: &Tensor, u: &Streams) -> Tensor {
         let (xs, ys) = (coord(x, 0), coord(x, 1));

@@ -21,15 +21,15 @@ use std::f64::consts::PI;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-use super::{coord, Domain, Problem, Region, TensorOpts, TermSpec};
+use super::{coord, Domain, Problem, Reads, Region, TensorOpts, TermSpec};
 use crate::config::job::Invalid;
 use crate::model::streams::{StreamLayout, Streams};
 
 pub const TERMS: &[TermSpec] = &[
-    TermSpec { name: "residual", region: Region::Interior, default_points: 400, pde: true },
-    TermSpec { name: "initial", region: Region::Initial, default_points: 100, pde: false },
-    TermSpec { name: "initial_velocity", region: Region::Initial, default_points: 100, pde: false },
-    TermSpec { name: "boundary", region: Region::Boundary, default_points: 100, pde: false },
+    TermSpec { name: "residual", region: Region::Interior, default_points: 400, pde: true, reads: Reads::Layout },
+    TermSpec { name: "initial", region: Region::Initial, default_points: 100, pde: false, reads: Reads::Value },
+    TermSpec { name: "initial_velocity", region: Region::Initial, default_points: 100, pde: false, reads: Reads::TimeDerivative },
+    TermSpec { name: "boundary", region: Region::Boundary, default_points: 100, pde: false, reads: Reads::Value },
 ];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -148,13 +148,6 @@ impl Problem for KleinGordon1d {
         StreamLayout::second_order(2)
     }
 
-    fn term_layout(&self, term: &str) -> StreamLayout {
-        match term {
-            "residual" => StreamLayout::second_order(2),
-            "initial_velocity" => StreamLayout::first_order(2, &[0]),
-            _ => StreamLayout::value(2),
-        }
-    }
 
     fn residual(&self, term: &str, x: &Tensor, u: &Streams) -> Tensor {
         let (t, xs) = (coord(x, 0), coord(x, 1));

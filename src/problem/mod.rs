@@ -47,6 +47,20 @@ pub struct TermSpec {
     pub default_points: usize,
     /// The PDE residual: the term `loss.eps_rescale` multiplies by eps.
     pub pde: bool,
+    /// Which network streams the term's residual reads.
+    pub reads: Reads,
+}
+
+/// The derivative streams a loss term reads. The training step computes only these at the
+/// term's points (value-only boundary terms are cheap); see [`Problem::term_layout`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reads {
+    /// u only (boundary, initial and data terms).
+    Value,
+    /// u and du/dx_0 = u_t (initial velocities; input 0 is time).
+    TimeDerivative,
+    /// Every stream of [`Problem::layout`] (PDE residuals).
+    Layout,
 }
 
 /// An axis-aligned box domain.
@@ -84,11 +98,15 @@ pub trait Problem: Send {
     fn terms(&self) -> &'static [TermSpec];
     /// Streams the residuals read (the union over all terms).
     fn layout(&self) -> StreamLayout;
-    /// Streams the residual of `term` reads, a sub-layout of [`Problem::layout`]. The training
-    /// step computes only these at that term's points (value-only boundary terms are cheap).
+    /// Streams the residual of `term` reads, a sub-layout of [`Problem::layout`], from the
+    /// term's [`TermSpec::reads`].
     fn term_layout(&self, term: &str) -> StreamLayout {
-        let _ = term;
-        self.layout()
+        let dim = self.domain().dim();
+        match self.terms().iter().find(|t| t.name == term).map(|t| t.reads) {
+            Some(Reads::Value) => StreamLayout::value(dim),
+            Some(Reads::TimeDerivative) => StreamLayout::first_order(dim, &[0]),
+            Some(Reads::Layout) | None => self.layout(),
+        }
     }
     /// Residual of `term` at points `x` from the network streams at those points.
     ///

@@ -9,12 +9,12 @@ use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use super::multiscale::{validate_eps, TwoScale};
-use super::{coord, Domain, Problem, Region, TensorOpts, TermSpec};
+use super::{coord, Domain, Problem, Reads, Region, TensorOpts, TermSpec};
 use crate::config::job::Invalid;
 use crate::model::streams::{StreamLayout, Streams};
 
 pub const TERMS: &[TermSpec] =
-    &[TermSpec { name: "data", region: Region::Interior, default_points: 100, pde: false }];
+    &[TermSpec { name: "data", region: Region::Interior, default_points: 100, pde: false, reads: Reads::Value }];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
