@@ -180,7 +180,7 @@ impl Mlp {
         segments: &[Segment],
         mut record: Option<&mut Vec<LayerRecord>>,
     ) -> SegmentedStreams {
-        let (e, n, d) = x.size3().expect("x must be [E, N, d]");
+        let (e, n, _) = x.size3().expect("x must be [E, N, d]");
         assert_eq!(segments.iter().map(|s| s.points).sum::<i64>(), n, "segments must cover the points");
         for seg in segments {
             assert!(seg.layout.is_closed() && layout.contains(&seg.layout), "segment layout {:?} is not a closed part of {layout:?}", seg.layout);
@@ -189,27 +189,10 @@ impl Mlp {
             record.is_none() || (segments.len() == 1 && segments[0].layout == *layout),
             "recording needs every stream at every point"
         );
-        let opts = (x.kind(), x.device());
         let plans: Vec<SegmentPlan> = segments.iter().map(|s| SegmentPlan::new(s, x.device())).collect();
         // Rows of the value and of each segment's derivative block.
-        let mut sizes = vec![n];
-        sizes.extend(plans.iter().filter(|p| p.k > 0).map(|p| p.k * p.n));
-        // Input streams: the normalised value, d x_n / d x_i = scale_i e_i, and zero second
-        // derivatives (the map is affine).
-        let mut parts = vec![norm.apply(x)];
-        let seeds = plans.iter().any(|p| p.k > 0).then(|| norm.scale.squeeze_dim(1).diag_embed(0, -2, -1)); // [E, d, d]
-        for p in plans.iter().filter(|p| p.k > 0) {
-            let seeds = seeds.as_ref().unwrap();
-            let mut rows = Vec::new();
-            for &i in &p.first {
-                rows.push(seeds.select(1, i as i64).unsqueeze(1).expand([e, p.n, d], false));
-            }
-            if p.n2 > 0 {
-                rows.push(Tensor::zeros([e, p.n2 * p.n, d], opts));
-            }
-            parts.push(Tensor::cat(&rows, 1));
-        }
-        let mut h = if parts.len() > 1 { Tensor::cat(&parts, 1) } else { parts.pop().unwrap() }; // [E, R, d]
+        let sizes = SegmentPlan::row_sizes(n, &plans);
+        let mut h = input_streams(x, norm, &plans); // [E, R, d]
         let last = self.layers.len() - 1;
         for (l, layer) in self.layers.iter().enumerate() {
             let (fan_out, fan_in) = (layer.w.size()[1], layer.w.size()[2]);
@@ -278,23 +261,52 @@ impl Mlp {
     }
 }
 
+/// Input streams of a pass, [E, R, d] (rows: the value at all N points, then each segment's
+/// derivative block, stream-major): the normalised value, d x_n / d x_i = scale_i e_i, and
+/// zero second derivatives (the normalisation is affine).
+pub(super) fn input_streams(x: &Tensor, norm: &Normalizer, plans: &[SegmentPlan]) -> Tensor {
+    let (e, _, d) = x.size3().expect("x must be [E, N, d]");
+    let mut parts = vec![norm.apply(x)];
+    let seeds = plans.iter().any(|p| p.k > 0).then(|| norm.scale.squeeze_dim(1).diag_embed(0, -2, -1)); // [E, d, d]
+    for p in plans.iter().filter(|p| p.k > 0) {
+        let seeds = seeds.as_ref().unwrap();
+        let mut rows = Vec::new();
+        for &i in &p.first {
+            rows.push(seeds.select(1, i as i64).unsqueeze(1).expand([e, p.n, d], false));
+        }
+        if p.n2 > 0 {
+            rows.push(Tensor::zeros([e, p.n2 * p.n, d], (x.kind(), x.device())));
+        }
+        parts.push(Tensor::cat(&rows, 1));
+    }
+    if parts.len() > 1 { Tensor::cat(&parts, 1) } else { parts.pop().unwrap() }
+}
+
 /// What a layer does for one segment: its points, derivative streams, and which first
 /// derivatives each second derivative is propagated from.
-struct SegmentPlan {
-    n: i64,
+pub(super) struct SegmentPlan {
+    pub(super) n: i64,
     /// Derivative streams (first + second).
-    k: i64,
-    n2: i64,
+    pub(super) k: i64,
+    pub(super) n2: i64,
     first: Vec<usize>,
     /// For second derivative q = (i, j): positions of i and j among the segment's first
     /// derivatives. None when the seconds are exactly the pure ones in first-derivative
     /// order (then z_i z_j is a square of the whole first-derivative block).
-    ii: Option<Tensor>,
-    jj: Option<Tensor>,
+    pub(super) ii: Option<Tensor>,
+    pub(super) jj: Option<Tensor>,
 }
 
 impl SegmentPlan {
-    fn new(seg: &Segment, device: tch::Device) -> Self {
+    /// Row counts of a layer tensor: the value at all `n` points, then one block of K_s * N_s
+    /// rows per segment that carries derivatives.
+    pub(super) fn row_sizes(n: i64, plans: &[SegmentPlan]) -> Vec<i64> {
+        let mut sizes = vec![n];
+        sizes.extend(plans.iter().filter(|p| p.k > 0).map(|p| p.k * p.n));
+        sizes
+    }
+
+    pub(super) fn new(seg: &Segment, device: tch::Device) -> Self {
         let l = &seg.layout;
         let pos = |i: usize| l.first.iter().position(|&f| f == i).unwrap() as i64;
         let pure = l.second.len() == l.first.len() && l.second.iter().zip(&l.first).all(|(&(i, j), &f)| i == f && j == f);

@@ -3,3 +3,4 @@
 pub mod mlp;
 pub mod normalize;
 pub mod streams;
+pub mod tape;
