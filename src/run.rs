@@ -98,7 +98,7 @@ pub fn default_max_batch(device: Device) -> usize {
 /// Train one batch; never panics, never returns a libtorch error: failures become records.
 pub fn run_batch(jobs: &[&JobSpec], device: Device, stop: &AtomicBool, on_steps: &mut dyn FnMut(u64)) -> Option<Vec<JobRecord>> {
     let attempt = |jobs: &[&JobSpec], on_steps: &mut dyn FnMut(u64)| -> Result<Option<Vec<JobRecord>>, String> {
-        let mut ctx = BatchContext { device, stop, on_steps };
+        let mut ctx = BatchContext { device, stop, on_steps, autograd: false };
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| train_batch(jobs, &mut ctx))) {
             Ok(Ok(BatchOutcome::Finished(r))) => Ok(Some(r)),
             Ok(Ok(BatchOutcome::Interrupted)) => Ok(None),

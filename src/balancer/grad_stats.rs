@@ -118,6 +118,10 @@ impl Balancer for GradStats {
     fn weights(&self) -> &Weights {
         &self.weights
     }
+
+    fn needs_param_grads(&self, step: u64) -> bool {
+        self.interval.due(step)
+    }
 }
 
 #[cfg(test)]

@@ -151,6 +151,10 @@ impl Balancer for GradNorm {
     fn weights(&self) -> &Weights {
         &self.weights
     }
+
+    fn needs_param_grads(&self, step: u64) -> bool {
+        self.interval.due(step)
+    }
 }
 
 #[cfg(test)]

@@ -181,7 +181,10 @@ pub struct BalanceInputs<'a> {
     pub step: u64,
     /// Unweighted mean-squared loss per term, [E] each, with their graphs.
     pub losses: &'a [(String, Tensor)],
-    /// Network parameters (w0, b0, w1, b1, ...), weights [E, out, in], biases [E, out].
+    /// Network parameters (w0, b0, w1, b1, ...), weights [E, out, in], biases [E, out], with
+    /// the losses' graphs reaching them: present only at steps where
+    /// [`Balancer::needs_param_grads`] asked for them (elsewhere empty, and the losses' graphs
+    /// stop at the network's output, see [`crate::model::tape`]).
     pub params: &'a [Tensor],
     /// The NTK snapshot of this step (the very one recorded when the step is also an NTK
     /// snapshot step), present exactly when [`Balancer::needs_ntk`] asked for it.
@@ -219,6 +222,11 @@ pub trait Balancer {
     }
     /// Whether [`Balancer::update`] at `step` needs the NTK snapshot of that step.
     fn needs_ntk(&self, _step: u64) -> bool {
+        false
+    }
+    /// Whether [`Balancer::update`] at `step` differentiates losses with respect to the
+    /// parameters ([`gradients`]): that step then runs through autograd end to end.
+    fn needs_param_grads(&self, _step: u64) -> bool {
         false
     }
 }
@@ -367,7 +375,7 @@ evaluation: {points: 50}
     fn train(specs: &[&JobSpec]) -> Vec<JobRecord> {
         let stop = AtomicBool::new(false);
         let mut on = |_| {};
-        let mut ctx = BatchContext { device: tch::Device::Cpu, stop: &stop, on_steps: &mut on };
+        let mut ctx = BatchContext { device: tch::Device::Cpu, stop: &stop, on_steps: &mut on, autograd: false };
         match train_batch(specs, &mut ctx).unwrap() {
             BatchOutcome::Finished(r) => r,
             BatchOutcome::Interrupted => panic!("interrupted"),

@@ -40,6 +40,8 @@ pub struct Tape {
     plans: Vec<SegmentPlan>,
     /// Rows of a layer tensor ([`SegmentPlan::row_sizes`]).
     sizes: Vec<i64>,
+    /// Members E and points N.
+    shape: (i64, i64),
     layers: Vec<TapeLayer>,
 }
 
@@ -92,7 +94,7 @@ impl Mlp {
                 }
                 layers.push(TapeLayer { input: h, t: None, p: Vec::new(), zz: Vec::new() });
                 let streams = SegmentedStreams { layout: layout.clone(), segments: segments.to_vec(), value: z[0].squeeze_dim(-1), blocks };
-                return (streams, Tape { plans, sizes, layers });
+                return (streams, Tape { plans, sizes, shape: (e, n), layers });
             }
             let out = zr.empty_like();
             let a = out.split_with_sizes(sizes.as_slice(), 1);
@@ -131,21 +133,23 @@ impl Mlp {
 impl Tape {
     /// Parameter gradients, in [`Mlp::parameters`] order (w0, b0, w1, b1, ...), of a loss whose
     /// gradients with respect to the output streams are `value_grad` ([E, N]) and
-    /// `block_grads[s]` ([E, K_s, N_s] for segment s; None or undefined where the segment
-    /// carries no derivatives or the loss does not read them: zero).
+    /// `block_grads[s]` ([E, K_s, N_s] for segment s). A gradient that is undefined (autograd's
+    /// answer for a stream the loss does not read) or None counts as zero.
     pub fn backward(&self, mlp: &Mlp, value_grad: &Tensor, block_grads: &[Option<Tensor>]) -> Vec<Tensor> {
         tch::no_grad(|| self.backward_impl(mlp, value_grad, block_grads))
     }
 
     fn backward_impl(&self, mlp: &Mlp, value_grad: &Tensor, block_grads: &[Option<Tensor>]) -> Vec<Tensor> {
         assert_eq!(self.layers.len(), mlp.layers.len(), "tape of another network");
-        let (e, n) = value_grad.size2().expect("value gradient must be [E, N]");
-        let mut parts = vec![value_grad.unsqueeze(-1)];
+        let (e, n) = self.shape;
+        let like = &self.layers[0].input;
+        let rows = |g: Option<&Tensor>, r: i64| match g {
+            Some(g) if g.defined() => g.reshape([e, r, 1]),
+            _ => like.new_zeros([e, r, 1], (like.kind(), like.device())),
+        };
+        let mut parts = vec![rows(Some(value_grad), n)];
         for (p, g) in self.plans.iter().zip(block_grads).filter(|(p, _)| p.k > 0) {
-            parts.push(match g {
-                Some(g) if g.defined() => g.reshape([e, p.k * p.n, 1]),
-                _ => value_grad.new_zeros([e, p.k * p.n, 1], (value_grad.kind(), value_grad.device())),
-            });
+            parts.push(rows(g.as_ref(), p.k * p.n));
         }
         let mut dz = if parts.len() > 1 { Tensor::cat(&parts, 1) } else { parts.pop().unwrap() }; // [E, R, 1]
         let mut grads = Vec::with_capacity(2 * self.layers.len());
@@ -311,6 +315,10 @@ mod tests {
             for (g, w) in got.iter().zip(&want) {
                 assert!((g - w).abs().max().double_value(&[]) < 1e-13);
             }
+        }
+        // Nothing read: every gradient is zero.
+        for g in tape.backward(&mlp, &Tensor::new(), &[None]) {
+            assert_eq!(g.abs().max().double_value(&[]), 0.0);
         }
     }
 }

@@ -579,7 +579,7 @@ sweep:
             let sweep = Sweep::parse(yaml, "t.yaml", "t", &sets).unwrap();
             let specs: Vec<_> = jobs.iter().map(|&j| &sweep.jobs[j]).collect();
             let stop = AtomicBool::new(false);
-            let mut ctx = BatchContext { device: Device::Cpu, stop: &stop, on_steps: &mut |_| {} };
+            let mut ctx = BatchContext { device: Device::Cpu, stop: &stop, on_steps: &mut |_| {}, autograd: false };
             match train_batch(&specs, &mut ctx).unwrap() {
                 BatchOutcome::Finished(r) => r,
                 BatchOutcome::Interrupted => panic!("interrupted"),
