@@ -146,7 +146,13 @@ fn reference(repo: &Path, script: &str, args: &[String]) -> Option<serde_json::V
         None if venv.exists() => venv,
         None => "python3".into(),
     };
-    let out = Command::new(py).arg(repo.join("analysis/reference").join(script)).args(args).output().ok()?;
+    let out = match Command::new(&py).arg(repo.join("analysis/reference").join(script)).args(args).output() {
+        Ok(out) => out,
+        Err(err) => {
+            eprintln!("  reference {script}: cannot start {}: {err}", py.display());
+            return None;
+        }
+    };
     if !out.status.success() {
         eprintln!("  reference {script} failed: {}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or(""));
         return None;
