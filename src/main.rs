@@ -212,6 +212,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 _ => format!("cpu, {threads} threads, OMP_WAIT_POLICY {}", wait_policy_note()),
             };
             eprintln!("ntksweep bench on {name} (references from {}/analysis/reference)", repo.display());
+            if !no_references && std::env::var("OMP_WAIT_POLICY").is_ok_and(|p| p.eq_ignore_ascii_case("active")) {
+                // Measured: with ACTIVE this process kept ~90% of a core busy while the
+                // reference scripts ran beside it.
+                eprintln!("warning: OMP_WAIT_POLICY=ACTIVE keeps ntksweep's idle threads spinning while the reference scripts run, which slows them down: the ratios favour ntksweep");
+            }
             let rows = ntksweep::bench::run(&repo, &ntksweep::bench::BenchOptions { device, references: !no_references, quick, threads });
             let header = format!("ntksweep {} bench, device {name}, host {}", env!("CARGO_PKG_VERSION"), gethostname::gethostname().to_string_lossy());
             let t = ntksweep::bench::table(&rows, &header);

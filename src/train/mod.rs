@@ -325,13 +325,13 @@ struct MemberObjective {
 
 impl MemberObjective {
     /// Loss and gradient [P] at the flattened parameters `flat` [P]: one forward and one
-    /// backward pass of the full-batch loss of a one-member network.
+    /// reverse pass (the training step's fast path, [`TapedLosses`]) of the full-batch loss of
+    /// a one-member network.
     fn eval(&self, flat: &Tensor) -> Result<(f64, Tensor), TchError> {
-        let leaf = flat.detach().set_requires_grad(true);
-        let net = lbfgs::member_network(&self.sizes, &leaf)?;
-        let losses = term_losses(&net, &self.norm, self.problem.as_ref(), &self.points, &self.scale, self.kind)?;
+        let net = lbfgs::member_network(&self.sizes, &flat.detach())?;
+        let taped = TapedLosses::new(&net, &self.norm, self.problem.as_ref(), &self.points, &self.scale, self.kind)?;
         let mut total: Option<Tensor> = None;
-        for ((_, l), w) in losses.iter().zip(&self.weights) {
+        for ((_, l), w) in taped.losses.iter().zip(&self.weights) {
             let term = l.f_mul_scalar(*w)?;
             total = Some(match total {
                 None => term,
@@ -339,7 +339,9 @@ impl MemberObjective {
             });
         }
         let total = total.expect("at least one loss term").f_sum(self.kind)?;
-        let g = Tensor::f_run_backward(&[&total], &[&leaf], false, false)?.remove(0);
+        // Parameter gradients come in flattening order (w0, b0, w1, b1, ...).
+        let grads = taped.parameter_gradients(&net, &total, &[])?;
+        let g = Tensor::f_cat(&grads.iter().map(|g| g.reshape([-1])).collect::<Vec<_>>(), 0)?;
         Ok((total.f_double_value(&[])?, g))
     }
 }
@@ -712,7 +714,8 @@ mod gradient_tests {
     use crate::config::Sweep;
     use crate::config::job::Init;
 
-    /// One step's parameter gradients: hand-written pass vs autograd, every problem.
+    /// One step's parameter gradients, and the L-BFGS objective's flattened gradient: hand-written
+    /// pass vs autograd, every problem.
     #[test]
     fn taped_gradients_equal_autograd_gradients() {
         for problem in ["{kind: darcy1d, eps: 0.25}", "{kind: poisson1d, eps: 0.5}", "{kind: wave1d}", "{kind: klein_gordon1d}", "{kind: helmholtz2d}", "{kind: regression1d, eps: 0.2}"] {
@@ -743,6 +746,27 @@ mod gradient_tests {
                 let err = (g - w).abs().max().double_value(&[]) / w.abs().max().double_value(&[]);
                 assert!(err < 1e-12, "{problem} parameter {k}: rel err {err}");
             }
+            // The L-BFGS objective (same pass, flattened) against autograd on the flat vector.
+            let weights: Vec<f64> = (0..points.len()).map(|t| 1.0 + t as f64).collect();
+            let objective = MemberObjective {
+                problem: ProblemConfig::build(&[&c.problem], opts),
+                norm: Normalizer::new(&[c.model.normalization], &domain, opts),
+                points: points.iter().map(|(n, x)| (*n, x.shallow_clone())).collect(),
+                scale: BTreeMap::new(),
+                weights: weights.clone(),
+                sizes: mlp.sizes.clone(),
+                kind: Kind::Double,
+            };
+            let flat = lbfgs::flatten_member(&mlp, 0).unwrap();
+            let (value, grad) = objective.eval(&flat).unwrap();
+            let leaf = flat.detach().set_requires_grad(true);
+            let net = lbfgs::member_network(&mlp.sizes, &leaf).unwrap();
+            let losses = term_losses(&net, &norm, p.as_ref(), &points, &scale, Kind::Double).unwrap();
+            let total = losses.iter().zip(&weights).fold(Tensor::zeros([1], (Kind::Double, Device::Cpu)), |a, ((_, l), w)| a + l * *w).sum(Kind::Double);
+            assert!((value - total.double_value(&[])).abs() <= 1e-12 * value.abs());
+            let want = Tensor::run_backward(&[total], &[&leaf], false, false).remove(0);
+            let err = (&grad - &want).abs().max().double_value(&[]) / want.abs().max().double_value(&[]);
+            assert!(err < 1e-12, "{problem} L-BFGS gradient: rel err {err}");
         }
     }
 }
