@@ -229,6 +229,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run { sweep, out, device, retry_failed, sets, max_batch, threads, quiet } => {
             // Validate everything before touching the disk, MPI or the device.
             let sweep = Sweep::load(&sweep, &sets)?;
+            run::reverse_by_autograd().map_err(anyhow::Error::msg)?;
             let out = out.unwrap_or_else(|| default_out(&sweep));
             let world = World::init()?;
             let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -257,6 +258,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 threads,
                 wait_policy_note()
             );
+            if world.rank == 0 && run::reverse_by_autograd().unwrap_or(false) {
+                eprintln!("NTKSWEEP_REVERSE=autograd: every training step runs autograd through the whole network (the reference path; slower)");
+            }
             if matches!(device, tch::Device::Cuda(_)) && world.local_rank == 0 && world.local_size as i64 > n_cuda {
                 eprintln!("warning: {} ranks on host {} share {} CUDA device(s)", world.local_size, world.host, n_cuda);
             }

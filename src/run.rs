@@ -95,10 +95,22 @@ pub fn default_max_batch(device: Device) -> usize {
     }
 }
 
+/// Whether `NTKSWEEP_REVERSE=autograd` asks every training step to differentiate with
+/// autograd through the whole network instead of the hand-written reverse pass
+/// ([`crate::model::tape`]), e.g. to check the hand-written pass on a new device against the
+/// reference path (`scripts/gpu-check.sh` does). Unset, empty or `tape`: the hand-written pass.
+pub fn reverse_by_autograd() -> Result<bool, String> {
+    match std::env::var("NTKSWEEP_REVERSE").as_deref() {
+        Err(_) | Ok("") | Ok("tape") => Ok(false),
+        Ok("autograd") => Ok(true),
+        Ok(other) => Err(format!("NTKSWEEP_REVERSE={other}: expected `tape` (the default) or `autograd`")),
+    }
+}
+
 /// Train one batch; never panics, never returns a libtorch error: failures become records.
 pub fn run_batch(jobs: &[&JobSpec], device: Device, stop: &AtomicBool, on_steps: &mut dyn FnMut(u64)) -> Option<Vec<JobRecord>> {
     let attempt = |jobs: &[&JobSpec], on_steps: &mut dyn FnMut(u64)| -> Result<Option<Vec<JobRecord>>, String> {
-        let mut ctx = BatchContext { device, stop, on_steps, autograd: false };
+        let mut ctx = BatchContext { device, stop, on_steps, autograd: reverse_by_autograd().unwrap_or(false) };
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| train_batch(jobs, &mut ctx))) {
             Ok(Ok(BatchOutcome::Finished(r))) => Ok(Some(r)),
             Ok(Ok(BatchOutcome::Interrupted)) => Ok(None),

@@ -47,3 +47,35 @@ fn resume_inside_a_batch_trains_only_the_missing_members() {
     }
     assert_eq!(job_files(&out).len(), 4);
 }
+
+/// The hand-written reverse pass (default) and autograd through the whole network
+/// (`NTKSWEEP_REVERSE=autograd`) write the same job files (float64, 1e-9 relative), and a
+/// wrong value of the variable is refused before anything is written.
+#[test]
+fn hand_written_reverse_pass_writes_what_autograd_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sweep = write(tmp.path(), "tiny.yaml", &TINY.replace("ntk: {every: 10}", "ntk: {every: 10}\nbalancer: relobralo"));
+    let (tape, autograd) = (tmp.path().join("tape"), tmp.path().join("autograd"));
+    let run = |out: &std::path::Path, reverse: &str| {
+        std::process::Command::new(bin())
+            .args(["run", sweep.to_str().unwrap(), "--out", out.to_str().unwrap()])
+            .env("NTKSWEEP_PROGRESS_SECONDS", "0")
+            .env(WAIT_POLICY.0, WAIT_POLICY.1)
+            .env("NTKSWEEP_REVERSE", reverse)
+            .output()
+            .unwrap()
+    };
+    let o = run(&tape, "tape");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains("NTKSWEEP_REVERSE=autograd"), "{}", text(&o));
+    let o = run(&autograd, "autograd");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("NTKSWEEP_REVERSE=autograd"), "{}", text(&o));
+    let t = py_check("compare_results.py", &[tape.to_str().unwrap(), autograd.to_str().unwrap(), "--rtol", "1e-9"]);
+    assert!(t.contains("4 jobs compared"), "{t}");
+    let bad = tmp.path().join("bad");
+    let o = run(&bad, "reverse");
+    assert!(!o.status.success());
+    assert!(text(&o).contains("NTKSWEEP_REVERSE=reverse: expected `tape` (the default) or `autograd`"), "{}", text(&o));
+    assert!(!bad.exists(), "a refused run wrote {}", bad.display());
+}
