@@ -217,15 +217,7 @@ impl Mlp {
                 vec![zr + &bias]
             };
             if l == last {
-                let mut blocks = Vec::new();
-                let mut next = 1;
-                for p in &plans {
-                    blocks.push((p.k > 0).then(|| {
-                        next += 1;
-                        z[next - 1].reshape([e, p.k, p.n])
-                    }));
-                }
-                return SegmentedStreams { layout: layout.clone(), segments: segments.to_vec(), value: z[0].squeeze_dim(-1), blocks };
+                return output_streams(&z, &plans, layout, segments);
             }
             let t = z[0].tanh();
             let mut out = vec![t.shallow_clone()];
@@ -259,6 +251,15 @@ impl Mlp {
         }
         unreachable!("an MLP has at least one layer")
     }
+}
+
+/// The network's output streams from the output layer's rows `z` ([E, N, 1] value, then one
+/// [E, K_s * N_s, 1] block per segment that carries derivatives).
+pub(super) fn output_streams(z: &[Tensor], plans: &[SegmentPlan], layout: &StreamLayout, segments: &[Segment]) -> SegmentedStreams {
+    let e = z[0].size()[0];
+    let mut rest = z[1..].iter();
+    let blocks = plans.iter().map(|p| (p.k > 0).then(|| rest.next().expect("one block per segment with derivatives").reshape([e, p.k, p.n]))).collect();
+    SegmentedStreams { layout: layout.clone(), segments: segments.to_vec(), value: z[0].squeeze_dim(-1), blocks }
 }
 
 /// Input streams of a pass, [E, R, d] (rows: the value at all N points, then each segment's

@@ -30,7 +30,7 @@
 
 use tch::Tensor;
 
-use super::mlp::{input_streams, Mlp, SegmentPlan};
+use super::mlp::{input_streams, output_streams, Mlp, SegmentPlan};
 use super::normalize::Normalizer;
 use super::streams::{Segment, SegmentedStreams, StreamLayout};
 
@@ -84,16 +84,8 @@ impl Mlp {
             let mut z = zr.split_with_sizes(sizes.as_slice(), 1);
             let _ = z[0].g_add_(&layer.b.view([e, 1, fan_out])); // the bias enters the value rows only
             if l == last {
-                let mut blocks = Vec::new();
-                let mut next = 1;
-                for p in &plans {
-                    blocks.push((p.k > 0).then(|| {
-                        next += 1;
-                        z[next - 1].reshape([e, p.k, p.n])
-                    }));
-                }
                 layers.push(TapeLayer { input: h, t: None, p: Vec::new(), zz: Vec::new() });
-                let streams = SegmentedStreams { layout: layout.clone(), segments: segments.to_vec(), value: z[0].squeeze_dim(-1), blocks };
+                let streams = output_streams(&z, &plans, layout, segments);
                 return (streams, Tape { plans, sizes, shape: (e, n), layers });
             }
             let out = zr.empty_like();
