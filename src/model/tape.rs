@@ -93,11 +93,10 @@ impl Mlp {
             let t = z[0].tanh_out(&a[0]);
             let ts = if plans.len() > 1 { t.split_with_sizes(seg_sizes.as_slice(), 1) } else { vec![t.shallow_clone()] };
             let (mut p_blocks, mut zz_blocks) = (Vec::new(), Vec::new());
-            let mut next = 1;
-            for (si, p) in plans.iter().enumerate().filter(|(_, p)| p.k > 0) {
-                let blk = z[next].view([e, p.k, p.n, fan_out]);
-                let a_blk = a[next].view([e, p.k, p.n, fan_out]);
-                next += 1;
+            // Block b of the derivative rows is row group b + 1 (group 0: the value).
+            for (b, (si, p)) in plans.iter().enumerate().filter(|(_, p)| p.k > 0).enumerate() {
+                let blk = z[b + 1].view([e, p.k, p.n, fan_out]);
+                let a_blk = a[b + 1].view([e, p.k, p.n, fan_out]);
                 let tu = ts[si].unsqueeze(1);
                 let zz = (p.n2 > 0).then(|| {
                     let k1 = p.k - p.n2;
@@ -175,12 +174,10 @@ impl Tape {
             (vec![t.shallow_clone()], vec![gs[0].shallow_clone()])
         };
         let sum_k = |x: Tensor| x.sum_dim_intlist(&[1i64][..], false, x.kind());
-        let mut next = 0;
-        for (si, p) in self.plans.iter().enumerate().filter(|(_, p)| p.k > 0) {
-            let gb = gs[next + 1].view([e, p.k, p.n, w]);
-            let dzb = dzs[next + 1].view([e, p.k, p.n, w]);
-            let (pb, zz) = (&layer.p[next], &layer.zz[next]);
-            next += 1;
+        for (b, (si, p)) in self.plans.iter().enumerate().filter(|(_, p)| p.k > 0).enumerate() {
+            let gb = gs[b + 1].view([e, p.k, p.n, w]);
+            let dzb = dzs[b + 1].view([e, p.k, p.n, w]);
+            let (pb, zz) = (&layer.p[b], &layer.zz[b]);
             let tm2 = &ts[si] * -2.0; // [E, N_s, w]
             // dt += -2 t (sum_i g_i z_i + sum_q g_q p_q)
             let _ = g0s[si].addcmul_(&tm2, &sum_k(&gb * pb));
