@@ -86,11 +86,13 @@ pub fn pending(states: &[Option<Status>], retry_failed: bool) -> Vec<usize> {
         .collect()
 }
 
-/// Default largest batch: a CPU gains little from big batches and a rank should not hold
-/// most of a small sweep; a GPU amortises its per-kernel cost over many members.
+/// Default largest batch. On a CPU, larger batches still amortise per-call costs (80 darcy
+/// jobs, width 100, 2 cores: 760 job-steps/s in batches of 4, 1100 in batches of 8, no better
+/// beyond) and a rank should not hold most of a small sweep; a GPU amortises its per-kernel
+/// cost over many more members.
 pub fn default_max_batch(device: Device) -> usize {
     match device {
-        Device::Cpu => 4,
+        Device::Cpu => 8,
         _ => 64,
     }
 }

@@ -58,8 +58,10 @@ pub struct Batch {
 }
 
 /// Group `pending` jobs (indices into `jobs`) into batches of at most `cap` members, and
-/// no more than fit in `budget` bytes ([`crate::budget`]), longest first. Deterministic:
-/// depends only on the jobs, `cap` and `budget`.
+/// no more than fit in `budget` bytes ([`crate::budget`]), longest first. A group of n
+/// batchable jobs becomes ceil(n / cap) batches whose sizes differ by at most one (9 jobs
+/// under cap 8: 5 + 4, not 8 + 1, so that two ranks share the work). Deterministic: depends
+/// only on the jobs, `cap` and `budget`.
 pub fn plan_batches(jobs: &[JobSpec], pending: &[usize], cap: usize, budget: Option<f64>) -> Vec<Batch> {
     let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for &i in pending {
@@ -69,7 +71,12 @@ pub fn plan_batches(jobs: &[JobSpec], pending: &[usize], cap: usize, budget: Opt
     for (_, members) in groups {
         let per_member = members.iter().map(|&i| budget::member_bytes(&jobs[i])).fold(0.0, f64::max);
         let cap = budget::fit(budget, per_member, cap);
-        for chunk in members.chunks(cap) {
+        let k = members.len().div_ceil(cap.max(1));
+        let mut rest = members.as_slice();
+        for b in 0..k {
+            let size = members.len() / k + usize::from(b < members.len() % k);
+            let (chunk, tail) = rest.split_at(size);
+            rest = tail;
             let cost = chunk.iter().map(|&i| jobs[i].cost_gflop()).sum();
             batches.push(Batch { jobs: chunk.to_vec(), cost });
         }
@@ -96,6 +103,23 @@ mod tests {
         let all: Vec<usize> = { let mut v: Vec<usize> = b.iter().flat_map(|x| x.jobs.clone()).collect(); v.sort(); v };
         assert_eq!(all, pending);
         assert_eq!(plan_batches(&s.jobs, &pending, 4, None), b, "deterministic");
+    }
+
+    #[test]
+    fn a_group_splits_into_batches_of_nearly_equal_size() {
+        for (n, cap, want) in [(9usize, 8usize, vec![5usize, 4]), (80, 8, vec![8; 10]), (20, 8, vec![7, 7, 6]), (4, 8, vec![4]), (3, 1, vec![1, 1, 1])] {
+            let seeds: Vec<String> = (0..n).map(|s| s.to_string()).collect();
+            let text = format!("problem: {{kind: darcy1d, eps: 0.5}}\ntraining: {{steps: 5}}\nsweep:\n  seed: [{}]\n", seeds.join(", "));
+            let s = Sweep::parse(&text, "s.yaml", "s", &[]).unwrap();
+            let pending: Vec<usize> = (0..n).collect();
+            let b = plan_batches(&s.jobs, &pending, cap, None);
+            let mut sizes: Vec<usize> = b.iter().map(|x| x.jobs.len()).collect();
+            sizes.sort_by(|a, b| b.cmp(a));
+            assert_eq!(sizes, want, "{n} jobs, cap {cap}");
+            let mut all: Vec<usize> = b.iter().flat_map(|x| x.jobs.clone()).collect();
+            all.sort();
+            assert_eq!(all, pending);
+        }
     }
 
     #[test]
