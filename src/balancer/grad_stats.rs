@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use tch::{TchError, Tensor};
 
 use super::update::{ema, Interval};
-use super::{gradients, weight_matrices, BalanceInputs, Balancer, BuildContext, Weights};
+use super::{weight_gradients, BalanceInputs, Balancer, BuildContext, Weights};
 use crate::config::job::Invalid;
 
 /// Added to the denominator (seed 001).
@@ -103,12 +103,12 @@ impl Balancer for GradStats {
         if !self.interval.due(inputs.step) {
             return Ok(());
         }
-        let w = weight_matrices(inputs.params);
-        let numerator = max_abs(&gradients(inputs.loss(&self.weights.terms[self.reference]), &w)?)?;
+        let w = |loss: &Tensor| inputs.param_grads(loss).map(weight_gradients);
+        let numerator = max_abs(&w(inputs.loss(&self.weights.terms[self.reference]))?)?;
         for i in (0..self.weights.terms.len()).filter(|&i| i != self.reference) {
             let lambda = &self.weights.values[i];
             let weighted = inputs.loss(&self.weights.terms[i]) * lambda;
-            let denominator = mean_abs(&gradients(&weighted, &w)?)? + DENOMINATOR_GUARD;
+            let denominator = mean_abs(&w(&weighted)?)? + DENOMINATOR_GUARD;
             let target = &numerator / denominator;
             self.weights.values[i] = ema(lambda, &target, self.beta)?;
         }
@@ -117,10 +117,6 @@ impl Balancer for GradStats {
 
     fn weights(&self) -> &Weights {
         &self.weights
-    }
-
-    fn needs_param_grads(&self, step: u64) -> bool {
-        self.interval.due(step)
     }
 }
 
@@ -161,7 +157,7 @@ mod tests {
         let want = expected(&net.coef, &fixed, 5);
         for step in 0..5u64 {
             let l = net.losses();
-            b.update(&BalanceInputs { step, losses: &l, params: &net.params, ntk: None }).unwrap();
+            b.update(&BalanceInputs { step, losses: &l, param_grads: Some(&net.grads()), ntk: None }).unwrap();
             close(&table(&b), &want[step as usize], 1e-13);
         }
         // Spot check of the first update of member 0's boundary weight, by hand:
@@ -180,7 +176,7 @@ mod tests {
         let c = GradStatsConfig { every: 1, beta: 0.0, reference: Some("initial".into()) };
         let mut b = GradStats::new(&c, &ctx);
         let l = net.losses();
-        b.update(&BalanceInputs { step: 0, losses: &l, params: &net.params, ntk: None }).unwrap();
+        b.update(&BalanceInputs { step: 0, losses: &l, param_grads: Some(&net.grads()), ntk: None }).unwrap();
         let w = table(&b);
         assert_eq!(w[2], vec![1.0, 1.0]);
         // Member 0: max|C_initial| = 3, residual means (2 + 1.25) / 2 = 1.625 -> 3 / 1.625.

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use tch::{TchError, Tensor};
 
 use super::update::{ema, Interval};
-use super::{gradients, BalanceInputs, Balancer, BuildContext, Weights};
+use super::{BalanceInputs, Balancer, BuildContext, Weights};
 use crate::config::job::Invalid;
 
 /// Floor of a weight before renormalisation.
@@ -115,9 +115,6 @@ impl Balancer for GradNorm {
         if !self.interval.due(inputs.step) {
             return Ok(());
         }
-        let layers = inputs.params.len() / 2;
-        let li = GradNormConfig { layer: self.layer, ..Default::default() }.layer_index(layers).expect("validated layer");
-        let w_layer = &inputs.params[2 * li];
         let now: Vec<Tensor> = self.weights.terms.iter().map(|t| inputs.loss(t).detach()).collect();
         let initial = self.initial.get_or_insert_with(|| now.iter().map(|l| l.shallow_clone()).collect());
         let g: Vec<Tensor> = self
@@ -125,7 +122,9 @@ impl Balancer for GradNorm {
             .terms
             .iter()
             .map(|t| -> Result<Tensor, TchError> {
-                let grad = gradients(inputs.loss(t), &[w_layer])?.remove(0);
+                let mut all = inputs.param_grads(inputs.loss(t))?;
+                let li = GradNormConfig { layer: self.layer, ..Default::default() }.layer_index(all.len() / 2).expect("validated layer");
+                let grad = all.swap_remove(2 * li);
                 grad.square().f_sum_dim_intlist(&[1i64, 2][..], false, grad.kind())?.f_sqrt()
             })
             .collect::<Result<_, _>>()?;
@@ -150,10 +149,6 @@ impl Balancer for GradNorm {
 
     fn weights(&self) -> &Weights {
         &self.weights
-    }
-
-    fn needs_param_grads(&self, step: u64) -> bool {
-        self.interval.due(step)
     }
 }
 
@@ -208,7 +203,7 @@ mod tests {
                 .enumerate()
                 .map(|(t, (name, x))| (name, x + Tensor::from_slice(&v[t]) - 1.0))
                 .collect();
-            b.update(&BalanceInputs { step: step as u64, losses: &l, params: &net.params, ntk: None }).unwrap();
+            b.update(&BalanceInputs { step: step as u64, losses: &l, param_grads: Some(&net.grads()), ntk: None }).unwrap();
             if step % 2 == 0 {
                 for e in 0..2 {
                     let col = |s: usize| -> Vec<f64> { (0..3).map(|t| values[s][t][e]).collect() };

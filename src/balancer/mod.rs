@@ -181,19 +181,29 @@ pub struct BalanceInputs<'a> {
     pub step: u64,
     /// Unweighted mean-squared loss per term, [E] each, with their graphs.
     pub losses: &'a [(String, Tensor)],
-    /// Network parameters (w0, b0, w1, b1, ...), weights [E, out, in], biases [E, out], with
-    /// the losses' graphs reaching them: present only at steps where
-    /// [`Balancer::needs_param_grads`] asked for them (elsewhere empty, and the losses' graphs
-    /// stop at the network's output, see [`crate::model::tape`]).
-    pub params: &'a [Tensor],
+    /// Gradients of a per-member loss [E] built from `losses` with respect to the network
+    /// parameters (w0, b0, w1, b1, ...: weights [E, out, in], biases [E, out]); member e's slice
+    /// is the gradient of member e's loss (members share nothing). The losses' graphs stop at
+    /// the network's output streams, so this is the way to parameter gradients: the trainer
+    /// completes the reverse pass by hand ([`crate::model::tape`]). None where there is no
+    /// network (unit tests of balancers that only read losses).
+    pub param_grads: Option<&'a ParamGrads<'a>>,
     /// The NTK snapshot of this step (the very one recorded when the step is also an NTK
     /// snapshot step), present exactly when [`Balancer::needs_ntk`] asked for it.
     pub ntk: Option<&'a crate::ntk::Snapshot>,
 }
 
+/// See [`BalanceInputs::param_grads`]. The graphs of the losses are kept for the optimiser.
+pub type ParamGrads<'a> = dyn Fn(&Tensor) -> Result<Vec<Tensor>, TchError> + 'a;
+
 impl BalanceInputs<'_> {
     pub fn loss(&self, term: &str) -> &Tensor {
         &self.losses.iter().find(|(n, _)| n == term).expect("loss of an unknown term").1
+    }
+
+    /// [`BalanceInputs::param_grads`] of `loss`, for balancers that need them.
+    pub fn param_grads(&self, loss: &Tensor) -> Result<Vec<Tensor>, TchError> {
+        (self.param_grads.expect("this balancer needs parameter gradients; the trainer provides them"))(loss)
     }
 }
 
@@ -224,16 +234,11 @@ pub trait Balancer {
     fn needs_ntk(&self, _step: u64) -> bool {
         false
     }
-    /// Whether [`Balancer::update`] at `step` differentiates losses with respect to the
-    /// parameters ([`gradients`]): that step then runs through autograd end to end.
-    fn needs_param_grads(&self, _step: u64) -> bool {
-        false
-    }
 }
 
-/// The weight matrices of the network (not the biases): w0, w1, ... of (w0, b0, w1, b1, ...).
-pub(crate) fn weight_matrices(params: &[Tensor]) -> Vec<&Tensor> {
-    params.iter().step_by(2).collect()
+/// The gradients of the weight matrices (not the biases): w0, w1, ... of (w0, b0, w1, b1, ...).
+pub(crate) fn weight_gradients(grads: Vec<Tensor>) -> Vec<Tensor> {
+    grads.into_iter().step_by(2).collect()
 }
 
 /// Gradients of a loss with respect to `wrt`: one reverse pass of sum_e L[e] (members do not
@@ -312,6 +317,11 @@ pub(crate) mod testing {
                 [vec![1.0, 1.0, 2.0, 2.0], vec![-1.0, 3.0, 0.5, 0.5]],     // initial
             ];
             Linear { params: vec![w0, b0, w1, b1], coef }
+        }
+
+        /// The trainer's [`crate::balancer::BalanceInputs::param_grads`] for this network.
+        pub fn grads(&self) -> impl Fn(&Tensor) -> Result<Vec<Tensor>, tch::TchError> + '_ {
+            |loss| crate::balancer::gradients(loss, &self.params.iter().collect::<Vec<_>>())
         }
 
         /// Losses at the current parameters (with graphs), [E] each.

@@ -140,7 +140,7 @@ mod tests {
                 3 => Some(&s3),
                 _ => None,
             };
-            b.update(&BalanceInputs { step, losses: &l, params: &[], ntk }).unwrap();
+            b.update(&BalanceInputs { step, losses: &l, param_grads: None, ntk }).unwrap();
             out.push(table(&b));
         }
         out

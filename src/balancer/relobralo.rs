@@ -184,7 +184,7 @@ mod tests {
         let mut seen_rho = [false, false];
         for (step, v) in seq.iter().enumerate() {
             let l = losses(&[&v[0], &v[1], &v[2]]);
-            b.update(&BalanceInputs { step: step as u64, losses: &l, params: &[], ntk: None }).unwrap();
+            b.update(&BalanceInputs { step: step as u64, losses: &l, param_grads: None, ntk: None }).unwrap();
             if step > 0 {
                 for e in 0..2 {
                     let col = |s: usize| -> Vec<f64> { (0..3).map(|t| seq[s][t][e]).collect() };

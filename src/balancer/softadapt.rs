@@ -150,7 +150,7 @@ mod tests {
         let mut at_step_2 = Vec::new();
         for (step, v) in seq.iter().enumerate() {
             let l = losses(&[&v[0], &v[1], &v[2]]);
-            b.update(&BalanceInputs { step: step as u64, losses: &l, params: &[], ntk: None }).unwrap();
+            b.update(&BalanceInputs { step: step as u64, losses: &l, param_grads: None, ntk: None }).unwrap();
             if step % 2 == 0 {
                 if let Some(p) = prev {
                     for e in 0..2 {

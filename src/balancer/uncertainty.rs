@@ -128,7 +128,7 @@ mod tests {
                 let _ = p.shallow_clone().f_add_scalar_(d).unwrap();
             }
         });
-        b.update(&BalanceInputs { step: 1, losses: &l, params: &[], ntk: None }).unwrap();
+        b.update(&BalanceInputs { step: 1, losses: &l, param_grads: None, ntk: None }).unwrap();
         let e = std::f64::consts::E;
         close(&table(&b), &[vec![0.25, 0.25], vec![0.5, 1.0], vec![0.5 * e, 0.5 * e]], 1e-15);
     }

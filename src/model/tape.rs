@@ -10,7 +10,7 @@
 //! loss, and runs the pass below for the network. Both directions write into preallocated
 //! layer tensors (`_out` forms and in-place updates of views, which autograd cannot record), so
 //! no layer concatenates. The autograd forward in [`crate::model::mlp`] stays the reference
-//! (and the path of the NTK and of balancers that need per-term parameter gradients); the
+//! (and the path of the NTK, whose per-point Jacobians need the recorded graph); the
 //! tests compare both passes with it.
 //!
 //! # The pass, for one hidden layer

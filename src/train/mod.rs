@@ -187,11 +187,13 @@ impl TapedLosses {
     /// Gradients of `loss` (a scalar built from `self.losses`) with respect to the network
     /// parameters ([`Mlp::parameters`] order) followed by `extra` (tensors the loss reaches
     /// directly, e.g. a balancer's learned weights).
-    fn parameter_gradients(&self, mlp: &Mlp, loss: &Tensor, extra: &[Tensor]) -> Result<Vec<Tensor>, TchError> {
+    /// `keep_graph`: keep the losses' graphs for another pass (a balancer's per-term gradients
+    /// before the optimiser's).
+    fn parameter_gradients(&self, mlp: &Mlp, loss: &Tensor, extra: &[Tensor], keep_graph: bool) -> Result<Vec<Tensor>, TchError> {
         let mut wrt: Vec<&Tensor> = vec![&self.streams.value];
         wrt.extend(self.streams.blocks.iter().flatten());
         wrt.extend(extra);
-        let mut g = Tensor::f_run_backward(&[loss], &wrt, false, false)?.into_iter();
+        let mut g = Tensor::f_run_backward(&[loss], &wrt, keep_graph, false)?.into_iter();
         let value = g.next().expect("one gradient per input");
         let blocks: Vec<Option<Tensor>> = self.streams.blocks.iter().map(|b| b.as_ref().and_then(|_| g.next())).collect();
         let mut grads = self.tape.backward(mlp, &value, &blocks);
@@ -340,7 +342,7 @@ impl MemberObjective {
         }
         let total = total.expect("at least one loss term").f_sum(self.kind)?;
         // Parameter gradients come in flattening order (w0, b0, w1, b1, ...).
-        let grads = taped.parameter_gradients(&net, &total, &[])?;
+        let grads = taped.parameter_gradients(&net, &total, &[], false)?;
         let g = Tensor::f_cat(&grads.iter().map(|g| g.reshape([-1])).collect::<Vec<_>>(), 0)?;
         Ok((total.f_double_value(&[])?, g))
     }
@@ -489,18 +491,25 @@ pub fn train_batch(specs: &[&JobSpec], ctx: &mut BatchContext<'_>) -> Result<Bat
             record_snapshot(step, snap, &diverged, &mut ntk_rec);
         }
         let points: Vec<(&'static str, Tensor)> = state.iter().map(|s| (s.name, s.x.shallow_clone())).collect();
-        // The fast path unless something needs graphs from the losses to the parameters.
-        let param_grads = ctx.autograd || balancer.needs_param_grads(step);
-        let (losses, taped) = if param_grads {
+        // The hand-written reverse pass unless the autograd reference was asked for.
+        let (losses, taped) = if ctx.autograd {
             (term_losses(&mlp, &norm, problem.as_ref(), &points, &scale, opts.kind)?, None)
         } else {
             let t = TapedLosses::new(&mlp, &norm, problem.as_ref(), &points, &scale, opts.kind)?;
             (t.losses.iter().map(|(n, l)| (n.clone(), l.shallow_clone())).collect(), Some(t))
         };
+        // Per-term parameter gradients for balancers that read them, by the same path.
+        let param_refs: Vec<&Tensor> = params.iter().collect();
+        let param_grads = |loss: &Tensor| -> Result<Vec<Tensor>, TchError> {
+            let loss = loss.f_sum(loss.kind())?;
+            match &taped {
+                None => balancer::gradients(&loss, &param_refs),
+                Some(t) => t.parameter_gradients(&mlp, &loss, &[], true),
+            }
+        };
         let lr_now: Vec<f64> = specs.iter().map(|s| s.config.training.lr_at(step)).collect();
         // Update before logging: the weight recorded at a step is the one used at that step.
-        let no_params: [Tensor; 0] = [];
-        balancer.update(&BalanceInputs { step, losses: &losses, params: if param_grads { &params } else { &no_params }, ntk: snap.as_ref() })?;
+        balancer.update(&BalanceInputs { step, losses: &losses, param_grads: Some(&param_grads), ntk: snap.as_ref() })?;
         if step % tc.log_every == 0 || step == total {
             record_history(step, &term_names, &losses, balancer.weights(), &rel_l2(&mlp), &lr_now, &mut history, &mut diverged);
         }
@@ -510,7 +519,7 @@ pub fn train_batch(specs: &[&JobSpec], ctx: &mut BatchContext<'_>) -> Result<Bat
         let loss = balancer.total_loss(&losses).f_sum(opts.kind)?;
         let grads = match &taped {
             None => Tensor::f_run_backward(&[loss], &opt_params, false, false)?,
-            Some(t) => t.parameter_gradients(&mlp, &loss, &opt_params[params.len()..])?,
+            Some(t) => t.parameter_gradients(&mlp, &loss, &opt_params[params.len()..], false)?,
         };
         let lr = if lr_uniform { Tensor::full([e as i64], lr_now[0], (opts.kind, opts.device)) } else { opts.column(&lr_now).view([-1]) };
         adam.step(&opt_params, &grads, &lr)?;
@@ -651,7 +660,7 @@ mod tests {
     /// The training step's hand-written reverse pass gives the losses, weights and final
     /// parameters of autograd through the whole network, for every problem (1-D, 2-D,
     /// time-dependent, nonlinear, mixed stream layouts) and every balancer (including one with
-    /// learned weights and two that differentiate per term through autograd at their steps),
+    /// learned weights and two that take per-term parameter gradients through `param_grads`),
     /// for a batch of two members with different seeds and eps.
     #[test]
     fn hand_written_reverse_pass_trains_like_autograd() {
@@ -741,7 +750,7 @@ mod gradient_tests {
             let total = |l: &[(String, Tensor)]| l.iter().fold(Tensor::zeros([1], (Kind::Double, Device::Cpu)), |a, (_, x)| a + x).sum(Kind::Double);
             let want = Tensor::run_backward(&[total(&term_losses(&mlp, &norm, p.as_ref(), &points, &scale, Kind::Double).unwrap())], &mlp.parameters(), false, false);
             let t = TapedLosses::new(&mlp, &norm, p.as_ref(), &points, &scale, Kind::Double).unwrap();
-            let got = t.parameter_gradients(&mlp, &total(&t.losses), &[]).unwrap();
+            let got = t.parameter_gradients(&mlp, &total(&t.losses), &[], false).unwrap();
             for (k, (g, w)) in got.iter().zip(&want).enumerate() {
                 let err = (g - w).abs().max().double_value(&[]) / w.abs().max().double_value(&[]);
                 assert!(err < 1e-12, "{problem} parameter {k}: rel err {err}");
