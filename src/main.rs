@@ -44,7 +44,7 @@ enum Command {
         /// sweep.seed=[0,1]. Repeatable.
         #[arg(long = "set", value_name = "PATH=VALUE")]
         sets: Vec<String>,
-        /// Most jobs trained together as one batched network (default: 4 on CPU, 64 on CUDA; fewer when they would not fit in the device's memory).
+        /// Most jobs trained together as one batched network (default: 8 on CPU, 64 on CUDA; fewer when they would not fit in the device's memory).
         #[arg(long)]
         max_batch: Option<usize>,
         /// Threads per process for CPU tensor ops (default: cores / processes on this node).

@@ -5,10 +5,9 @@
 //! derivative along input i, or a second derivative along inputs (i, j). A problem asks for
 //! the streams its residuals need; the MLP computes exactly those.
 //!
-//! Streams may cover different numbers of points ("ragged" streams, see [`StreamCounts`]): in a
-//! training step the points of all loss terms go through the network together, and a
-//! boundary term that reads only u should not pay for the u_tt and u_xx streams of the
-//! residual points. Terms are ordered so that every stream covers a prefix of the points.
+//! Different points may carry different streams (see [`Segment`]): in a training step the
+//! points of all loss terms go through the network together, and a boundary term that reads
+//! only u should not pay for the u_tt and u_xx streams of the residual points.
 
 use tch::Tensor;
 
@@ -94,16 +93,6 @@ impl StreamLayout {
         }
     }
 
-    /// Index of the first-derivative stream along input `i`.
-    pub fn first_index(&self, i: usize) -> Option<usize> {
-        self.index(Stream::D(i))
-    }
-
-    /// Index of the second-derivative stream along inputs (i, j).
-    pub fn second_index(&self, i: usize, j: usize) -> Option<usize> {
-        self.index(Stream::DD(i, j))
-    }
-
     /// True when every second derivative's first derivatives are carried.
     pub fn is_closed(&self) -> bool {
         self.second.iter().all(|&(i, j)| i <= j && self.first.contains(&i) && self.first.contains(&j))
@@ -186,8 +175,8 @@ impl SegmentedStreams {
 /// Network output streams at a set of points.
 ///
 /// # Shapes
-/// `parts[k]`: [E, N_k] for stream k of `layout`, N_k <= N (a prefix of the points); None when
-/// the stream does not cover these points.
+/// `parts[k]`: [E, N] for stream k of `layout`; None when the stream is not carried at these
+/// points (their segment's layout lacks it).
 pub struct Streams {
     pub layout: StreamLayout,
     pub parts: Vec<Option<Tensor>>,
@@ -239,7 +228,7 @@ mod tests {
     fn layout_indices_follow_the_stream_order() {
         let l = StreamLayout::full_second_order(2);
         assert_eq!(l.streams(), vec![Stream::Value, Stream::D(0), Stream::D(1), Stream::DD(0, 0), Stream::DD(0, 1), Stream::DD(1, 1)]);
-        assert_eq!(l.second_index(1, 0), Some(4));
+        assert_eq!(l.index(Stream::DD(1, 0)), Some(4));
         assert!(l.is_closed());
         assert!(l.contains(&StreamLayout::first_order(2, &[1])));
         assert!(!StreamLayout::first_order(2, &[1]).contains(&l));
