@@ -181,15 +181,11 @@ impl Mlp {
         mut record: Option<&mut Vec<LayerRecord>>,
     ) -> SegmentedStreams {
         let (e, n, _) = x.size3().expect("x must be [E, N, d]");
-        assert_eq!(segments.iter().map(|s| s.points).sum::<i64>(), n, "segments must cover the points");
-        for seg in segments {
-            assert!(seg.layout.is_closed() && layout.contains(&seg.layout), "segment layout {:?} is not a closed part of {layout:?}", seg.layout);
-        }
         assert!(
             record.is_none() || (segments.len() == 1 && segments[0].layout == *layout),
             "recording needs every stream at every point"
         );
-        let plans: Vec<SegmentPlan> = segments.iter().map(|s| SegmentPlan::new(s, x.device())).collect();
+        let plans = SegmentPlan::for_pass(n, layout, segments, x.device());
         // Rows of the value and of each segment's derivative block.
         let sizes = SegmentPlan::row_sizes(n, &plans);
         let mut h = input_streams(x, norm, &plans); // [E, R, d]
@@ -225,10 +221,9 @@ impl Mlp {
                 // tanh per segment; derivative products only where a segment carries them.
                 let seg_sizes: Vec<i64> = plans.iter().map(|p| p.n).collect();
                 let ts = if plans.len() > 1 { t.split_with_sizes(seg_sizes.as_slice(), 1) } else { vec![t] };
-                let mut next = 1;
-                for (si, p) in plans.iter().enumerate().filter(|(_, p)| p.k > 0) {
-                    let blk = z[next].view([e, p.k, p.n, fan_out]);
-                    next += 1;
+                // Block b of the derivative rows is row group b + 1 (group 0: the value).
+                for (b, (si, p)) in plans.iter().enumerate().filter(|(_, p)| p.k > 0).enumerate() {
+                    let blk = z[b + 1].view([e, p.k, p.n, fan_out]);
                     // tanh_backward(g, t) = g (1 - t^2) = tanh'(z) g: one fused call (and one
                     // autograd node) per product instead of materialising tanh'.
                     let tu = ts[si].unsqueeze(1);
@@ -299,6 +294,16 @@ pub(super) struct SegmentPlan {
 }
 
 impl SegmentPlan {
+    /// The plans of a pass over `n` points: checks that `segments` cover them and that each
+    /// segment's layout is a closed part of the pass's `layout`.
+    pub(super) fn for_pass(n: i64, layout: &StreamLayout, segments: &[Segment], device: tch::Device) -> Vec<SegmentPlan> {
+        assert_eq!(segments.iter().map(|s| s.points).sum::<i64>(), n, "segments must cover the points");
+        for seg in segments {
+            assert!(seg.layout.is_closed() && layout.contains(&seg.layout), "segment layout {:?} is not a closed part of {layout:?}", seg.layout);
+        }
+        segments.iter().map(|s| SegmentPlan::new(s, device)).collect()
+    }
+
     /// Row counts of a layer tensor: the value at all `n` points, then one block of K_s * N_s
     /// rows per segment that carries derivatives.
     pub(super) fn row_sizes(n: i64, plans: &[SegmentPlan]) -> Vec<i64> {
@@ -307,7 +312,7 @@ impl SegmentPlan {
         sizes
     }
 
-    pub(super) fn new(seg: &Segment, device: tch::Device) -> Self {
+    fn new(seg: &Segment, device: tch::Device) -> Self {
         let l = &seg.layout;
         let pos = |i: usize| l.first.iter().position(|&f| f == i).unwrap() as i64;
         let pure = l.second.len() == l.first.len() && l.second.iter().zip(&l.first).all(|(&(i, j), &f)| i == f && j == f);

@@ -68,11 +68,7 @@ impl Mlp {
 
     fn forward_taped_impl(&self, x: &Tensor, norm: &Normalizer, layout: &StreamLayout, segments: &[Segment]) -> (SegmentedStreams, Tape) {
         let (e, n, _) = x.size3().expect("x must be [E, N, d]");
-        assert_eq!(segments.iter().map(|s| s.points).sum::<i64>(), n, "segments must cover the points");
-        for seg in segments {
-            assert!(seg.layout.is_closed() && layout.contains(&seg.layout), "segment layout {:?} is not a closed part of {layout:?}", seg.layout);
-        }
-        let plans: Vec<SegmentPlan> = segments.iter().map(|s| SegmentPlan::new(s, x.device())).collect();
+        let plans = SegmentPlan::for_pass(n, layout, segments, x.device());
         let sizes = SegmentPlan::row_sizes(n, &plans);
         let seg_sizes: Vec<i64> = plans.iter().map(|p| p.n).collect();
         let mut h = input_streams(x, norm, &plans);
