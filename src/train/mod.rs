@@ -477,6 +477,7 @@ pub fn train_batch(specs: &[&JobSpec], ctx: &mut BatchContext<'_>) -> Result<Bat
         })
         .collect();
     let mut diverged: Vec<Option<(i64, String)>> = vec![None; e];
+    let param_refs: Vec<&Tensor> = params.iter().collect();
     let lr_uniform = specs.iter().all(|s| s.config.training == *tc);
 
     inject_failure(specs)?;
@@ -499,7 +500,6 @@ pub fn train_batch(specs: &[&JobSpec], ctx: &mut BatchContext<'_>) -> Result<Bat
             (t.losses.iter().map(|(n, l)| (n.clone(), l.shallow_clone())).collect(), Some(t))
         };
         // Per-term parameter gradients for balancers that read them, by the same path.
-        let param_refs: Vec<&Tensor> = params.iter().collect();
         let param_grads = |loss: &Tensor| -> Result<Vec<Tensor>, TchError> {
             let loss = loss.f_sum(loss.kind())?;
             match &taped {
@@ -641,6 +641,7 @@ mod tests {
     use std::sync::atomic::AtomicBool;
 
     use super::*;
+    use crate::config::job::Init;
     use crate::config::Sweep;
 
     fn train(specs: &[&JobSpec], autograd: bool) -> Vec<JobRecord> {
@@ -715,13 +716,6 @@ mod tests {
             }
         }
     }
-}
-
-#[cfg(test)]
-mod gradient_tests {
-    use super::*;
-    use crate::config::Sweep;
-    use crate::config::job::Init;
 
     /// One step's parameter gradients, and the L-BFGS objective's flattened gradient: hand-written
     /// pass vs autograd, every problem.
