@@ -194,13 +194,28 @@ pub fn run(repo: &Path, o: &BenchOptions) -> Vec<Row> {
     // Each timing is the best of `reps` runs, ours and the references interleaved, so that a
     // slow moment of a shared machine does not decide a ratio.
     let reps = if o.quick { 1 } else { 3 };
-    let keep = |best: &mut Option<f64>, v: Option<f64>, lower: bool| {
-        if let Some(v) = v.filter(|v| v.is_finite() && *v > 0.0) {
-            *best = Some(match *best {
-                Some(b) if (lower && b <= v) || (!lower && b >= v) => b,
-                _ => v,
-            });
+    let best_of = |ours: &dyn Fn() -> Result<f64, String>, torch: (&str, Vec<String>), jax: (&str, Vec<String>), key: &str, lower: bool| {
+        let keep = |best: &mut Option<f64>, v: Option<f64>| {
+            if let Some(v) = v.filter(|v| v.is_finite() && *v > 0.0) {
+                *best = Some(match *best {
+                    Some(b) if (lower && b <= v) || (!lower && b >= v) => b,
+                    _ => v,
+                });
+            }
+        };
+        let (mut best, mut best_torch, mut best_jax) = (None, None, None);
+        for _ in 0..reps {
+            match ours() {
+                Ok(v) => keep(&mut best, Some(v)),
+                Err(e) => eprintln!("  ntksweep: {e}"),
+            }
+            if o.references {
+                keep(&mut best_torch, ms(&reference(repo, torch.0, &torch.1), key));
+                keep(&mut best_jax, ms(&reference(repo, jax.0, &jax.1), key));
+            }
         }
+        let refs = if o.references { vec![("torch eager".to_string(), best_torch), ("jax jit".to_string(), best_jax)] } else { Vec::new() };
+        (best, refs)
     };
 
     // --- one-job wave step -----------------------------------------------------------------
@@ -209,20 +224,14 @@ pub fn run(repo: &Path, o: &BenchOptions) -> Vec<Row> {
         eprintln!("bench: wave step, width {width} (best of {reps}) ...");
         let steps = (long - short).to_string();
         let w = width.to_string();
-        let (mut ours, mut torch, mut jax) = (None, None, None);
-        for _ in 0..reps {
-            match per_step(&|s| wave_yaml(width, s, dev), short, long, o.device) {
-                Ok(s) => keep(&mut ours, Some(s * 1e3), true),
-                Err(e) => eprintln!("  ntksweep: {e}"),
-            }
-            if o.references {
-                let t = reference(repo, "torch_step.py", &common(&["--width", &w, "--steps", &steps, "--warmup", "2"]));
-                keep(&mut torch, ms(&t, "ms_per_step"), true);
-                let j = reference(repo, "jax_step.py", &jax_args(&["--width", &w, "--steps", &steps, "--warmup", "2"]));
-                keep(&mut jax, ms(&j, "ms_per_step"), true);
-            }
-        }
-        let refs = if o.references { vec![("torch eager".to_string(), torch), ("jax jit".to_string(), jax)] } else { Vec::new() };
+        let args = ["--width", w.as_str(), "--steps", steps.as_str(), "--warmup", "2"];
+        let (ours, refs) = best_of(
+            &|| per_step(&|s| wave_yaml(width, s, dev), short, long, o.device).map(|s| s * 1e3),
+            ("torch_step.py", common(&args)),
+            ("jax_step.py", jax_args(&args)),
+            "ms_per_step",
+            true,
+        );
         rows.push(Row { workload: format!("wave step, 1 job, width {width}"), unit: "ms/step", ours, refs, lower_is_better: true, note: String::new() });
     }
 
@@ -231,20 +240,14 @@ pub fn run(repo: &Path, o: &BenchOptions) -> Vec<Row> {
     eprintln!("bench: darcy sweep, {n_jobs} jobs (best of {reps}) ...");
     let (short, long) = if o.quick { (2, 6) } else { (5, 25) };
     let steps = if o.quick { "3" } else { "10" };
-    let (mut ours, mut torch, mut jax) = (None, None, None);
-    for _ in 0..reps {
-        match per_step(&|s| darcy_yaml(n_jobs, s), short, long, o.device) {
-            Ok(sec) => keep(&mut ours, Some(n_jobs as f64 / sec), false),
-            Err(e) => eprintln!("  ntksweep: {e}"),
-        }
-        if o.references {
-            let t = reference(repo, "torch_darcy_batch.py", &common(&["--jobs", "80", "--steps", steps, "--warmup", "2"]));
-            keep(&mut torch, ms(&t, "job_steps_per_s"), false);
-            let j = reference(repo, "jax_darcy_batch.py", &jax_args(&["--jobs", "80", "--steps", steps, "--warmup", "2"]));
-            keep(&mut jax, ms(&j, "job_steps_per_s"), false);
-        }
-    }
-    let refs = if o.references { vec![("torch eager".to_string(), torch), ("jax jit".to_string(), jax)] } else { Vec::new() };
+    let args = ["--jobs", "80", "--steps", steps, "--warmup", "2"];
+    let (ours, refs) = best_of(
+        &|| per_step(&|s| darcy_yaml(n_jobs, s), short, long, o.device).map(|sec| n_jobs as f64 / sec),
+        ("torch_darcy_batch.py", common(&args)),
+        ("jax_darcy_batch.py", jax_args(&args)),
+        "job_steps_per_s",
+        false,
+    );
     rows.push(Row {
         workload: format!("darcy sweep, {n_jobs} jobs, width 100 (batched)"),
         unit: "job-steps/s",
