@@ -56,15 +56,7 @@ fn hand_written_reverse_pass_writes_what_autograd_writes() {
     let tmp = tempfile::tempdir().unwrap();
     let sweep = write(tmp.path(), "tiny.yaml", &TINY.replace("ntk: {every: 10}", "ntk: {every: 10}\nbalancer: relobralo"));
     let (tape, autograd) = (tmp.path().join("tape"), tmp.path().join("autograd"));
-    let run = |out: &std::path::Path, reverse: &str| {
-        std::process::Command::new(bin())
-            .args(["run", sweep.to_str().unwrap(), "--out", out.to_str().unwrap()])
-            .env("NTKSWEEP_PROGRESS_SECONDS", "0")
-            .env(WAIT_POLICY.0, WAIT_POLICY.1)
-            .env("NTKSWEEP_REVERSE", reverse)
-            .output()
-            .unwrap()
-    };
+    let run = |out: &std::path::Path, reverse: &str| ntksweep_with(&["run", sweep.to_str().unwrap(), "--out", out.to_str().unwrap()], &[("NTKSWEEP_REVERSE", reverse)]);
     let o = run(&tape, "tape");
     assert!(o.status.success(), "{}", text(&o));
     assert!(!text(&o).contains("NTKSWEEP_REVERSE=autograd"), "{}", text(&o));

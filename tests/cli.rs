@@ -119,12 +119,7 @@ fn injected_libtorch_error_fails_one_job_and_retry_failed_reruns_it() {
     let out = tmp.path().join("res");
     let plan = text(&ntksweep(&["plan", sweep.to_str().unwrap()]));
     let victim = plan.lines().find(|l| l.trim_start().starts_with('1')).unwrap().split_whitespace().nth(1).unwrap().to_string();
-    let o = std::process::Command::new(bin())
-        .env(WAIT_POLICY.0, WAIT_POLICY.1)
-        .args(["run", sweep.to_str().unwrap(), "--out", out.to_str().unwrap()])
-        .env("NTKSWEEP_FAIL_JOB", &victim)
-        .output()
-        .unwrap();
+    let o = ntksweep_with(&["run", sweep.to_str().unwrap(), "--out", out.to_str().unwrap()], &[("NTKSWEEP_FAIL_JOB", &victim)]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert_eq!(job_files(&out).len(), 4);
     let st = text(&ntksweep(&["status", out.to_str().unwrap()]));
@@ -158,12 +153,7 @@ fn reduce_matches_numpy_and_reports_failed_and_missing_jobs() {
     std::fs::remove_file(&files[0]).unwrap();
     let victim = files[1].file_stem().unwrap().to_string_lossy().to_string();
     std::fs::remove_file(&files[1]).unwrap();
-    let o = std::process::Command::new(bin())
-        .env(WAIT_POLICY.0, WAIT_POLICY.1)
-        .args(["run", sweep.to_str().unwrap(), "--out", out.to_str().unwrap()])
-        .env("NTKSWEEP_FAIL_JOB", &victim)
-        .output()
-        .unwrap();
+    let o = ntksweep_with(&["run", sweep.to_str().unwrap(), "--out", out.to_str().unwrap()], &[("NTKSWEEP_FAIL_JOB", &victim)]);
     assert_eq!(o.status.code(), Some(1));
     std::fs::remove_file(&files[0]).unwrap();
     let o = ntksweep(&["reduce", out.to_str().unwrap()]);

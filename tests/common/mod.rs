@@ -44,7 +44,17 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 pub const WAIT_POLICY: (&str, &str) = ("OMP_WAIT_POLICY", "PASSIVE");
 
 pub fn ntksweep(args: &[&str]) -> Output {
-    Command::new(bin()).args(args).env("NTKSWEEP_PROGRESS_SECONDS", "0").env(WAIT_POLICY.0, WAIT_POLICY.1).output().expect("run ntksweep")
+    ntksweep_with(args, &[])
+}
+
+/// [`ntksweep`] with extra environment variables (fault injection, the reverse-pass switch).
+pub fn ntksweep_with(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(bin());
+    cmd.args(args).env("NTKSWEEP_PROGRESS_SECONDS", "0").env(WAIT_POLICY.0, WAIT_POLICY.1);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run ntksweep")
 }
 
 pub fn text(o: &Output) -> String {
