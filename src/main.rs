@@ -28,6 +28,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train every job of a sweep not yet done in the results folder (resume is the default).
+    #[command(after_help = "Environment:\n  \
+        NTKSWEEP_PROGRESS_SECONDS=S  seconds between progress lines (default 10)\n  \
+        NTKSWEEP_REVERSE=autograd    differentiate through autograd end to end instead of the hand-written reverse pass (reference; slower)\n  \
+        NTKSWEEP_FAIL_JOB=PREFIX     inject a libtorch error into the job whose id starts with PREFIX (tests a deployment's failure handling)\n  \
+        OMP_WAIT_POLICY=PASSIVE      how idle OpenMP threads wait (default: chosen from the load average at start-up)")]
     Run {
         /// The sweep file (YAML).
         sweep: PathBuf,

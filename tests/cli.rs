@@ -189,3 +189,14 @@ fn progress_counts_the_lbfgs_phase() {
     assert!(pct.iter().all(|&p| p <= 100.0), "{pct:?}");
     assert_eq!(pct.last().copied(), Some(100.0), "{pct:?}");
 }
+
+/// `run --help` names the options' defaults and the environment variables that change a run.
+#[test]
+fn run_help_lists_defaults_and_environment() {
+    let o = ntksweep(&["run", "--help"]);
+    assert!(o.status.success());
+    let t = text(&o);
+    for want in ["--max-batch", "default: 8 on CPU, 64 on CUDA", "NTKSWEEP_PROGRESS_SECONDS", "NTKSWEEP_REVERSE=autograd", "NTKSWEEP_FAIL_JOB", "OMP_WAIT_POLICY"] {
+        assert!(t.contains(want), "`run --help` lacks {want:?}:\n{t}");
+    }
+}
