@@ -50,8 +50,8 @@ enum Command {
         #[arg(long = "set", value_name = "PATH=VALUE")]
         sets: Vec<String>,
         /// Most jobs trained together as one batched network (default: 8 on CPU, 64 on CUDA; fewer when they would not fit in the device's memory).
-        #[arg(long)]
-        max_batch: Option<usize>,
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        max_batch: Option<u64>,
         /// Threads per process for CPU tensor ops (default: cores / processes on this node).
         #[arg(long)]
         threads: Option<usize>,
@@ -234,7 +234,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run { sweep, out, device, retry_failed, sets, max_batch, threads, quiet } => {
             // Validate everything before touching the disk, MPI or the device.
             let sweep = Sweep::load(&sweep, &sets)?;
-            run::reverse_by_autograd().map_err(anyhow::Error::msg)?;
+            if let Err(e) = run::reverse_by_autograd() {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(2));
+            }
             let out = out.unwrap_or_else(|| default_out(&sweep));
             let world = World::init()?;
             let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -273,7 +276,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGUSR1, signal_hook::consts::SIGINT] {
                 signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing signal handlers")?;
             }
-            let d = Distributed { sweep: &sweep, out, device, retry_failed, max_batch, quiet: quiet || world.rank != 0 };
+            let d = Distributed { sweep: &sweep, out, device, retry_failed, max_batch: max_batch.map(|m| m as usize), quiet: quiet || world.rank != 0 };
             let (code, _) = run_distributed(&world, &d, &stop)?;
             drop(world);
             Ok(ExitCode::from(code))

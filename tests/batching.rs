@@ -67,7 +67,7 @@ fn hand_written_reverse_pass_writes_what_autograd_writes() {
     assert!(t.contains("4 jobs compared"), "{t}");
     let bad = tmp.path().join("bad");
     let o = run(&bad, "reverse");
-    assert!(!o.status.success());
+    assert_eq!(o.status.code(), Some(2), "bad input exits 2: {}", text(&o));
     assert!(text(&o).contains("NTKSWEEP_REVERSE=reverse: expected `tape` (the default) or `autograd`"), "{}", text(&o));
     assert!(!bad.exists(), "a refused run wrote {}", bad.display());
 }

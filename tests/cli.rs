@@ -190,7 +190,8 @@ fn progress_counts_the_lbfgs_phase() {
     assert_eq!(pct.last().copied(), Some(100.0), "{pct:?}");
 }
 
-/// `run --help` names the options' defaults and the environment variables that change a run.
+/// `run --help` names the options' defaults and the environment variables that change a run;
+/// a nonsensical option value is refused.
 #[test]
 fn run_help_lists_defaults_and_environment() {
     let o = ntksweep(&["run", "--help"]);
@@ -199,4 +200,12 @@ fn run_help_lists_defaults_and_environment() {
     for want in ["--max-batch", "default: 8 on CPU, 64 on CUDA", "NTKSWEEP_PROGRESS_SECONDS", "NTKSWEEP_REVERSE=autograd", "NTKSWEEP_FAIL_JOB", "OMP_WAIT_POLICY"] {
         assert!(t.contains(want), "`run --help` lacks {want:?}:\n{t}");
     }
+    // A batch cap of 0 is refused before anything is written.
+    let tmp = tempfile::tempdir().unwrap();
+    let sweep = write(tmp.path(), "tiny.yaml", TINY);
+    let out = tmp.path().join("res");
+    let o = ntksweep(&["run", sweep.to_str().unwrap(), "--out", out.to_str().unwrap(), "--max-batch", "0"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--max-batch"), "{}", text(&o));
+    assert!(!out.exists());
 }
