@@ -318,12 +318,16 @@ impl Sweep {
             return Err(SweepError::Invalid(vec![ctx.at_file(&[], "", "a sweep file must be a mapping of sections (problem:, model:, sweep:, ...)")]));
         };
         let name = match top.remove("name") {
-            Some(Value::String(s)) => s,
+            Some(Value::String(s)) if is_plain_name(&s) => s,
+            Some(Value::String(s)) => {
+                errors.push(ctx.at_value(&["name".into()], "name", format!("must be a plain folder name (letters, digits, `-`, `_`, `.`; not `.` or `..`): it names the results folder results/<name>; got `{s}`")));
+                String::new()
+            }
             Some(_) => {
                 errors.push(ctx.at_value(&["name".into()], "name", "must be a string"));
                 String::new()
             }
-            None => default_name.to_string(),
+            None => plain_name_from(default_name),
         };
         if let Some(d) = top.remove("description") {
             if !d.is_string() {
@@ -484,6 +488,23 @@ impl Sweep {
     }
 }
 
+/// Whether `name` can be a folder under `results/` and nothing else: letters, digits, `-`,
+/// `_` and `.`, not empty, not `.` or `..` (so `name: ../../x` cannot put results elsewhere).
+pub fn is_plain_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// The default name, from the sweep file's stem: characters a plain name cannot hold become
+/// `_` (a file may be called `my sweep.yaml`; that is no reason to refuse it).
+fn plain_name_from(stem: &str) -> String {
+    let name: String = stem.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }).collect();
+    if is_plain_name(&name) {
+        name
+    } else {
+        "sweep".to_string()
+    }
+}
+
 fn push_unique(errors: &mut Vec<ConfigError>, e: ConfigError) {
     if !errors.contains(&e) {
         errors.push(e);
@@ -602,6 +623,25 @@ sweep:
         assert_eq!(s.jobs.len(), 3);
         let e = errs(GOOD, &["model.width=-1"]);
         assert!(matches!(e[0].origin, Origin::CommandLine { .. }));
+    }
+
+    /// `name: ../../x` would put the results outside results/: every name that is not a plain
+    /// folder name is an error at the value's position; plain names and default names pass.
+    #[test]
+    fn name_must_be_a_plain_folder_name() {
+        for bad in ["../../x", "a/b", "..", ".", "\"\"", "x y", "/abs"] {
+            let e = errs(&GOOD.replace("name: t", &format!("name: {bad}")), &[]);
+            assert_eq!(e[0].key, "name", "{bad}: {e:?}");
+            assert_eq!(line_of(&e[0]), Some(1), "{bad}");
+            assert!(matches!(e[0].origin, Origin::File { col: Some(7), .. }), "{bad}: {e:?}");
+            assert!(e[0].message.contains("plain folder name"), "{bad}: {}", e[0].message);
+        }
+        for good in ["t", "my-sweep_2.v1", "..x"] {
+            assert_eq!(Sweep::parse(&GOOD.replace("name: t", &format!("name: {good}")), "s.yaml", "s", &[]).unwrap().name, good);
+        }
+        let no_name = GOOD.replace("name: t\n", "");
+        assert_eq!(Sweep::parse(&no_name, "s.yaml", "my sweep", &[]).unwrap().name, "my_sweep");
+        assert_eq!(Sweep::parse(&no_name, "s.yaml", "..", &[]).unwrap().name, "sweep");
     }
 
     #[test]
