@@ -53,6 +53,16 @@ pub fn member_bytes(spec: &JobSpec) -> f64 {
     train.max(eval).max(ntk) + 4.0 * params * b
 }
 
+/// Bytes as GB for messages: one decimal, or more digits where it matters (0.004 GB).
+pub fn gigabytes(bytes: f64) -> String {
+    let gb = bytes / 1e9;
+    if gb >= 0.1 {
+        format!("{gb:.1}")
+    } else {
+        format!("{gb:.3}")
+    }
+}
+
 /// Most members that fit in `budget` bytes at `per_member` bytes each, within [1, cap].
 pub fn fit(budget: Option<f64>, per_member: f64, cap: usize) -> usize {
     let cap = cap.max(1);

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -32,6 +33,7 @@ enum Command {
         NTKSWEEP_PROGRESS_SECONDS=S  seconds between progress lines (default 10)\n  \
         NTKSWEEP_REVERSE=autograd    differentiate through autograd end to end instead of the hand-written reverse pass (reference; slower)\n  \
         NTKSWEEP_FAIL_JOB=PREFIX     inject a libtorch error into the job whose id starts with PREFIX (tests a deployment's failure handling)\n  \
+        NTKSWEEP_MEMORY_GB=G         memory budget per process in GB, instead of half of MemAvailable (or the cgroup limit) on a CPU, 80% of the free memory on a GPU\n  \
         OMP_WAIT_POLICY=PASSIVE      how idle OpenMP threads wait (default: chosen from the load average at start-up)")]
     Run {
         /// The sweep file (YAML).
@@ -58,6 +60,18 @@ enum Command {
         /// No progress output.
         #[arg(long, short)]
         quiet: bool,
+        /// Save each batch's whole training state to DIR/checkpoints/ every MINUTES of wall
+        /// time (fractions allowed; 0: only when a signal arrives). SIGTERM, SIGUSR1 and SIGINT
+        /// always save the state and exit with code 3; a rerun, on any rank, process or node,
+        /// continues the batch exactly where it stopped.
+        #[arg(long, value_name = "MINUTES", default_value_t = 10.0, value_parser = minutes)]
+        checkpoint_every: f64,
+        /// Other processes may run on the same results folder (separate runs, job-array tasks):
+        /// each claims the batches it trains (DIR/claims/). A claim whose heartbeat is older than
+        /// MINUTES, or whose process on this host is gone, is taken over and its batch resumed
+        /// from its checkpoint. Keep it well above the clock skew between nodes.
+        #[arg(long, value_name = "MINUTES", default_value_t = 10.0, value_parser = minutes)]
+        claim_timeout: f64,
     },
     /// Validate a sweep and list its jobs (id, parameters, cost estimate) without training.
     Plan {
@@ -152,6 +166,14 @@ fn main() -> ExitCode {
     }
 }
 
+/// A number of minutes >= 0.
+fn minutes(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(m) if m.is_finite() && m >= 0.0 => Ok(m),
+        _ => Err(format!("`{s}` is not a number of minutes >= 0")),
+    }
+}
+
 fn default_out(sweep: &Sweep) -> PathBuf {
     PathBuf::from("results").join(&sweep.name)
 }
@@ -231,7 +253,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { sweep, out, device, retry_failed, sets, max_batch, threads, quiet } => {
+        Command::Run { sweep, out, device, retry_failed, sets, max_batch, threads, quiet, checkpoint_every, claim_timeout } => {
+            // First of all: a signal from now on asks for a clean stop (state saved, exit 3).
+            let stop = Arc::new(AtomicBool::new(false));
+            for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGUSR1, signal_hook::consts::SIGINT] {
+                signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing signal handlers")?;
+            }
             // Validate everything before touching the disk, MPI or the device.
             let sweep = Sweep::load(&sweep, &sets)?;
             if let Err(e) = run::reverse_by_autograd() {
@@ -272,11 +299,16 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             if matches!(device, tch::Device::Cuda(_)) && world.local_rank == 0 && world.local_size as i64 > n_cuda {
                 eprintln!("warning: {} ranks on host {} share {} CUDA device(s)", world.local_size, world.host, n_cuda);
             }
-            let stop = Arc::new(AtomicBool::new(false));
-            for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGUSR1, signal_hook::consts::SIGINT] {
-                signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing signal handlers")?;
-            }
-            let d = Distributed { sweep: &sweep, out, device, retry_failed, max_batch: max_batch.map(|m| m as usize), quiet: quiet || world.rank != 0 };
+            let d = Distributed {
+                sweep: &sweep,
+                out,
+                device,
+                retry_failed,
+                max_batch: max_batch.map(|m| m as usize),
+                quiet: quiet || world.rank != 0,
+                checkpoint_every: (checkpoint_every > 0.0).then(|| Duration::from_secs_f64(checkpoint_every * 60.0)),
+                claim_timeout: Duration::from_secs_f64(claim_timeout * 60.0),
+            };
             let (code, _) = run_distributed(&world, &d, &stop)?;
             drop(world);
             Ok(ExitCode::from(code))

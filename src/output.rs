@@ -199,7 +199,7 @@ pub fn write_job(out: &Path, spec: &JobSpec, rec: &JobRecord, meta: &RunMeta) ->
 }
 
 /// This host's name, made safe for a file name.
-fn host_tag() -> String {
+pub fn host_tag() -> String {
     gethostname::gethostname().to_string_lossy().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
 }
 

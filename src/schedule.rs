@@ -86,6 +86,31 @@ pub fn plan_batches(jobs: &[JobSpec], pending: &[usize], cap: usize, budget: Opt
     batches
 }
 
+/// [`plan_batches`], except that every batch of `saved` (a checkpointed batch: job indices in
+/// batch order) whose jobs are all pending is kept exactly as it was, so that it resumes from
+/// its checkpoint with the same members in the same order (a member's numbers depend on its
+/// batch at the level of round-off). The other pending jobs are planned as usual; all batches
+/// are then ordered longest first.
+pub fn plan_batches_resuming(jobs: &[JobSpec], pending: &[usize], cap: usize, budget: Option<f64>, saved: &[Vec<usize>]) -> Vec<Batch> {
+    let mut is_pending = vec![false; jobs.len()];
+    for &i in pending {
+        is_pending[i] = true;
+    }
+    let mut batches = Vec::new();
+    for b in saved {
+        if !b.is_empty() && b.iter().all(|&i| is_pending[i]) {
+            for &i in b {
+                is_pending[i] = false;
+            }
+            batches.push(Batch { jobs: b.clone(), cost: b.iter().map(|&i| jobs[i].cost_gflop()).sum() });
+        }
+    }
+    let rest: Vec<usize> = pending.iter().copied().filter(|&i| is_pending[i]).collect();
+    batches.extend(plan_batches(jobs, &rest, cap, budget));
+    batches.sort_by(|a, b| b.cost.partial_cmp(&a.cost).unwrap_or(std::cmp::Ordering::Equal).then(a.jobs[0].cmp(&b.jobs[0])));
+    batches
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +145,25 @@ mod tests {
             all.sort();
             assert_eq!(all, pending);
         }
+    }
+
+    /// A checkpointed batch keeps its members and order whatever the cap and the other
+    /// pending jobs; one with a job no longer pending is planned afresh.
+    #[test]
+    fn checkpointed_batches_are_kept_as_they_were() {
+        let text = "problem: {kind: darcy1d, eps: 0.5}\ntraining: {steps: 5}\nsweep:\n  seed: [0, 1, 2, 3, 4, 5, 6]\n";
+        let s = Sweep::parse(text, "s.yaml", "s", &[]).unwrap();
+        let pending: Vec<usize> = (0..7).collect();
+        let saved = vec![vec![5, 1, 3], vec![0, 6]];
+        let b = plan_batches_resuming(&s.jobs, &pending, 2, None, &saved);
+        assert!(b.iter().any(|x| x.jobs == vec![5, 1, 3]), "{b:?}");
+        assert!(b.iter().any(|x| x.jobs == vec![0, 6]), "{b:?}");
+        let mut all: Vec<usize> = b.iter().flat_map(|x| x.jobs.clone()).collect();
+        all.sort();
+        assert_eq!(all, pending, "every pending job exactly once");
+        // Job 6 is done: the second checkpoint is not a batch any more.
+        let b = plan_batches_resuming(&s.jobs, &[0, 1, 2, 3, 4, 5], 8, None, &saved);
+        assert!(b.iter().any(|x| x.jobs == vec![5, 1, 3]) && !b.iter().any(|x| x.jobs.contains(&6)), "{b:?}");
     }
 
     #[test]
