@@ -26,6 +26,9 @@ use std::time::Duration;
 
 use crate::checkpoint::unix_now;
 
+/// Default of `--claim-timeout`, in minutes.
+pub const DEFAULT_TIMEOUT_MINUTES: f64 = 10.0;
+
 /// A takeover lock older than this belongs to a process that died mid-takeover.
 const TAKEOVER_LOCK_STALE_SECONDS: f64 = 60.0;
 

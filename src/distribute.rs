@@ -481,7 +481,7 @@ fn run_one(
         Ok(c) => c,
         Err(Contested::HeldBy { job, owner }) => {
             log.line(&format!(
-                "batch {name} skipped: job {job} is claimed by host {} pid {} rank {} (heartbeat {:.0}s ago)",
+                "batch {name} skipped (job {job} is claimed by host {} pid {} rank {}, heartbeat {:.0}s ago)",
                 owner.host,
                 owner.pid,
                 owner.rank,
@@ -497,7 +497,7 @@ fn run_one(
     // Jobs another process finished since the scan are left alone.
     let todo: Vec<&JobSpec> = specs.iter().copied().filter(|s| still_pending(d, s, started)).collect();
     if todo.is_empty() {
-        log.line(&format!("batch {name} skipped: finished elsewhere"));
+        log.line(&format!("batch {name} skipped (finished elsewhere)"));
         held.release();
         return Ok(Ran::Skipped);
     }

@@ -70,10 +70,12 @@ enum Command {
         /// each claims the batches it trains (DIR/claims/). A claim whose heartbeat is older than
         /// MINUTES, or whose process on this host is gone, is taken over and its batch resumed
         /// from its checkpoint. Keep it well above the clock skew between nodes.
-        #[arg(long, value_name = "MINUTES", default_value_t = 10.0, value_parser = minutes)]
+        #[arg(long, value_name = "MINUTES", default_value_t = ntksweep::claim::DEFAULT_TIMEOUT_MINUTES, value_parser = minutes)]
         claim_timeout: f64,
     },
-    /// Validate a sweep and list its jobs (id, parameters, cost estimate) without training.
+    /// Validate a sweep and list its jobs (id, parameters, cost and peak-memory estimates)
+    /// without training; jobs whose memory estimate exceeds the budget are marked.
+    #[command(after_help = "A job marked `over` needs more memory than one process may use (half of MemAvailable or of the cgroup's limit on a CPU, 80% of the free GPU memory, or NTKSWEEP_MEMORY_GB): `run` records it as failed without starting it. Lower model.width, collocation or ntk.points.")]
     Plan {
         sweep: PathBuf,
         #[arg(long = "set", value_name = "PATH=VALUE")]
@@ -81,6 +83,10 @@ enum Command {
         /// Show each job's state in this results folder.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Device whose memory budget the estimates are compared with (auto: CUDA when
+        /// available).
+        #[arg(long, value_enum, default_value = "auto")]
+        device: DeviceChoice,
     },
     /// Time the hot paths on this machine against the reference scripts (same run).
     Bench {
@@ -107,7 +113,8 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
-    /// Count done / failed / diverged / pending jobs in a results folder.
+    /// Count done / failed / diverged / pending jobs in a results folder; list checkpointed
+    /// batches (with their step) and claimed jobs.
     Status {
         dir: PathBuf,
         /// Also list every job file: id, status, device, rank, host, wall time, message.
@@ -180,31 +187,22 @@ fn default_out(sweep: &Sweep) -> PathBuf {
 
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Plan { sweep, sets, out } => {
+        Command::Plan { sweep, sets, out, device } => {
             let sweep = Sweep::load(&sweep, &sets)?;
+            if let Err(e) = ntksweep::budget::env_budget() {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(2));
+            }
+            let device = match run::choose_device(device, 0) {
+                Ok(d) => d,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let budget = ntksweep::budget::device_budget(device, 1);
             let states = out.as_ref().map(|o| run::scan(&sweep, o));
-            println!("sweep `{}`: {} jobs", sweep.name, sweep.jobs.len());
-            let axes: Vec<&str> = sweep.axes.iter().map(|a| a.key.as_str()).collect();
-            print!("{:>5}  {:<16}", "index", "job_id");
-            for a in &axes {
-                print!("  {a:>12}");
-            }
-            println!("  {:>10}{}", "GFLOP", if states.is_some() { "  state" } else { "" });
-            let mut total = 0.0;
-            for j in &sweep.jobs {
-                print!("{:>5}  {:<16}", j.index, j.id);
-                for (_, v) in &j.axis_values {
-                    print!("  {v:>12}");
-                }
-                let c = j.cost_gflop();
-                total += c;
-                print!("  {c:>10.1}");
-                if let Some(s) = &states {
-                    print!("  {}", s[j.index].map(|s| s.name()).unwrap_or("pending"));
-                }
-                println!();
-            }
-            println!("total cost estimate: {total:.1} GFLOP");
+            print_plan(&sweep, states.as_deref(), budget, device)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { dir, jobs } => status(&dir, jobs),
@@ -261,7 +259,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             // Validate everything before touching the disk, MPI or the device.
             let sweep = Sweep::load(&sweep, &sets)?;
-            if let Err(e) = run::reverse_by_autograd() {
+            if let Err(e) = run::reverse_by_autograd().and(ntksweep::budget::env_budget()) {
                 eprintln!("error: {e}");
                 return Ok(ExitCode::from(2));
             }
@@ -316,9 +314,54 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The table of `plan`: one line per job with its axis values, cost and memory estimates.
+fn print_plan(sweep: &Sweep, states: Option<&[Option<ntksweep::record::Status>]>, budget: Option<f64>, device: tch::Device) -> std::io::Result<()> {
+    use ntksweep::budget::{gigabytes, member_bytes};
+    use std::io::Write;
+    // One buffered writer: a million lines through the line-buffered stdout take seconds.
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+    writeln!(w, "sweep `{}`: {} jobs", sweep.name, sweep.jobs.len())?;
+    write!(w, "{:>5}  {:<16}", "index", "job_id")?;
+    for a in &sweep.axes {
+        write!(w, "  {:>12}", a.key)?;
+    }
+    writeln!(w, "  {:>10}  {:>8}{}", "GFLOP", "mem_GB", if states.is_some() { "  state" } else { "" })?;
+    let (mut total, mut over, mut peak) = (0.0, 0usize, 0.0f64);
+    for j in &sweep.jobs {
+        write!(w, "{:>5}  {:<16}", j.index, j.id)?;
+        for (_, v) in &j.axis_values {
+            write!(w, "  {v:>12}")?;
+        }
+        let c = j.cost_gflop();
+        total += c;
+        let mem = member_bytes(j);
+        peak = peak.max(mem);
+        write!(w, "  {c:>10.1}  {:>8}", gigabytes(mem))?;
+        if let Some(s) = states {
+            write!(w, "  {}", s[j.index].map(|s| s.name()).unwrap_or("pending"))?;
+        }
+        if budget.is_some_and(|b| mem > b) {
+            over += 1;
+            write!(w, "  over")?;
+        }
+        writeln!(w)?;
+    }
+    writeln!(w, "total cost estimate: {total:.1} GFLOP")?;
+    let where_ = run::device_name(device);
+    match budget {
+        Some(b) => writeln!(w, "peak memory estimate: {} GB per job; budget {} GB per process on {where_}", gigabytes(peak), gigabytes(b))?,
+        None => writeln!(w, "peak memory estimate: {} GB per job; budget unknown on {where_}", gigabytes(peak))?,
+    }
+    if over > 0 {
+        writeln!(w, "{over} job(s) marked `over` need more memory than the budget: `run` records them as failed; lower model.width, collocation or ntk.points")?;
+    }
+    w.flush()
+}
+
 fn status(dir: &std::path::Path, jobs: bool) -> anyhow::Result<ExitCode> {
     let c = ntksweep::inspect::status_counts(dir)?;
     println!("{c}");
+    print!("{}", ntksweep::inspect::work_in_progress(dir, Duration::from_secs_f64(ntksweep::claim::DEFAULT_TIMEOUT_MINUTES * 60.0)));
     if jobs {
         print!("{}", ntksweep::inspect::job_list(dir));
     }

@@ -96,6 +96,7 @@ fn write_contents(file: &hdf5::File, spec: &JobSpec, rec: &JobRecord, meta: &Run
     attr_str(file, "device", &meta.device)?;
     attr_i64(file, "rank", meta.rank as i64)?;
     attr_str(file, "host", &meta.host)?;
+    attr_i64(file, "pid", std::process::id() as i64)?;
     attr_str(file, "version", env!("CARGO_PKG_VERSION"))?;
     attr_str(file, "sweep", &meta.sweep)?;
     attr_i64(file, "batch_size", rec.batch_size as i64)?;

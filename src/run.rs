@@ -211,6 +211,13 @@ pub fn over_budget(spec: &JobSpec, budget: Option<f64>, device: Device) -> Optio
     })
 }
 
+/// A failed job's message: the error without libtorch's C++ stack trace.
+fn failure_message(e: &TrainError) -> String {
+    let text = e.to_string();
+    let end = ["\nException raised from", "\nframe #"].iter().filter_map(|m| text.find(m)).min().unwrap_or(text.len());
+    text[..end].trim_end().to_string()
+}
+
 /// One training attempt; a panic becomes an error.
 fn attempt_batch(
     jobs: &[&JobSpec],
@@ -257,7 +264,7 @@ pub fn run_batch(
     }
     match result {
         Ok(r) => r,
-        Err(e) if jobs.len() == 1 => Some(vec![JobRecord::failed(e.to_string())]),
+        Err(e) if jobs.len() == 1 => Some(vec![JobRecord::failed(failure_message(&e))]),
         Err(_) => {
             // Retry one by one so only the job that fails is marked failed (without
             // checkpoints: the batch's checkpoint is not theirs).
@@ -266,7 +273,7 @@ pub fn run_batch(
                 match attempt(std::slice::from_ref(j), on_steps, None) {
                     Ok(Some(mut r)) => out.push(r.remove(0)),
                     Ok(None) => return None,
-                    Err(e) => out.push(JobRecord::failed(e.to_string())),
+                    Err(e) => out.push(JobRecord::failed(failure_message(&e))),
                 }
             }
             Some(out)

@@ -1,8 +1,9 @@
 """Compare two results folders dataset by dataset (used by the MPI rank-count tests).
 
-Usage: python tests/compare_results.py DIR_A DIR_B [--rtol 0]
+Usage: python tests/compare_results.py DIR_A DIR_B [--rtol 0] [--attrs]
 Prints the largest difference (max |a - b| / max |a| per dataset); exits non-zero if the job sets differ or any dataset
-differs by more than rtol (0 = bit-identical).
+differs by more than rtol (0 = bit-identical). With --attrs every attribute of the root and of every group is compared
+too, except the provenance of a run (PROVENANCE: wall time, host, pid, rank).
 """
 import argparse
 import glob
@@ -13,13 +14,21 @@ import h5py
 import numpy as np
 
 
-def load(d):
+PROVENANCE = {"wall_seconds", "host", "pid", "rank"}
+
+
+def load(d, attrs=False):
     out = {}
     for f in sorted(glob.glob(os.path.join(d, "jobs", "*.h5"))):
         vals = {}
         with h5py.File(f, "r") as h:
             h.visititems(lambda n, o: vals.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset) else None)
             vals["@status"] = h.attrs["status"]
+            if attrs:
+                for a, v in h.attrs.items():
+                    if a not in PROVENANCE:
+                        vals["@" + a] = np.asarray(v) if not isinstance(v, (str, bytes)) else v
+                h.visititems(lambda n, o: [vals.__setitem__(f"{n}@{a}", np.asarray(v) if not isinstance(v, (str, bytes)) else v) for a, v in o.attrs.items()])
         out[os.path.basename(f)] = vals
     return out
 
@@ -29,8 +38,9 @@ def main():
     p.add_argument("a")
     p.add_argument("b")
     p.add_argument("--rtol", type=float, default=0.0)
+    p.add_argument("--attrs", action="store_true", help="also compare every attribute except provenance")
     args = p.parse_args()
-    a, b = load(args.a), load(args.b)
+    a, b = load(args.a, args.attrs), load(args.b, args.attrs)
     if a.keys() != b.keys():
         sys.exit(f"different job sets: {sorted(a.keys() ^ b.keys())}")
     worst = 0.0
@@ -45,7 +55,7 @@ def main():
                 continue
             if va.shape != vb.shape:
                 sys.exit(f"{job}/{name}: shapes {va.shape} vs {vb.shape}")
-            if not np.array_equal(va, vb):
+            if not np.array_equal(va, vb, equal_nan=va.dtype.kind == "f"):
                 # Relative to the dataset's scale: the trailing eigenvalues of a rank-deficient
                 # kernel sit at the solver's round-off floor (~1e-16 of the largest, either
                 # sign), where an elementwise relative difference means nothing.

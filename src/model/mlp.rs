@@ -15,7 +15,7 @@
 //! no nested autograd. [`autograd_streams`] keeps the nested-autograd computation as the
 //! reference the tests compare against.
 
-use tch::{Kind, Tensor};
+use tch::{Kind, TchError, Tensor};
 
 use super::normalize::Normalizer;
 use super::streams::{Segment, SegmentedStreams, StreamLayout, Streams};
@@ -61,33 +61,37 @@ impl Mlp {
     /// `xavier_normal`: weights N(0, 2 / (fan_in + fan_out)), biases 0 (Glorot & Bengio 2010).
     /// `normal`: weights and biases N(0, 1) (paper 003's "normal" initialisation).
     pub fn init(sizes: &[usize], members: &mut [(Init, JobRng)], opts: TensorOpts) -> Mlp {
+        Self::try_init(sizes, members, opts).expect("allocating the network")
+    }
+
+    /// [`Mlp::init`] whose allocation failures are errors: each layer is allocated by
+    /// libtorch before its random numbers are drawn, so a network that does not fit in memory
+    /// fails here with a libtorch error (and fails its job) instead of aborting the process.
+    pub fn try_init(sizes: &[usize], members: &mut [(Init, JobRng)], opts: TensorOpts) -> Result<Mlp, TchError> {
         let e = members.len() as i64;
         let mut layers = Vec::new();
         for l in 0..sizes.len() - 1 {
             let (fan_in, fan_out) = (sizes[l], sizes[l + 1]);
-            let mut w = Vec::with_capacity(members.len() * fan_in * fan_out);
-            let mut b = Vec::with_capacity(members.len() * fan_out);
-            for (init, rng) in members.iter_mut() {
-                match init {
+            let w = Tensor::f_empty([e, fan_out as i64, fan_in as i64], (Kind::Double, tch::Device::Cpu))?;
+            let b = Tensor::f_empty([e, fan_out as i64], (Kind::Double, tch::Device::Cpu))?;
+            for (k, (init, rng)) in members.iter_mut().enumerate() {
+                let (wk, bk) = match init {
                     Init::XavierNormal => {
                         let std = (2.0 / (fan_in + fan_out) as f64).sqrt();
-                        w.extend(rng::normals(rng, fan_in * fan_out).into_iter().map(|z| z * std));
-                        b.extend(std::iter::repeat_n(0.0, fan_out));
+                        (rng::normals(rng, fan_in * fan_out).into_iter().map(|z| z * std).collect(), vec![0.0; fan_out])
                     }
-                    Init::Normal => {
-                        w.extend(rng::normals(rng, fan_in * fan_out));
-                        b.extend(rng::normals(rng, fan_out));
-                    }
-                }
+                    Init::Normal => (rng::normals(rng, fan_in * fan_out), rng::normals(rng, fan_out)),
+                };
+                let wk: Vec<f64> = wk;
+                w.f_select(0, k as i64)?.f_copy_(&Tensor::f_from_slice(&wk)?.f_view([fan_out as i64, fan_in as i64])?)?;
+                b.f_select(0, k as i64)?.f_copy_(&Tensor::f_from_slice(&bk)?)?;
             }
-            let w = Tensor::from_slice(&w).view([e, fan_out as i64, fan_in as i64]);
-            let b = Tensor::from_slice(&b).view([e, fan_out as i64]);
             layers.push(Linear {
-                w: w.to_kind(opts.kind).to_device(opts.device).set_requires_grad(true),
-                b: b.to_kind(opts.kind).to_device(opts.device).set_requires_grad(true),
+                w: w.f_to_kind(opts.kind)?.f_to_device(opts.device)?.set_requires_grad(true),
+                b: b.f_to_kind(opts.kind)?.f_to_device(opts.device)?.set_requires_grad(true),
             });
         }
-        Mlp { layers, sizes: sizes.to_vec() }
+        Ok(Mlp { layers, sizes: sizes.to_vec() })
     }
 
     /// Parameters in a fixed order: w0, b0, w1, b1, ...

@@ -134,7 +134,7 @@ fn inject_failure(specs: &[&JobSpec]) -> Result<(), TchError> {
 pub fn train_batch(specs: &[&JobSpec], ctx: &mut BatchContext<'_>) -> Result<BatchOutcome, TrainError> {
     let t0 = Instant::now();
     let setup = BatchSetup::new(specs, ctx.device);
-    let mut state = BatchState::fresh(&setup);
+    let mut state = BatchState::fresh(&setup)?;
     if let Some(saved) = ctx.checkpoints.as_mut().and_then(|c| c.resume()) {
         state.restore(&setup, &saved).map_err(TrainError::Resume)?;
         (ctx.on_steps)(state.steps_done(&setup) * setup.e as u64);
@@ -617,7 +617,7 @@ mod tests {
                 assert!(matches!(train_batch(&specs, &mut ctx).unwrap(), BatchOutcome::Interrupted));
                 let saved = mem.saved.expect("saved");
                 let setup = BatchSetup::new(&specs, Device::Cpu);
-                let mut state = BatchState::fresh(&setup);
+                let mut state = BatchState::fresh(&setup).unwrap();
                 state.restore(&setup, &saved).unwrap();
                 let again = state.save(&setup, 0.0).unwrap();
                 assert!(again.same_bits(&saved), "{b}, stop at {stop_at}: {:?}", again.differences(&saved));
@@ -635,9 +635,9 @@ mod tests {
         let both: Vec<&JobSpec> = s.jobs.iter().collect();
         let one: Vec<&JobSpec> = s.jobs.iter().take(1).collect();
         let setup = BatchSetup::new(&both, Device::Cpu);
-        let saved = BatchState::fresh(&setup).save(&setup, 0.0).unwrap();
+        let saved = BatchState::fresh(&setup).unwrap().save(&setup, 0.0).unwrap();
         let setup1 = BatchSetup::new(&one, Device::Cpu);
-        let mut state = BatchState::fresh(&setup1);
+        let mut state = BatchState::fresh(&setup1).unwrap();
         assert!(matches!(state.restore(&setup1, &saved), Err(CheckpointError::Mismatch { .. })));
     }
 }

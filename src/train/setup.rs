@@ -168,10 +168,11 @@ impl<'a> BatchSetup<'a> {
         self.specs.iter().map(|s| s.config.training.lr_at(step)).collect()
     }
 
-    /// The initial network of every member, each from its own random stream.
-    pub fn init_network(&self) -> Mlp {
+    /// The initial network of every member, each from its own random stream (a network too
+    /// large for memory is a libtorch error, not an abort).
+    pub fn init_network(&self) -> Result<Mlp, TchError> {
         let mut init: Vec<_> = self.specs.iter().map(|s| (s.config.model.init, rng::stream(s.config.seed, Purpose::Init, 0))).collect();
-        Mlp::init(&self.sizes, &mut init, self.opts)
+        Mlp::try_init(&self.sizes, &mut init, self.opts)
     }
 
     /// The batch's balancer at its initial state.

@@ -15,7 +15,7 @@
 //! trace|eigenvalues`, `diverged/<member>/step|message`, `params_init/<member>/<layer>/weight|
 //! bias`, `phase/kind|next`, `phase/members/<member>/...` (L-BFGS), `elapsed`, `jobs`.
 
-use tch::Tensor;
+use tch::{TchError, Tensor};
 
 use super::adam::Adam;
 use super::lbfgs::Lbfgs;
@@ -89,9 +89,9 @@ pub(crate) struct BatchState {
 
 impl BatchState {
     /// The state before the first step.
-    pub fn fresh(setup: &BatchSetup<'_>) -> BatchState {
+    pub fn fresh(setup: &BatchSetup<'_>) -> Result<BatchState, TchError> {
         let c0 = &setup.specs[0].config;
-        let mlp = setup.init_network();
+        let mlp = setup.init_network()?;
         let params_init = (0..setup.e as i64).map(|k| mlp.export_member(k)).collect();
         let terms = setup
             .terms
@@ -118,7 +118,7 @@ impl BatchState {
                 ..Default::default()
             })
             .collect();
-        BatchState {
+        Ok(BatchState {
             mlp,
             adam,
             balancer,
@@ -127,7 +127,7 @@ impl BatchState {
             params_init,
             phase: Phase::Adam { next: 0 },
             elapsed: 0.0,
-        }
+        })
     }
 
     /// Optimisation steps done so far (Adam steps, then Adam steps + L-BFGS iterations).
