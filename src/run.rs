@@ -121,7 +121,7 @@ pub struct FileCheckpoints<'a> {
     every: Option<Duration>,
     last: Instant,
     rank: i32,
-    resume: Option<StateDict>,
+    resume: Option<(CheckpointInfo, StateDict)>,
     log: &'a mut dyn FnMut(&str),
     /// Saves written so far.
     pub saves: usize,
@@ -136,19 +136,7 @@ impl<'a> FileCheckpoints<'a> {
         let mut resume = None;
         if path.exists() {
             match checkpoint::read(&path) {
-                Ok((info, state)) if info.jobs == ids => {
-                    log(&format!(
-                        "resuming from checkpoint {} at step {}/{} ({}), written by host {} pid {} rank {}",
-                        path.display(),
-                        info.step,
-                        info.total,
-                        info.phase,
-                        info.host,
-                        info.pid,
-                        info.rank
-                    ));
-                    resume = Some(state);
-                }
+                Ok((info, state)) if info.jobs == ids => resume = Some((info, state)),
                 Ok((info, _)) => log(&format!("ignoring checkpoint {}: it holds jobs {:?}, not this batch", path.display(), info.jobs)),
                 Err(e) => {
                     log(&format!("cannot read checkpoint {} ({e}); starting the batch afresh", path.display()));
@@ -167,7 +155,18 @@ impl<'a> FileCheckpoints<'a> {
 
 impl Checkpoints for FileCheckpoints<'_> {
     fn resume(&mut self) -> Option<StateDict> {
-        self.resume.take()
+        let (info, state) = self.resume.take()?;
+        (self.log)(&format!(
+            "resuming from checkpoint {} at step {}/{} ({}), written by host {} pid {} rank {}",
+            self.path.display(),
+            info.step,
+            info.total,
+            info.phase,
+            info.host,
+            info.pid,
+            info.rank
+        ));
+        Some(state)
     }
 
     fn due(&mut self) -> bool {
