@@ -113,6 +113,8 @@ struct Scan {
     finished: usize,
     /// Pending jobs held by live claims of other processes.
     claimed_elsewhere: usize,
+    /// Batches left out because another process holds some of their jobs.
+    held: usize,
     /// Batches that resume from a checkpoint.
     resuming: usize,
     /// Member-steps of the planned batches.
@@ -128,35 +130,32 @@ struct Planner<'a> {
 
 impl Planner<'_> {
     /// Scan the folder and plan; `busy`: jobs in the hands of this run's ranks.
+    ///
+    /// Every unfinished job is planned, claimed by another process or not, so that processes
+    /// that start at different times on one folder plan the same batches (and so train each
+    /// job in the same batch as a single process would); batches with a job claimed elsewhere
+    /// are then left out (`held`: a later scan looks at them again).
     fn scan(&self, busy: &HashSet<usize>) -> Scan {
         let sweep = self.d.sweep;
         let states = run::scan(sweep, &self.d.out);
         let (claimed, _) = claim::live(&self.d.out, self.d.claim_timeout);
-        let mut pending = Vec::new();
-        let mut claimed_elsewhere = 0;
-        let not_finished = run::pending(&states, self.d.retry_failed);
-        let finished = sweep.jobs.len() - not_finished.len();
-        for i in not_finished {
-            if busy.contains(&i) {
+        let unfinished: Vec<usize> = run::pending(&states, self.d.retry_failed);
+        let finished = sweep.jobs.len() - unfinished.len();
+        let open: Vec<usize> = unfinished.into_iter().filter(|i| !busy.contains(i)).collect();
+        let saved = saved_batches(sweep, &self.d.out);
+        let mut scan = Scan { finished, ..Default::default() };
+        for b in plan_batches_resuming(&sweep.jobs, &open, self.cap, self.budget, &saved) {
+            let elsewhere = b.jobs.iter().filter(|&&i| claimed.contains(&sweep.jobs[i].id)).count();
+            if elsewhere > 0 {
+                scan.claimed_elsewhere += elsewhere;
+                scan.held += 1;
                 continue;
             }
-            if claimed.contains(&sweep.jobs[i].id) {
-                claimed_elsewhere += 1;
-            } else {
-                pending.push(i);
-            }
+            scan.resuming += usize::from(saved.contains(&b.jobs));
+            scan.steps += b.jobs.iter().map(|&i| sweep.jobs[i].config.training.all_steps()).sum::<u64>();
+            scan.batches.push(b.jobs);
         }
-        let saved = saved_batches(sweep, &self.d.out);
-        let batches = plan_batches_resuming(&sweep.jobs, &pending, self.cap, self.budget, &saved);
-        let resuming = batches.iter().filter(|b| saved.contains(&b.jobs)).count();
-        let steps = pending.iter().map(|&i| sweep.jobs[i].config.training.all_steps()).sum();
-        Scan {
-            finished,
-            batches: batches.into_iter().map(|b| b.jobs).collect(),
-            claimed_elsewhere,
-            resuming,
-            steps,
-        }
+        scan
     }
 }
 
@@ -204,6 +203,8 @@ impl Rank0<'_> {
             disp.skipped = 0;
             let busy: HashSet<usize> = disp.in_hand.iter().flatten().copied().collect();
             let scan = self.planner.scan(&busy);
+            // Batches held elsewhere now may be free at the next scan.
+            disp.skipped = scan.held;
             if !scan.batches.is_empty() {
                 eprintln!("scanned again: {} more batch(es) to run ({} resuming from checkpoints)", scan.batches.len(), scan.resuming);
             }
@@ -360,7 +361,7 @@ pub fn run_distributed(world: &World, d: &Distributed<'_>, stop: &AtomicBool) ->
         disp: Dispatcher {
             queue: scan.batches.into(),
             in_hand: vec![Vec::new(); world.size as usize],
-            skipped: 0,
+            skipped: scan.held,
             outstanding: (world.size - 1) as usize,
             stopping: false,
             busy: vec![0.0; world.size as usize],

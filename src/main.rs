@@ -279,9 +279,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let n_cuda = tch::Cuda::device_count();
             eprintln!(
-                "ntksweep {}: host {} rank {}/{} local rank {}/{} CUDA_VISIBLE_DEVICES={} device {} threads {} OMP_WAIT_POLICY {}",
+                "ntksweep {}: host {} pid {} rank {}/{} local rank {}/{} CUDA_VISIBLE_DEVICES={} device {} threads {} OMP_WAIT_POLICY {}",
                 env!("CARGO_PKG_VERSION"),
                 world.host,
+                std::process::id(),
                 world.rank,
                 world.size,
                 world.local_rank,
