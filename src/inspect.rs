@@ -68,7 +68,7 @@ pub fn job_table(sweep: &Sweep, out: &Path) -> String {
     for (i, r) in rows {
         let j = &sweep.jobs[i];
         s.push_str(&format!("{:<16}", j.id));
-        for (_, v) in &j.axis_values {
+        for (_, v) in &j.axis_values() {
             s.push_str(&format!(" {v:>10}"));
         }
         match r {

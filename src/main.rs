@@ -330,7 +330,7 @@ fn print_plan(sweep: &Sweep, states: Option<&[Option<ntksweep::record::Status>]>
     let (mut total, mut over, mut peak) = (0.0, 0usize, 0.0f64);
     for j in &sweep.jobs {
         write!(w, "{:>5}  {:<16}", j.index, j.id)?;
-        for (_, v) in &j.axis_values {
+        for (_, v) in &j.axis_values() {
             write!(w, "  {v:>12}")?;
         }
         let c = j.cost_gflop();

@@ -101,7 +101,7 @@ fn write_contents(file: &hdf5::File, spec: &JobSpec, rec: &JobRecord, meta: &Run
     attr_str(file, "sweep", &meta.sweep)?;
     attr_i64(file, "batch_size", rec.batch_size as i64)?;
     attr_i64(file, "diverged_step", rec.diverged_step.unwrap_or(-1))?;
-    attr_str(file, "axes", &spec.axis_values.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "))?;
+    attr_str(file, "axes", &spec.axis_values().iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "))?;
 
     if let Some(ntk) = &rec.ntk {
         let g = file.create_group("ntk")?;

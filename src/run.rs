@@ -374,7 +374,7 @@ pub fn write_plan(sweep: &Sweep, out: &Path) -> Result<(), RunError> {
     std::fs::create_dir_all(output::jobs_dir(out)).map_err(|source| RunError::Io { path: out.display().to_string(), source })?;
     let mut text = String::from("# index\tjob_id\taxes\n");
     for j in &sweep.jobs {
-        let axes: Vec<String> = j.axis_values.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let axes: Vec<String> = j.axis_values().iter().map(|(k, v)| format!("{k}={v}")).collect();
         text.push_str(&format!("{}\t{}\t{}\n", j.index, j.id, axes.join(" ")));
     }
     // A temporary name per process: array tasks write the same plan at the same time.

@@ -6,48 +6,66 @@
 //! number of ranks, so a job's batch (and therefore its numbers) is the same on 1, 2 or 3
 //! ranks. Batches are handed out longest first so ranks finish together.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 use serde_json::Value;
 
 use crate::budget;
+use crate::config::canonical::{self, CanonicalWriter};
 use crate::config::JobSpec;
+
+/// Configuration paths that may differ between members of one batch (per-member values).
+const MEMBER_FIELDS: &[&[&str]] = &[
+    &["seed"],
+    &["problem", "eps"],
+    &["loss", "weights"],
+    &["loss", "eps_rescale"],
+    &["model", "normalization"],
+    &["model", "init"],
+    &["training", "lr"],
+    &["training", "decay_rate"],
+    &["training", "decay_every"],
+    &["training", "staircase"],
+    &["training", "stages"],
+    &["training", "steps"],
+];
+
+/// Remove the per-member values from top-level field `key` (false: drop the whole field).
+fn drop_member_fields(key: &str, v: &mut Value) -> bool {
+    for path in MEMBER_FIELDS.iter().filter(|p| p[0] == key) {
+        if path.len() == 1 {
+            return false;
+        }
+        remove_path(v, &path[1..]);
+    }
+    true
+}
+
+fn remove_path(node: &mut Value, path: &[&str]) {
+    match path {
+        [] => {}
+        [last] => {
+            if let Some(m) = node.as_object_mut() {
+                m.remove(*last);
+            }
+        }
+        [first, rest @ ..] => {
+            if let Some(n) = node.get_mut(*first) {
+                remove_path(n, rest);
+            }
+        }
+    }
+}
+
+/// The key's extra field: the step count, which members must share (the per-member step
+/// values above may differ only when their sum agrees).
+fn total_steps(spec: &JobSpec) -> [(&'static str, String); 1] {
+    [("total_steps", spec.config.training.total_steps().to_string())]
+}
 
 /// Configuration with the per-member fields removed: jobs with equal keys can share a batch.
 pub fn batch_key(spec: &JobSpec) -> String {
-    let mut v = serde_json::to_value(&spec.config).expect("config serialises");
-    let remove = |v: &mut Value, path: &[&str]| {
-        let mut node = v;
-        for p in &path[..path.len() - 1] {
-            match node.get_mut(*p) {
-                Some(n) => node = n,
-                None => return,
-            }
-        }
-        if let Some(m) = node.as_object_mut() {
-            m.remove(path[path.len() - 1]);
-        }
-    };
-    for path in [
-        &["seed"][..],
-        &["problem", "eps"],
-        &["loss", "weights"],
-        &["loss", "eps_rescale"],
-        &["model", "normalization"],
-        &["model", "init"],
-        &["training", "lr"],
-        &["training", "decay_rate"],
-        &["training", "decay_every"],
-        &["training", "staircase"],
-        &["training", "stages"],
-        &["training", "steps"],
-    ] {
-        remove(&mut v, path);
-    }
-    if let Some(m) = v.as_object_mut() {
-        m.insert("total_steps".into(), spec.config.training.total_steps().into());
-    }
-    serde_json::to_string(&v).expect("json")
+    canonical::slow(&spec.config, Some(drop_member_fields), &total_steps(spec))
 }
 
 /// A group of jobs trained together (indices into the sweep's job list).
@@ -63,9 +81,12 @@ pub struct Batch {
 /// under cap 8: 5 + 4, not 8 + 1, so that two ranks share the work). Deterministic: depends
 /// only on the jobs, `cap` and `budget`.
 pub fn plan_batches(jobs: &[JobSpec], pending: &[usize], cap: usize, budget: Option<f64>) -> Vec<Batch> {
-    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    // Keys computed section by section ([`CanonicalWriter`]: equal to [`batch_key`]); the group
+    // order does not matter, batches are sorted below.
+    let mut writer = CanonicalWriter::with_edit(drop_member_fields);
+    let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
     for &i in pending {
-        groups.entry(batch_key(&jobs[i])).or_default().push(i);
+        groups.entry(writer.write(&jobs[i].config, &total_steps(&jobs[i]))).or_default().push(i);
     }
     let mut batches = Vec::new();
     for (_, members) in groups {
@@ -128,6 +149,25 @@ mod tests {
         let all: Vec<usize> = { let mut v: Vec<usize> = b.iter().flat_map(|x| x.jobs.clone()).collect(); v.sort(); v };
         assert_eq!(all, pending);
         assert_eq!(plan_batches(&s.jobs, &pending, 4, None), b, "deterministic");
+    }
+
+    /// The grouping of `plan_batches` (keys written section by section) is the grouping of
+    /// `batch_key`, on a sweep where per-member and structural values alternate.
+    #[test]
+    fn fast_keys_group_as_batch_key_does() {
+        let text = "problem: {kind: darcy1d, eps: 0.5}\ntraining: {steps: 5}\nsweep:\n  width: [8, 16]\n  lr: [0.01, 0.001]\n  eps: [0.5, 0.25]\n  steps: [5, 6]\n  seed: [0, 1]\n";
+        let s = Sweep::parse(text, "s.yaml", "s", &[]).unwrap();
+        let mut w = CanonicalWriter::with_edit(drop_member_fields);
+        for j in &s.jobs {
+            assert_eq!(w.write(&j.config, &total_steps(j)), batch_key(j));
+        }
+        let pending: Vec<usize> = (0..s.jobs.len()).collect();
+        for b in plan_batches(&s.jobs, &pending, 64, None) {
+            let k = batch_key(&s.jobs[b.jobs[0]]);
+            assert!(b.jobs.iter().all(|&i| batch_key(&s.jobs[i]) == k));
+        }
+        // 2 widths x 2 step counts: 4 groups of 8 (lr, eps and seed are per member).
+        assert_eq!(plan_batches(&s.jobs, &pending, 64, None).len(), 4);
     }
 
     #[test]

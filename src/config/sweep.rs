@@ -17,12 +17,14 @@
 //! canonical JSON (sorted keys, defaults filled in), so it does not depend on how the sweep was
 //! written, on the order of axes, or on which other jobs the sweep contains.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde_yaml_ng::{Mapping, Value};
 use sha2::{Digest, Sha256};
 
+use super::canonical::{self, CanonicalWriter};
 use super::error::{ConfigError, Origin, SweepError};
 use super::job::JobConfig;
 use super::location::LocationIndex;
@@ -56,15 +58,34 @@ pub struct Axis {
 /// A job of the sweep: its id, resolved configuration and the axis values that made it.
 #[derive(Debug, Clone)]
 pub struct JobSpec {
-    /// Position in the expanded sweep (0-based).
+    /// Position in the expanded sweep (0-based; the mixed-radix number of its axis values).
     pub index: usize,
     pub id: String,
     pub config: JobConfig,
-    /// (axis key, value as YAML text) for display.
-    pub axis_values: Vec<(String, String)>,
+    /// The sweep's axes as text, shared by all its jobs (a million jobs should not each hold
+    /// their own copy of the axis values' text).
+    axes: Arc<AxisText>,
+}
+
+/// Keys and value texts of a sweep's axes.
+#[derive(Debug, Default)]
+struct AxisText {
+    axes: Vec<(String, Vec<String>)>,
 }
 
 impl JobSpec {
+    /// (axis key, value as YAML text) of this job, for display.
+    pub fn axis_values(&self) -> Vec<(String, String)> {
+        let mut rem = self.index;
+        let mut out: Vec<(String, String)> = Vec::with_capacity(self.axes.axes.len());
+        for (key, values) in self.axes.axes.iter().rev() {
+            out.push((key.clone(), values[rem % values.len()].clone()));
+            rem /= values.len();
+        }
+        out.reverse();
+        out
+    }
+
     /// The resolved configuration as YAML (stored in the job file's `config` attribute).
     pub fn config_yaml(&self) -> String {
         serde_yaml_ng::to_string(&self.config).unwrap_or_default()
@@ -261,11 +282,12 @@ pub(crate) fn path_segments(p: &serde_path_to_error::Path) -> Vec<String> {
         .collect()
 }
 
-/// Path and message of a typing error, refined for unknown keys (serde reports the parent)
-/// and for the tagged sections whose inner errors serde reports at the section.
-fn typing_error(tree: &Value) -> Option<(Vec<String>, String)> {
-    let err = match serde_path_to_error::deserialize::<_, JobConfig>(tree.clone()) {
-        Ok(_) => return None,
+/// Type one job's tree; on error the path and message, refined for unknown keys (serde
+/// reports the parent) and for the tagged sections whose inner errors serde reports at the
+/// section.
+fn type_job(tree: &Value) -> Result<JobConfig, (Vec<String>, String)> {
+    let err = match serde_path_to_error::deserialize::<_, JobConfig>(tree) {
+        Ok(c) => return Ok(c),
         Err(e) => e,
     };
     let mut path = path_segments(err.path());
@@ -285,7 +307,7 @@ fn typing_error(tree: &Value) -> Option<(Vec<String>, String)> {
     if let Some(i) = msg.find(" at line ") {
         msg.truncate(i);
     }
-    Some((path, msg))
+    Err((path, msg))
 }
 
 impl Sweep {
@@ -423,10 +445,16 @@ impl Sweep {
             return Err(SweepError::Invalid(errors));
         }
         // --- expand and type every job ---------------------------------------------------
+        // One working tree for all jobs: every job sets every axis path, in axis order, so the
+        // tree holds exactly the base with this job's values (a clone per job costs more than
+        // the typing itself at a million jobs).
         let n_jobs: usize = axes.iter().map(|a| a.values.len()).product();
-        let mut jobs = Vec::with_capacity(n_jobs);
+        let text = Arc::new(AxisText { axes: axes.iter().map(|a| (a.key.clone(), a.values.iter().map(yaml_text).collect())).collect() });
+        let mut jobs = Vec::with_capacity(n_jobs.min(10_000_000));
         let mut seen_errors: Vec<ConfigError> = Vec::new();
-        let mut ids: BTreeMap<String, usize> = BTreeMap::new();
+        let mut ids: HashMap<u64, usize> = HashMap::with_capacity(n_jobs.min(10_000_000));
+        let mut canon = CanonicalWriter::default();
+        let mut tree = base;
         for index in 0..n_jobs {
             // Mixed-radix digits, last axis fastest.
             let mut rem = index;
@@ -435,13 +463,10 @@ impl Sweep {
                 picks[k] = rem % a.values.len();
                 rem /= a.values.len();
             }
-            let mut tree = base.clone();
-            let mut axis_values = Vec::new();
             for (a, &p) in axes.iter().zip(&picks) {
                 if let Err(m) = set_path(&mut tree, &a.path, a.values[p].clone()) {
                     push_unique(&mut seen_errors, ctx.at_file(&["sweep".into(), a.key.clone()], &format!("sweep.{}", a.key), m));
                 }
-                axis_values.push((a.key.clone(), yaml_text(&a.values[p])));
             }
             let locate = |path: &[String], message: String| -> ConfigError {
                 let key = path.join(".");
@@ -460,11 +485,13 @@ impl Sweep {
                 }
                 ctx.at_file(path, &key, message)
             };
-            if let Some((path, msg)) = typing_error(&tree) {
-                push_unique(&mut seen_errors, locate(&path, msg));
-                continue;
-            }
-            let config: JobConfig = serde_yaml_ng::from_value(tree).expect("typed above");
+            let config = match type_job(&tree) {
+                Ok(c) => c,
+                Err((path, msg)) => {
+                    push_unique(&mut seen_errors, locate(&path, msg));
+                    continue;
+                }
+            };
             let invalid = config.validate();
             if !invalid.is_empty() {
                 for inv in invalid {
@@ -472,11 +499,13 @@ impl Sweep {
                 }
                 continue;
             }
-            let id = job_id(&config);
-            if let Some(prev) = ids.insert(id.clone(), index) {
+            let digest = Sha256::digest(canon.write(&config, &[]).as_bytes());
+            let id = hex16(&digest);
+            let key = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
+            if let Some(prev) = ids.insert(key, index) {
                 push_unique(&mut seen_errors, ctx.at_file(&["sweep".into()], "sweep", format!("jobs {prev} and {index} resolve to the same configuration (id {id}); remove the repeated axis value")));
             }
-            jobs.push(JobSpec { index, id, config, axis_values });
+            jobs.push(JobSpec { index, id, config, axes: Arc::clone(&text) });
             if seen_errors.len() >= 50 {
                 break;
             }
@@ -512,12 +541,16 @@ fn push_unique(errors: &mut Vec<ConfigError>, e: ConfigError) {
 }
 
 /// Stable id of a resolved job configuration: SHA-256 of its canonical JSON (serde_json's
-/// default map is ordered, so keys are sorted), first 16 hex digits.
+/// default map is ordered, so keys are sorted), first 16 hex digits. A sweep computes the same
+/// text faster with [`CanonicalWriter`].
 pub fn job_id(config: &JobConfig) -> String {
-    let json = serde_json::to_value(config).expect("config serialises");
-    let text = serde_json::to_string(&json).expect("json serialises");
-    let digest = Sha256::digest(text.as_bytes());
-    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    hex16(&Sha256::digest(canonical::slow(config, None, &[]).as_bytes()))
+}
+
+/// The first 8 bytes of a digest as 16 hex digits.
+fn hex16(digest: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    digest[..8].iter().flat_map(|b| [HEX[(b >> 4) as usize] as char, HEX[(b & 15) as usize] as char]).collect()
 }
 
 #[cfg(test)]
