@@ -225,10 +225,10 @@ mod tests {
     #[test]
     fn equals_the_reference_on_varied_sweeps() {
         let sweeps = [
-            "problem: {kind: darcy1d, eps: 0.5}\nsweep:\n  eps: [0.5, 0.25]\n  width: [8, 16]\n  seed: [0, 1, 2]\n",
-            "problem: {kind: wave1d}\ncollocation: {residual: {points: 30, resample: true}}\ntraining: {steps: 10, stages: [{steps: 5, lr: 0.01}]}\n\
+            "problem: {kind: darcy1d, eps: 0.5}\nsweep:\n  eps: [0.5, 0.25]\n  loss.eps_rescale: [false, true]\n  width: [8, 16]\n  seed: [0, 1, 2]\n",
+            "problem: {kind: wave1d}\nevaluation: {points: 50}\ncollocation: {residual: {points: 30, resample: true}}\ntraining: {steps: 10, stages: [{steps: 5, lr: 0.01}]}\n\
              sweep:\n  balancer: [none, {kind: ntk, every: 5}, relobralo]\n  training.lbfgs: [null, {steps: 3}]\n  normalization: [none, zscore]\n",
-            "problem: {kind: helmholtz2d}\nloss: {weights: {boundary: 10.0}}\nntk: {points: {residual: 20}}\nsweep:\n  loss.eps_rescale: [false, true]\n  ntk.enabled: [true, false]\n",
+            "problem: {kind: helmholtz2d}\nevaluation: {points: 50}\nloss: {weights: {boundary: 10.0}}\nntk: {points: {residual: 20}}\nsweep:\n  seed: [0, 1]\n  ntk.enabled: [true, false]\n",
         ];
         for text in sweeps {
             let s = Sweep::parse(text, "t.yaml", "t", &[]).unwrap();
