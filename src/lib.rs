@@ -23,4 +23,5 @@ pub mod rng;
 pub mod run;
 pub mod schedule;
 pub mod train;
+pub mod validation;
 pub mod world;

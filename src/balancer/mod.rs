@@ -42,7 +42,7 @@ pub mod update;
 use serde::{Deserialize, Serialize};
 use tch::{TchError, Tensor};
 
-use crate::config::job::Invalid;
+use crate::validation::Invalid;
 use crate::problem::{TensorOpts, TermSpec};
 
 pub use grad_stats::GradStatsConfig;
@@ -129,7 +129,7 @@ pub(crate) fn refine_error(tree: &serde_yaml_ng::Value, path: &[String]) -> Opti
     }
     let section = tree.get("balancer")?;
     let kind = section.get("kind")?.as_str()?;
-    use crate::config::sweep_refine as refine;
+    use crate::validation::sweep_refine as refine;
     match kind {
         "ntk" => refine::<NtkTraceConfig>("balancer", section),
         "grad_stats" => refine::<GradStatsConfig>("balancer", section),

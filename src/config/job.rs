@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::balancer::BalancerConfig;
 use crate::problem::ProblemConfig;
 use crate::train::lbfgs::LbfgsConfig;
+pub use crate::validation::Invalid;
 
 /// One job, fully resolved.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -283,19 +284,6 @@ pub struct EvalConfig {
 impl Default for EvalConfig {
     fn default() -> Self {
         EvalConfig { points: 1000 }
-    }
-}
-
-/// A problem with a value at a dotted path.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Invalid {
-    pub path: String,
-    pub message: String,
-}
-
-impl Invalid {
-    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Invalid { path: path.into(), message: message.into() }
     }
 }
 

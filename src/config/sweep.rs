@@ -26,6 +26,7 @@ use sha2::{Digest, Sha256};
 use super::error::{ConfigError, Origin, SweepError};
 use super::job::JobConfig;
 use super::location::LocationIndex;
+use crate::validation::path_segments;
 
 /// Top-level keys that are not part of a job's configuration.
 const SWEEP_KEYS: &[&str] = &["name", "description", "sweep"];
@@ -246,19 +247,6 @@ fn parse_axis_values(key: &str, v: &Value) -> Result<Vec<Value>, String> {
         }
         other => Err(format!("axis `{key}` must be a list of values or {{range: [start, end]}}, got a {}", kind_of(other))),
     }
-}
-
-/// serde path segments as strings.
-pub(crate) fn path_segments(p: &serde_path_to_error::Path) -> Vec<String> {
-    use serde_path_to_error::Segment;
-    p.iter()
-        .filter_map(|s| match s {
-            Segment::Seq { index } => Some(index.to_string()),
-            Segment::Map { key } => Some(key.clone()),
-            Segment::Enum { variant } => Some(variant.clone()),
-            Segment::Unknown => None,
-        })
-        .collect()
 }
 
 /// Path and message of a typing error, refined for unknown keys (serde reports the parent)

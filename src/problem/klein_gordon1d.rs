@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use super::{coord, Domain, Problem, Reads, Region, TensorOpts, TermSpec};
-use crate::config::job::Invalid;
+use crate::validation::Invalid;
 use crate::model::streams::{StreamLayout, Streams};
 
 pub const TERMS: &[TermSpec] = &[

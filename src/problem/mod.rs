@@ -16,7 +16,7 @@ pub mod wave1d;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use crate::config::job::Invalid;
+use crate::validation::Invalid;
 use crate::model::streams::{StreamLayout, Streams};
 
 pub use darcy1d::{Darcy1d, Darcy1dConfig};
@@ -414,12 +414,12 @@ pub(crate) fn refine_error(tree: &serde_yaml_ng::Value, path: &[String]) -> Opti
     let section = tree.get("problem")?;
     let kind = section.get("kind")?.as_str()?;
     match kind {
-        "darcy1d" => crate::config::sweep_refine::<Darcy1dConfig>("problem", section),
-        "poisson1d" => crate::config::sweep_refine::<Poisson1dConfig>("problem", section),
-        "regression1d" => crate::config::sweep_refine::<Regression1dConfig>("problem", section),
-        "wave1d" => crate::config::sweep_refine::<Wave1dConfig>("problem", section),
-        "klein_gordon1d" => crate::config::sweep_refine::<KleinGordon1dConfig>("problem", section),
-        "helmholtz2d" => crate::config::sweep_refine::<Helmholtz2dConfig>("problem", section),
+        "darcy1d" => crate::validation::sweep_refine::<Darcy1dConfig>("problem", section),
+        "poisson1d" => crate::validation::sweep_refine::<Poisson1dConfig>("problem", section),
+        "regression1d" => crate::validation::sweep_refine::<Regression1dConfig>("problem", section),
+        "wave1d" => crate::validation::sweep_refine::<Wave1dConfig>("problem", section),
+        "klein_gordon1d" => crate::validation::sweep_refine::<KleinGordon1dConfig>("problem", section),
+        "helmholtz2d" => crate::validation::sweep_refine::<Helmholtz2dConfig>("problem", section),
         _ => None,
     }
 }

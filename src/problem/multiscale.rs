@@ -10,7 +10,7 @@ use std::f64::consts::PI;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-use crate::config::job::Invalid;
+use crate::validation::Invalid;
 
 /// a(y) = mean + amplitude * sin(2 pi y): 1-periodic, coercive when mean > |amplitude|.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

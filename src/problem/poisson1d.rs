@@ -10,7 +10,7 @@ use tch::Tensor;
 
 use super::multiscale::{validate_eps, TwoScale};
 use super::{coord, Domain, Problem, Reads, Region, TensorOpts, TermSpec};
-use crate::config::job::Invalid;
+use crate::validation::Invalid;
 use crate::model::streams::{StreamLayout, Streams};
 
 pub const TERMS: &[TermSpec] = &[

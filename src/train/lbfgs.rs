@@ -34,7 +34,7 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, TchError, Tensor};
 
-use crate::config::job::Invalid;
+use crate::validation::Invalid;
 use crate::model::mlp::{Linear, Mlp};
 
 /// Sufficient decrease (Armijo) constant of the strong Wolfe conditions.
