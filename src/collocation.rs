@@ -4,7 +4,7 @@
 //! the batch it is trained in. Points are returned row-major [n, d] in physical coordinates.
 
 use crate::config::job::Sampling;
-use crate::problem::{Domain, Region};
+use crate::domain::{Domain, Region};
 use crate::rng::{self, JobRng};
 
 /// Radical inverse of `i` in `base` (van der Corput); the Halton sequence uses bases 2, 3.

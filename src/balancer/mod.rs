@@ -43,7 +43,8 @@ use serde::{Deserialize, Serialize};
 use tch::{TchError, Tensor};
 
 use crate::validation::Invalid;
-use crate::problem::{TensorOpts, TermSpec};
+use crate::problem::TermSpec;
+use crate::tensor::TensorOpts;
 
 pub use grad_stats::GradStatsConfig;
 pub use gradnorm::GradNormConfig;

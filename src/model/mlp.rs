@@ -20,7 +20,7 @@ use tch::{Kind, Tensor};
 use super::normalize::Normalizer;
 use super::streams::{Segment, SegmentedStreams, StreamLayout, Streams};
 use crate::config::job::Init;
-use crate::problem::TensorOpts;
+use crate::tensor::TensorOpts;
 use crate::rng::{self, JobRng};
 
 /// One affine layer of every member.
@@ -355,7 +355,7 @@ pub fn autograd_streams(mlp: &Mlp, x: &Tensor, norm: &Normalizer, layout: &Strea
 mod tests {
     use super::*;
     use crate::config::job::Normalization;
-    use crate::problem::Domain;
+    use crate::domain::Domain;
     use tch::Device;
 
     fn opts() -> TensorOpts {

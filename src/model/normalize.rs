@@ -16,7 +16,8 @@
 use tch::Tensor;
 
 use crate::config::job::Normalization;
-use crate::problem::{Domain, TensorOpts};
+use crate::domain::Domain;
+use crate::tensor::TensorOpts;
 
 /// Per-member affine input map.
 ///

@@ -14,10 +14,13 @@ pub mod regression1d;
 pub mod wave1d;
 
 use serde::{Deserialize, Serialize};
-use tch::{Device, Kind, Tensor};
+use tch::Tensor;
 
 use crate::validation::Invalid;
 use crate::model::streams::{StreamLayout, Streams};
+
+pub use crate::domain::{Domain, Region};
+pub use crate::tensor::TensorOpts;
 
 pub use darcy1d::{Darcy1d, Darcy1dConfig};
 pub use helmholtz2d::{Helmholtz2d, Helmholtz2dConfig};
@@ -25,18 +28,6 @@ pub use klein_gordon1d::{KleinGordon1d, KleinGordon1dConfig};
 pub use poisson1d::{Poisson1d, Poisson1dConfig};
 pub use regression1d::{Regression1d, Regression1dConfig};
 pub use wave1d::{Wave1d, Wave1dConfig};
-
-/// Where a term's points live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Region {
-    /// The open domain.
-    Interior,
-    /// The spatial boundary (1-D: both end points; 2-D: the faces of the box, for
-    /// time-dependent problems the faces x = lo and x = hi for every t).
-    Boundary,
-    /// The initial face t = t0 (input 0 is time).
-    Initial,
-}
 
 /// A named loss term.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,35 +52,6 @@ pub enum Reads {
     TimeDerivative,
     /// Every stream of [`Problem::layout`] (PDE residuals).
     Layout,
-}
-
-/// An axis-aligned box domain.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Domain {
-    pub lo: Vec<f64>,
-    pub hi: Vec<f64>,
-    /// True when input 0 is time (then `Boundary` means the spatial faces only).
-    pub time_dependent: bool,
-}
-
-impl Domain {
-    pub fn dim(&self) -> usize {
-        self.lo.len()
-    }
-}
-
-/// Tensor options shared by a batch.
-#[derive(Debug, Clone, Copy)]
-pub struct TensorOpts {
-    pub kind: Kind,
-    pub device: Device,
-}
-
-impl TensorOpts {
-    /// One value per member as a [E, 1] column.
-    pub fn column(&self, values: &[f64]) -> Tensor {
-        Tensor::from_slice(values).to_kind(self.kind).to_device(self.device).view([-1, 1])
-    }
 }
 
 /// The runtime side of a problem for a batch of members.
@@ -224,6 +186,7 @@ pub(crate) mod testing {
     //! Helpers for the exact-solution tests: streams built from the analytic derivatives.
     use super::multiscale::TwoScale;
     use super::*;
+    use tch::{Device, Kind};
 
     pub fn opts64() -> TensorOpts {
         TensorOpts { kind: Kind::Double, device: Device::Cpu }
@@ -282,6 +245,7 @@ mod tests {
     //! inputs, so every residual (which reads physical derivatives) must agree.
     use super::testing::points_2d;
     use super::*;
+    use tch::{Device, Kind};
     use crate::config::job::{Init, Normalization};
     use crate::model::mlp::{layer_sizes, Linear, Mlp};
     use crate::model::normalize::Normalizer;

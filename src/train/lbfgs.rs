@@ -615,7 +615,7 @@ sweep:
     fn flatten_and_member_views_round_trip() {
         use crate::config::job::Init;
         use crate::model::mlp::layer_sizes;
-        use crate::problem::TensorOpts;
+        use crate::tensor::TensorOpts;
         let o = TensorOpts { kind: Kind::Double, device: Device::Cpu };
         let sizes = layer_sizes(2, 5, 2);
         let mut m: Vec<_> = (0..3).map(|k| (Init::Normal, crate::rng::stream(k, crate::rng::Purpose::Init, 0))).collect();
