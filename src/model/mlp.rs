@@ -19,7 +19,7 @@ use tch::{Kind, Tensor};
 
 use super::normalize::Normalizer;
 use super::streams::{Segment, SegmentedStreams, StreamLayout, Streams};
-use crate::config::job::Init;
+use crate::model::config::Init;
 use crate::tensor::TensorOpts;
 use crate::rng::{self, JobRng};
 
@@ -354,7 +354,7 @@ pub fn autograd_streams(mlp: &Mlp, x: &Tensor, norm: &Normalizer, layout: &Strea
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::job::Normalization;
+    use crate::model::config::Normalization;
     use crate::domain::Domain;
     use tch::Device;
 

@@ -15,7 +15,7 @@
 
 use tch::Tensor;
 
-use crate::config::job::Normalization;
+use crate::model::config::Normalization;
 use crate::domain::Domain;
 use crate::tensor::TensorOpts;
 

@@ -199,7 +199,7 @@ impl Tape {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::job::{Init, Normalization};
+    use crate::model::config::{Init, Normalization};
     use crate::model::mlp::{layer_sizes, Mlp};
     use crate::model::normalize::Normalizer;
     use crate::model::streams::{Segment, SegmentedStreams, StreamLayout};

@@ -246,7 +246,7 @@ mod tests {
     use super::testing::points_2d;
     use super::*;
     use tch::{Device, Kind};
-    use crate::config::job::{Init, Normalization};
+    use crate::model::config::{Init, Normalization};
     use crate::model::mlp::{layer_sizes, Linear, Mlp};
     use crate::model::normalize::Normalizer;
     use crate::rng;
