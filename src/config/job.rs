@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::balancer::BalancerConfig;
 use crate::problem::ProblemConfig;
 use crate::train::lbfgs::LbfgsConfig;
+pub use crate::collocation::{Sampling, TermSampling};
 pub use crate::model::config::{Dtype, Init, ModelConfig, Normalization};
 pub use crate::validation::Invalid;
 
@@ -127,33 +128,6 @@ impl TrainingConfig {
     }
 }
 
-/// How a term's points are placed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Sampling {
-    /// Equispaced grid (including the end points), fixed for the whole run.
-    #[default]
-    Grid,
-    /// Uniform random points, drawn once.
-    Uniform,
-    /// Quasi-random Halton points (bases 2, 3), fixed.
-    Halton,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TermSampling {
-    pub points: usize,
-    #[serde(default)]
-    pub sampling: Sampling,
-    /// Draw new uniform random points at every step, the first included (seeds 000/001 do
-    /// this). Resampling always means uniform: `sampling` is then ignored (and `halton`, whose
-    /// points are deterministic, is rejected). An L-BFGS phase keeps the last Adam step's
-    /// points fixed (it needs a deterministic loss).
-    #[serde(default)]
-    pub resample: bool,
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct LossConfig {
@@ -259,13 +233,8 @@ impl JobConfig {
                     format!("collocation.{name}"),
                     format!("`{name}` is not a loss term of {}; its terms are: {list}", self.problem.kind_name()),
                 ));
-            } else if s.points == 0 {
-                out.push(Invalid::new(format!("collocation.{name}.points"), "must be at least 1"));
-            } else if s.resample && s.sampling == Sampling::Halton {
-                out.push(Invalid::new(
-                    format!("collocation.{name}.sampling"),
-                    "`resample: true` draws new uniform random points every step; use `sampling: uniform` (or drop `resample` to keep fixed Halton points)",
-                ));
+            } else {
+                out.extend(s.validate(&format!("collocation.{name}")));
             }
         }
         for (name, w) in &self.loss.weights {

@@ -209,7 +209,7 @@ pub(crate) mod testing {
         let mut all = Vec::new();
         for k in 0..e {
             let mut r = crate::rng::stream(k as u64 + 11, crate::rng::Purpose::Collocation, region as u64);
-            all.extend(crate::collocation::sample(domain, region, n, crate::config::job::Sampling::Uniform, &mut r));
+            all.extend(crate::collocation::sample(domain, region, n, crate::collocation::Sampling::Uniform, &mut r));
         }
         Tensor::from_slice(&all).view([e as i64, n as i64, 2])
     }
