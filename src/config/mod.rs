@@ -10,6 +10,7 @@ pub mod error;
 pub mod job;
 pub mod location;
 pub mod sweep;
+pub mod training;
 
 pub use error::{ConfigError, SweepError};
 pub use job::JobConfig;
