@@ -29,7 +29,11 @@ pub use poisson1d::{Poisson1d, Poisson1dConfig};
 pub use regression1d::{Regression1d, Regression1dConfig};
 pub use wave1d::{Wave1d, Wave1dConfig};
 
-/// A named loss term.
+/// A named loss term and the condition it enforces.
+///
+/// The condition follows from `pde` and `reads` (see [`Equation`]): the PDE term is
+/// N[u] - f, a term reading [`Reads::Value`] is u - u_exact, a term reading
+/// [`Reads::TimeDerivative`] is u_t - u_exact_t.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TermSpec {
     pub name: &'static str,
@@ -41,6 +45,38 @@ pub struct TermSpec {
     /// Which network streams the term's residual reads.
     pub reads: Reads,
 }
+
+impl TermSpec {
+    /// `residual`: the PDE N[u] - f at interior points.
+    pub const fn residual(default_points: usize) -> Self {
+        TermSpec { name: "residual", region: Region::Interior, default_points, pde: true, reads: Reads::Layout }
+    }
+
+    /// `boundary`: u - u_exact on the (spatial) boundary.
+    pub const fn boundary(default_points: usize) -> Self {
+        TermSpec { name: "boundary", region: Region::Boundary, default_points, pde: false, reads: Reads::Value }
+    }
+
+    /// `initial`: u - u_exact at t = t0.
+    pub const fn initial(default_points: usize) -> Self {
+        TermSpec { name: "initial", region: Region::Initial, default_points, pde: false, reads: Reads::Value }
+    }
+
+    /// `initial_velocity`: u_t - u_exact_t at t = t0.
+    pub const fn initial_velocity(default_points: usize) -> Self {
+        TermSpec { name: "initial_velocity", region: Region::Initial, default_points, pde: false, reads: Reads::TimeDerivative }
+    }
+
+    /// `data`: u - u_exact at interior points (regression).
+    pub const fn data(default_points: usize) -> Self {
+        TermSpec { name: "data", region: Region::Interior, default_points, pde: false, reads: Reads::Value }
+    }
+}
+
+/// The terms of an equation second order in time on a (t, x) box: the PDE, the initial value
+/// and velocity, and the spatial boundary (`wave1d`, `klein_gordon1d`).
+pub const SECOND_ORDER_IN_TIME_TERMS: &[TermSpec] =
+    &[TermSpec::residual(400), TermSpec::initial(100), TermSpec::initial_velocity(100), TermSpec::boundary(100)];
 
 /// The derivative streams a loss term reads. The training step computes only these at the
 /// term's points (value-only boundary terms are cheap); see [`Problem::term_layout`].
@@ -54,13 +90,11 @@ pub enum Reads {
     Layout,
 }
 
-/// The runtime side of a problem for a batch of members.
-pub trait Problem: Send {
-    fn domain(&self) -> Domain;
-    fn terms(&self) -> &'static [TermSpec];
-    /// Streams the residuals read (the union over all terms).
-    fn layout(&self) -> StreamLayout;
-    /// Streams the residual of `term` reads, a sub-layout of [`Problem::layout`], from the
+/// The runtime side of a problem for a batch of members, as the trainer and the NTK see it:
+/// an [`Equation`] with its loss terms' residuals. Every equation is one (blanket impl), so
+/// the residual of each kind of term is written once.
+pub trait Problem: Equation {
+    /// Streams the residual of `term` reads, a sub-layout of [`Equation::layout`], from the
     /// term's [`TermSpec::reads`].
     fn term_layout(&self, term: &str) -> StreamLayout {
         let dim = self.domain().dim();
@@ -70,15 +104,63 @@ pub trait Problem: Send {
             Some(Reads::Layout) | None => self.layout(),
         }
     }
-    /// Residual of `term` at points `x` from the network streams at those points.
+
+    /// Residual of `term` at points `x` from the network streams at those points: N[u] - f
+    /// for the PDE term, u - u_exact or u_t - u_exact_t for the others (see [`TermSpec`]).
     ///
     /// # Shapes
     /// `x`: [E, N, d]; `u`: streams [E, S, N]; returns [E, N].
-    fn residual(&self, term: &str, x: &Tensor, u: &Streams) -> Tensor;
+    fn residual(&self, term: &str, x: &Tensor, u: &Streams) -> Tensor {
+        let spec = self.terms().iter().find(|t| t.name == term).unwrap_or_else(|| panic!("no loss term {term}"));
+        match (spec.pde, spec.reads) {
+            (true, _) => match self.forcing(x) {
+                Some(f) => self.operator(x, u) - f,
+                None => self.operator(x, u),
+            },
+            (false, Reads::Value) => u.u() - self.solution(x),
+            (false, Reads::TimeDerivative) => u.d(0) - self.solution_t(x),
+            (false, Reads::Layout) => unreachable!("term {term}: a data term reads u or u_t"),
+        }
+    }
+
     /// Exact solution at `x` [E, N, d]; returns [E, N].
-    fn exact(&self, x: &Tensor) -> Tensor;
-    /// Per-member eps (for `loss.eps_rescale`), [E, 1]; None for problems without a scale.
-    fn eps(&self) -> Option<Tensor>;
+    fn exact(&self, x: &Tensor) -> Tensor {
+        self.solution(x)
+    }
+}
+
+impl<T: Equation> Problem for T {}
+
+/// What is particular to one equation: its domain, its terms, its exact solution and its
+/// operator N. Everything else is shared: the PDE term is N[u] - f with f = N[u_exact]
+/// ([`Equation::forcing`]), and the other terms compare u (or u_t) with the exact solution
+/// (see [`TermSpec`]), so a built-in file holds its equation and nothing else.
+///
+/// # Shapes
+/// `x`: [E, N, d] points (member dimension first); `u`: the network's streams at them; every
+/// method returns [E, N]; per-member constants are [E, 1] columns.
+pub trait Equation: Send {
+    fn domain(&self) -> Domain;
+    fn terms(&self) -> &[TermSpec];
+    /// The streams N reads (and u_t where a term reads the time derivative).
+    fn layout(&self) -> StreamLayout;
+    /// The exact (or manufactured) solution u_exact.
+    fn solution(&self, x: &Tensor) -> Tensor;
+    /// d u_exact / dt (input 0), read by an `initial_velocity` term.
+    fn solution_t(&self, _x: &Tensor) -> Tensor {
+        unreachable!("this equation has no initial velocity term")
+    }
+    /// The differential operator applied to the network, N[u].
+    fn operator(&self, _x: &Tensor, _u: &Streams) -> Tensor {
+        unreachable!("this problem has no PDE term")
+    }
+    /// f = N[u_exact], which makes the exact solution's residual vanish; None when the exact
+    /// solution solves the homogeneous equation (f = 0 then is exact, not rounded).
+    fn forcing(&self, x: &Tensor) -> Option<Tensor>;
+    /// Per-member eps, [E, 1], for problems with a scale.
+    fn eps(&self) -> Option<Tensor> {
+        None
+    }
 }
 
 /// Problem configuration: the `problem:` section, tagged by `kind`.
@@ -105,14 +187,12 @@ impl ProblemConfig {
         }
     }
 
-    pub fn terms(&self) -> &'static [TermSpec] {
+    pub fn terms(&self) -> Vec<TermSpec> {
         match self {
-            ProblemConfig::Darcy1d(_) => darcy1d::TERMS,
-            ProblemConfig::Poisson1d(_) => poisson1d::TERMS,
-            ProblemConfig::Regression1d(_) => regression1d::TERMS,
-            ProblemConfig::Wave1d(_) => wave1d::TERMS,
-            ProblemConfig::KleinGordon1d(_) => klein_gordon1d::TERMS,
-            ProblemConfig::Helmholtz2d(_) => helmholtz2d::TERMS,
+            ProblemConfig::Darcy1d(_) | ProblemConfig::Poisson1d(_) => multiscale::TERMS.to_vec(),
+            ProblemConfig::Regression1d(_) => regression1d::TERMS.to_vec(),
+            ProblemConfig::Wave1d(_) | ProblemConfig::KleinGordon1d(_) => SECOND_ORDER_IN_TIME_TERMS.to_vec(),
+            ProblemConfig::Helmholtz2d(_) => helmholtz2d::TERMS.to_vec(),
         }
     }
 
