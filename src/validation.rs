@@ -10,11 +10,19 @@
 pub struct Invalid {
     pub path: String,
     pub message: String,
+    /// 1-based column inside a text value (an expression) where the problem is; the error
+    /// then points at that character of the file when the value sits on one line.
+    pub column: Option<usize>,
 }
 
 impl Invalid {
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Invalid { path: path.into(), message: message.into() }
+        Invalid { path: path.into(), message: message.into(), column: None }
+    }
+
+    /// A problem at column `column` of the text value at `path`; the message says which column.
+    pub fn at_column(path: impl Into<String>, column: usize, message: impl Into<String>) -> Self {
+        Invalid { path: path.into(), message: format!("{} (column {column} of the expression)", message.into()), column: Some(column) }
     }
 }
 

@@ -6,6 +6,7 @@
 //! dimension `[E, 1]` that broadcasts against `[E, N]` point tensors.
 
 pub mod darcy1d;
+pub mod expression;
 pub mod helmholtz2d;
 pub mod klein_gordon1d;
 pub mod multiscale;
@@ -23,6 +24,7 @@ pub use crate::domain::{Domain, Region};
 pub use crate::tensor::TensorOpts;
 
 pub use darcy1d::{Darcy1d, Darcy1dConfig};
+pub use expression::{Expression, ExpressionConfig};
 pub use helmholtz2d::{Helmholtz2d, Helmholtz2dConfig};
 pub use klein_gordon1d::{KleinGordon1d, KleinGordon1dConfig};
 pub use poisson1d::{Poisson1d, Poisson1dConfig};
@@ -113,10 +115,7 @@ pub trait Problem: Equation {
     fn residual(&self, term: &str, x: &Tensor, u: &Streams) -> Tensor {
         let spec = self.terms().iter().find(|t| t.name == term).unwrap_or_else(|| panic!("no loss term {term}"));
         match (spec.pde, spec.reads) {
-            (true, _) => match self.forcing(x) {
-                Some(f) => self.operator(x, u) - f,
-                None => self.operator(x, u),
-            },
+            (true, _) => self.pde_residual(x, u),
             (false, Reads::Value) => u.u() - self.solution(x),
             (false, Reads::TimeDerivative) => u.d(0) - self.solution_t(x),
             (false, Reads::Layout) => unreachable!("term {term}: a data term reads u or u_t"),
@@ -157,6 +156,14 @@ pub trait Equation: Send {
     /// f = N[u_exact], which makes the exact solution's residual vanish; None when the exact
     /// solution solves the homogeneous equation (f = 0 then is exact, not rounded).
     fn forcing(&self, x: &Tensor) -> Option<Tensor>;
+    /// The PDE term's residual N[u] - f (N[u] when there is no forcing). An equation that
+    /// computes both in one pass overrides it.
+    fn pde_residual(&self, x: &Tensor, u: &Streams) -> Tensor {
+        match self.forcing(x) {
+            Some(f) => self.operator(x, u) - f,
+            None => self.operator(x, u),
+        }
+    }
     /// Per-member eps, [E, 1], for problems with a scale.
     fn eps(&self) -> Option<Tensor> {
         None
@@ -173,6 +180,8 @@ pub enum ProblemConfig {
     Wave1d(Wave1dConfig),
     KleinGordon1d(KleinGordon1dConfig),
     Helmholtz2d(Helmholtz2dConfig),
+    /// Any PDE written in the sweep file (no Rust).
+    Expression(ExpressionConfig),
 }
 
 impl ProblemConfig {
@@ -184,6 +193,15 @@ impl ProblemConfig {
             ProblemConfig::Wave1d(_) => "wave1d",
             ProblemConfig::KleinGordon1d(_) => "klein_gordon1d",
             ProblemConfig::Helmholtz2d(_) => "helmholtz2d",
+            ProblemConfig::Expression(_) => "expression",
+        }
+    }
+
+    /// The job files' `problem` attribute: the kind, or an expression problem's `name`.
+    pub fn label(&self) -> &str {
+        match self {
+            ProblemConfig::Expression(c) => c.label(),
+            other => other.kind_name(),
         }
     }
 
@@ -193,6 +211,7 @@ impl ProblemConfig {
             ProblemConfig::Regression1d(_) => regression1d::TERMS.to_vec(),
             ProblemConfig::Wave1d(_) | ProblemConfig::KleinGordon1d(_) => SECOND_ORDER_IN_TIME_TERMS.to_vec(),
             ProblemConfig::Helmholtz2d(_) => helmholtz2d::TERMS.to_vec(),
+            ProblemConfig::Expression(c) => c.terms(),
         }
     }
 
@@ -204,9 +223,11 @@ impl ProblemConfig {
         self.terms().iter().find(|t| t.name == term).map(|t| t.default_points).unwrap_or(0)
     }
 
-    /// The scale parameter, for problems that have one.
+    /// The scale parameter, for problems that have one (an expression problem's constant
+    /// named eps).
     pub fn eps(&self) -> Option<f64> {
         match self {
+            ProblemConfig::Expression(c) => c.eps(),
             ProblemConfig::Darcy1d(c) => Some(c.eps),
             ProblemConfig::Poisson1d(c) => Some(c.eps),
             ProblemConfig::Regression1d(c) => Some(c.eps),
@@ -218,6 +239,7 @@ impl ProblemConfig {
         match self {
             ProblemConfig::Darcy1d(_) | ProblemConfig::Poisson1d(_) | ProblemConfig::Regression1d(_) => 1,
             ProblemConfig::Wave1d(_) | ProblemConfig::KleinGordon1d(_) | ProblemConfig::Helmholtz2d(_) => 2,
+            ProblemConfig::Expression(c) => c.input_dim(),
         }
     }
 
@@ -229,6 +251,7 @@ impl ProblemConfig {
             ProblemConfig::Wave1d(c) => c.validate(),
             ProblemConfig::KleinGordon1d(c) => c.validate(),
             ProblemConfig::Helmholtz2d(c) => c.validate(),
+            ProblemConfig::Expression(c) => c.validate(),
         }
     }
 
@@ -252,6 +275,7 @@ impl ProblemConfig {
             ProblemConfig::Wave1d(_) => Box::new(Wave1d::new(&collect!(Wave1d), opts)),
             ProblemConfig::KleinGordon1d(_) => Box::new(KleinGordon1d::new(&collect!(KleinGordon1d), opts)),
             ProblemConfig::Helmholtz2d(_) => Box::new(Helmholtz2d::new(&collect!(Helmholtz2d), opts)),
+            ProblemConfig::Expression(_) => Box::new(Expression::new(&collect!(Expression), opts)),
         }
     }
 }
@@ -464,6 +488,7 @@ pub(crate) fn refine_error(tree: &serde_yaml_ng::Value, path: &[String]) -> Opti
         "wave1d" => crate::validation::sweep_refine::<Wave1dConfig>("problem", section),
         "klein_gordon1d" => crate::validation::sweep_refine::<KleinGordon1dConfig>("problem", section),
         "helmholtz2d" => crate::validation::sweep_refine::<Helmholtz2dConfig>("problem", section),
+        "expression" => crate::validation::sweep_refine::<ExpressionConfig>("problem", section),
         _ => None,
     }
 }
