@@ -423,3 +423,6 @@ impl Equation for Expression {
         self.eps.as_ref().map(Tensor::shallow_clone)
     }
 }
+
+#[cfg(test)]
+mod tests;
