@@ -1,6 +1,9 @@
 //! Problems: a domain, named loss terms with their residuals, and an exact solution.
 //!
-//! A new PDE is one file here, one variant of [`ProblemConfig`] and one exact-solution test.
+//! A new PDE needs no Rust: `kind: expression` ([`expression`]) takes the operator and the
+//! solution as text. A built-in is one file here implementing [`Equation`] (domain, terms,
+//! solution, operator N, forcing f = N[u_exact]), one variant of [`ProblemConfig`] and one
+//! exact-solution test; the residual of every kind of term is written once, in [`Problem`].
 //! Runtime problems serve a whole batch of members (jobs trained together as one batched
 //! network), so every per-job constant (eps, coefficients) is a tensor with a leading member
 //! dimension `[E, 1]` that broadcasts against `[E, N]` point tensors.

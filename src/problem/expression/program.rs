@@ -20,21 +20,10 @@ use super::tree::{Expr, Func, Node, Op, Var};
 use crate::model::streams::{Stream, Streams};
 use crate::tensor::TensorOpts;
 
-/// One operation; operands are earlier slots.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Ins {
-    Num(f64),
-    Column(usize),
-    Input(usize),
-    U(Stream),
-    Neg(usize),
-    Bin(Op, usize, usize),
-    Call(Func, usize),
-}
-
-/// A hashable form of [`Ins`] (numbers by their bits) for common sub-expressions.
+/// One operation; operands are earlier slots. Numbers are kept as their bits so that equal
+/// operations hash equal (common sub-expressions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Key {
+enum Ins {
     Num(u64),
     Column(usize),
     Input(usize),
@@ -42,18 +31,6 @@ enum Key {
     Neg(usize),
     Bin(Op, usize, usize),
     Call(Func, usize),
-}
-
-fn key(i: &Ins) -> Key {
-    match *i {
-        Ins::Num(v) => Key::Num(v.to_bits()),
-        Ins::Column(c) => Key::Column(c),
-        Ins::Input(k) => Key::Input(k),
-        Ins::U(s) => Key::U(s),
-        Ins::Neg(a) => Key::Neg(a),
-        Ins::Bin(op, a, b) => Key::Bin(op, a, b),
-        Ins::Call(f, a) => Key::Call(f, a),
-    }
 }
 
 /// Several expressions over the same inputs and constants, compiled together (they share
@@ -68,7 +45,7 @@ pub struct Program {
 
 struct Builder<'a> {
     ins: Vec<Ins>,
-    seen: HashMap<Key, usize>,
+    seen: HashMap<Ins, usize>,
     columns: Vec<Tensor>,
     column_of: HashMap<String, usize>,
     /// consts[e][k]: member e's constant k.
@@ -78,18 +55,17 @@ struct Builder<'a> {
 
 impl Builder<'_> {
     fn push(&mut self, i: Ins) -> usize {
-        let k = key(&i);
-        if let Some(&slot) = self.seen.get(&k) {
+        if let Some(&slot) = self.seen.get(&i) {
             return slot;
         }
         self.ins.push(i);
-        self.seen.insert(k, self.ins.len() - 1);
+        self.seen.insert(i, self.ins.len() - 1);
         self.ins.len() - 1
     }
 
     fn compile(&mut self, e: &Expr) -> usize {
         if let Node::Num(v) = e.node {
-            return self.push(Ins::Num(v));
+            return self.push(Ins::Num(v.to_bits()));
         }
         if !e.varies() {
             // Per-member constant: evaluate in f64 for every member, one [E, 1] column.
@@ -207,7 +183,7 @@ impl Program {
         };
         for s in (0..=last).filter(|&s| needed[s]) {
             let v = match self.ins[s] {
-                Ins::Num(v) => Val::Num(v),
+                Ins::Num(bits) => Val::Num(f64::from_bits(bits)),
                 Ins::Column(c) => Val::T(self.columns[c].shallow_clone()),
                 Ins::Input(i) => Val::T(x.select(-1, i as i64)),
                 Ins::U(stream) => Val::T(read(u.expect("this expression reads u"), stream)),
