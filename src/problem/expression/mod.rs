@@ -82,7 +82,8 @@ struct Parsed {
 }
 
 impl Parsed {
-    /// The forcing f = N[u_exact], d u_exact/dt, and the streams the PDE term reads.
+    /// The forcing f = N[u_exact]: the operator with the solution and its symbolic
+    /// derivatives put in for u and its derivatives.
     fn forcing(&self) -> Expr {
         let sol = &self.solution;
         self.operator.substitute(&|s| match s {
@@ -92,6 +93,7 @@ impl Parsed {
         })
     }
 
+    /// d u_exact / dt, when a term reads it.
     fn solution_t(&self) -> Option<Expr> {
         self.terms.iter().any(|t| t.name == "initial_velocity").then(|| self.solution.derivative(0))
     }
