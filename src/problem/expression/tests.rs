@@ -185,3 +185,33 @@ fn validation_errors_name_the_key_and_the_column() {
     let paths: Vec<String> = c.validate().into_iter().map(|e| e.path).collect();
     assert_eq!(paths, ["problem.constants.k", "problem.constants.sin", "problem.constants.x"]);
 }
+
+/// Cost of the PDE residual alone (forward and backward to the streams), expression vs
+/// built-in darcy1d, 8 members x 100 points, float32; best of 5 x 500 calls. Not a pass/fail
+/// test (timings are machine-dependent):
+/// `cargo test --release --lib problem::expression::tests::time_residual -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn time_residual_expression_vs_builtin() {
+    let opts = TensorOpts { kind: Kind::Float, device: Device::Cpu };
+    let (_, b, e) = twins().remove(0);
+    let (b, e): (Vec<_>, Vec<_>) = (b.iter().cycle().take(8).cloned().collect(), e.iter().cycle().take(8).cloned().collect());
+    let builtin = ProblemConfig::build(&b.iter().collect::<Vec<_>>(), opts);
+    let expr = ProblemConfig::build(&e.iter().collect::<Vec<_>>(), opts);
+    let x = Tensor::rand([8, 100, 1], (Kind::Float, Device::Cpu));
+    let layout = builtin.layout();
+    let streams = || Streams { layout: layout.clone(), parts: (0..3).map(|_| Some(Tensor::rand([8, 100], (Kind::Float, Device::Cpu)).set_requires_grad(true))).collect() };
+    for (name, p) in [("built-in", &builtin), ("expression", &expr), ("built-in", &builtin), ("expression", &expr)] {
+        let mut best = f64::INFINITY;
+        for _ in 0..5 {
+            let t = std::time::Instant::now();
+            for _ in 0..500 {
+                let u = streams();
+                let r = p.residual("residual", &x, &u);
+                r.square().sum(Kind::Float).backward();
+            }
+            best = best.min(t.elapsed().as_secs_f64() / 500.0);
+        }
+        println!("{name}: {:.1} us per residual (forward + backward)", best * 1e6);
+    }
+}
