@@ -24,3 +24,4 @@ pub mod run;
 pub mod schedule;
 pub mod train;
 pub mod world;
+pub mod yaml_text;
