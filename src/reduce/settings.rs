@@ -307,9 +307,25 @@ collocation: {residual: {points: 100}}
 
     #[test]
     fn numbers_order_by_value_across_int_and_float() {
-        let mut v = vec![Setting::Float(2.5), Setting::Int(2), Setting::Str("a".into()), Setting::Int(10), Setting::Bool(true)];
+        let mut v = vec![
+            Setting::Float(2.5),
+            Setting::Float(2.0),
+            Setting::Int(2),
+            Setting::Str("a".into()),
+            Setting::Int(10),
+            Setting::Bool(true),
+        ];
         v.sort();
-        assert_eq!(v, [Setting::Bool(true), Setting::Int(2), Setting::Float(2.5), Setting::Int(10), Setting::Str("a".into())]);
+        let sorted = [
+            Setting::Bool(true),
+            Setting::Int(2),
+            Setting::Float(2.0),
+            Setting::Float(2.5),
+            Setting::Int(10),
+            Setting::Str("a".into()),
+        ];
+        // Compare by variant too: Int(2) and Float(2.0) are different settings.
+        assert_eq!(format!("{v:?}"), format!("{sorted:?}"));
         assert_ne!(Setting::Int(2), Setting::Float(2.0));
     }
 }
