@@ -158,12 +158,25 @@ def _lines(groups: list[Group]) -> list[Line]:
     return out
 
 
-def _shared_text(groups: list[Group]) -> str:
-    """The identifying attributes the groups share, e.g. ``width 50, none, zscore``."""
-    shared = [k for k in ("width", "balancer", "normalization") if len({repr(g.key.get(k)) for g in groups}) == 1]
-    return ", ".join(
-        f"width {groups[0].key.get(k)}" if k == "width" else str(groups[0].key.get(k)) for k in shared
-    )
+def _context_axes(source: Source, problem: str) -> list[str]:
+    """The settings that tell apart the trial groups of ``problem`` in the whole source
+    (not only the selection), so a figure of part of a sweep can say which part it is."""
+    jobs, _ = _resolve(source)
+    done = [j for j in jobs if j.status == "done" and str(j.attrs.get("problem")) == problem]
+    return distinguishing([g.key for g in trial_groups(done)], exclude=("problem",))
+
+
+def _shared_text(groups: list[Group], context: Sequence[str] = ()) -> str:
+    """What the groups share, for a title: the identifying attributes (``width 50, none,
+    zscore``) and any setting of ``context`` with one value among them
+    (``training.lr=0.01``)."""
+    same = lambda k: len({repr(g.key.get(k)) for g in groups}) == 1  # noqa: E731
+    parts = [
+        f"width {groups[0].key.get(k)}" if k == "width" else str(groups[0].key.get(k))
+        for k in ("width", "balancer", "normalization") if same(k)
+    ]
+    parts += [f"{a}={value_text(groups[0].key.get(a))}" for a in context if a not in KEY_ATTRS and same(a)]
+    return ", ".join(parts)
 
 
 def _matches(key: Mapping[str, Any], where: Mapping[str, Any] | None) -> bool:
@@ -603,7 +616,7 @@ def plot_ntk_spectra(source: Source, out: str | os.PathLike[str], *, where: Mapp
             _log_scale(ax, "y")
             ax.grid(True, which="major", alpha=0.25)
             _legend(ax)
-    shared = _shared_text([line.group for line in lines])
+    shared = _shared_text([line.group for line in lines], _context_axes(source, problem))
     fig.suptitle(f"NTK eigenvalue spectra: {problem}{', ' + shared if shared else ''}\n"
                  "mean over seeds of the k-th eigenvalue")
     return _save(fig, out)
@@ -792,11 +805,9 @@ def plot_error_field(source: Source, out: str | os.PathLike[str], *, where: Mapp
     key0 = fields[0].key
     names = coordinate_names(key0.get("problem"), dim)
     axes_ = distinguishing([ef.key for ef in fields], exclude=("problem",))
-    labels = [
-        group_label(ef.key, axes_) if len(fields) > 1
-        else f"{format_eps(ef.key.get('eps')) + ', ' if ef.key.get('eps') is not None else ''}{config_label(ef.key)}"
-        for ef in fields
-    ]
+    if len(fields) == 1:  # the title says the rest
+        axes_ = ["eps"] if fields[0].key.get("eps") is not None else []
+    labels = [group_label(ef.key, axes_) if axes_ else "all seeds" for ef in fields]
     origin = " (from summary.h5)" if fields[0].source != "jobs" else ""
     if dim == 1:
         ncols = 2 if any(ef.spectrum is not None for ef in fields) else 1
@@ -819,7 +830,9 @@ def plot_error_field(source: Source, out: str | os.PathLike[str], *, where: Mapp
                              title="std over seeds", label="std of error")
     else:
         raise NothingToPlot(f"eval/x has {dim} columns: only 1-D and 2-D fields are drawn")
-    shared = _shared_text([Group(ef.key) for ef in fields]) if len(fields) > 1 else ""
+    problem = str(key0.get("problem"))
+    context = _context_axes(source, problem) if fields[0].source == "jobs" else []
+    shared = _shared_text([Group(ef.key) for ef in fields], context)
     fig.suptitle(f"Error over seeds: {key0.get('problem')}{', ' + shared if shared else ''}{origin}"
                  + ("\ncolour scales shared between rows" if dim == 2 and len(fields) > 1 else ""))
     return _save(fig, out)
@@ -940,7 +953,7 @@ def _history_figure(
             _log_scale(ax, "y")
         ax.grid(True, which="major", alpha=0.25)
         _legend(ax)
-    shared = _shared_text([line.group for line, _ in records])
+    shared = _shared_text([line.group for line, _ in records], _context_axes(source, problem))
     fig.suptitle(f"{heading}: {problem}{', ' + shared if shared else ''}\n"
                  "mean over seeds, shaded: range over seeds")
     return _save(fig, out)
