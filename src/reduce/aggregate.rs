@@ -263,13 +263,18 @@ struct TrialAcc {
     files_by_seed: HashMap<i64, PathBuf>,
 }
 
-/// What [`Aggregator::finish`] returns.
-pub(crate) struct Groups {
+/// The groups of a reduction and the settings that tell them apart.
+#[derive(Debug, Clone)]
+pub struct Groups {
+    /// Sorted by problem, width, balancer, normalization, other settings, term, step.
     pub scaling: Vec<ScalingGroup>,
+    /// Sorted by problem, width, balancer, normalization, other settings, then eps descending.
     pub trials: Vec<TrialGroup>,
-    /// Settings that tell trial groups apart, in order of preference (names and comparisons).
+    /// Settings that tell trial groups apart (their names; the axes of the comparisons), in
+    /// order of preference; the identifying attributes appear under their own names
+    /// (`problem`, `eps`, `width`, `balancer`, `normalization`), others by dotted path.
     pub trial_axes: Vec<String>,
-    /// Every setting that differs between trial groups (written beside each group).
+    /// Every setting that differs between trial groups (each group carries its values).
     pub trial_varying: Vec<String>,
     /// Settings that tell scaling series apart.
     pub scaling_axes: Vec<String>,
@@ -277,7 +282,6 @@ pub(crate) struct Groups {
     pub scaling_varying: Vec<String>,
     /// Problems with finished jobs but no eps (no scaling fit), sorted.
     pub problems_without_eps: Vec<String>,
-    pub warnings: Vec<String>,
 }
 
 /// Streams finished jobs into scaling and trial groups.
@@ -383,8 +387,9 @@ impl Aggregator {
     }
 
     /// Computes every group's statistics and assigns names and keys (unique: a collision after
-    /// [`key_field`] gets a `_dup2`, `_dup3`, ... suffix and a warning).
-    pub fn finish(mut self) -> Groups {
+    /// [`key_field`] gets a `_dup2`, `_dup3`, ... suffix and a warning); also returns the
+    /// warnings.
+    pub fn finish(mut self) -> (Groups, Vec<String>) {
         let trial_settings: Vec<Settings> =
             self.trials.keys().map(|(s, e)| s.settings(e.map(|b| f64::from_bits(b.0)))).collect();
         let trial_axes = settings::distinguishing(&trial_settings, &[]);
@@ -428,7 +433,7 @@ impl Aggregator {
             let name = readable_name(&settings, &trial_axes);
             trials.push(trial_group(key, name, series.family, settings, eps, acc));
         }
-        Groups {
+        let groups = Groups {
             scaling,
             trials,
             trial_axes,
@@ -436,8 +441,8 @@ impl Aggregator {
             scaling_axes,
             scaling_varying,
             problems_without_eps: self.without_eps.into_iter().collect(),
-            warnings: self.warnings,
-        }
+        };
+        (groups, self.warnings)
     }
 
     fn unique(&mut self, used: &mut HashSet<String>, key: String) -> String {

@@ -40,8 +40,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub use aggregate::{
-    boundary_mask, key_field, scaling_key, theory_exponent, trial_key, ScalingGroup, TrialGroup,
-    GRID_RTOL,
+    boundary_mask, key_field, scaling_key, theory_exponent, trial_key, Groups, ScalingGroup,
+    TrialGroup, GRID_RTOL,
 };
 pub use compare::{CompareRow, Comparison};
 pub use jobs_csv::JOBS_CSV_FILE;
@@ -108,22 +108,8 @@ pub struct Reduction {
     pub excluded: Vec<ExcludedJob>,
     /// Expected job ids without a file, sorted.
     pub missing: Vec<String>,
-    /// Sorted by problem, width, balancer, normalization, other settings, term, step.
-    pub scaling: Vec<ScalingGroup>,
-    /// Sorted by problem, width, balancer, normalization, other settings, then eps descending.
-    pub trials: Vec<TrialGroup>,
-    /// Settings that tell trial groups apart (their names; the axes of the comparisons), in
-    /// order of preference; the identifying attributes appear under their own names
-    /// (`problem`, `eps`, `width`, `balancer`, `normalization`), others by dotted path.
-    pub trial_axes: Vec<String>,
-    /// Every setting that differs between trial groups (each group carries its values).
-    pub trial_varying: Vec<String>,
-    /// Settings that tell scaling series apart.
-    pub scaling_axes: Vec<String>,
-    /// Every setting that differs between scaling series.
-    pub scaling_varying: Vec<String>,
-    /// Problems with finished jobs but no eps, hence no scaling fit; sorted.
-    pub problems_without_eps: Vec<String>,
+    /// Trial groups and scaling series with their statistics.
+    pub groups: Groups,
     /// Every axis other than seed and eps, value against value.
     pub comparisons: Vec<Comparison>,
     /// One entry per job file, file name order (the rows of `jobs.csv`).
@@ -220,24 +206,9 @@ pub fn reduce(dir: &Path, opts: &ReduceOptions) -> Result<Reduction, ReduceError
         }
     }
 
-    let groups = aggregator.finish();
+    let (groups, warnings) = aggregator.finish();
     let comparisons = compare::compare(&groups.trials, &groups.trial_axes, &plan_index);
-    let reduction = Reduction {
-        dir: dir.to_path_buf(),
-        counts,
-        excluded,
-        missing,
-        scaling: groups.scaling,
-        trials: groups.trials,
-        trial_axes: groups.trial_axes,
-        trial_varying: groups.trial_varying,
-        scaling_axes: groups.scaling_axes,
-        scaling_varying: groups.scaling_varying,
-        problems_without_eps: groups.problems_without_eps,
-        comparisons,
-        jobs,
-        warnings: groups.warnings,
-    };
+    let reduction = Reduction { dir: dir.to_path_buf(), counts, excluded, missing, groups, comparisons, jobs, warnings };
 
     let summary_path = reduction.summary_path();
     let tmp = temp_sibling(&summary_path);

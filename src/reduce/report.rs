@@ -39,19 +39,19 @@ pub(crate) fn render(r: &Reduction) -> String {
          95% Student t interval (n-2 degrees of freedom); n/a with fewer than 3 trials or fewer \
          than 2 distinct eps. Theory: -2 for the Darcy residual block (paper, section 4.1).\n\n",
     );
-    if r.scaling.is_empty() && r.problems_without_eps.is_empty() {
+    if r.groups.scaling.is_empty() && r.groups.problems_without_eps.is_empty() {
         out.push_str("(no NTK snapshots)\n\n");
-    } else if !r.scaling.is_empty() {
-        out.push_str(&scaling_table(&r.scaling, &extra_axes(&r.scaling_axes)));
+    } else if !r.groups.scaling.is_empty() {
+        out.push_str(&scaling_table(&r.groups.scaling, &extra_axes(&r.groups.scaling_axes)));
         out.push('\n');
     }
-    if !r.problems_without_eps.is_empty() {
+    if !r.groups.problems_without_eps.is_empty() {
         let _ = writeln!(
             out,
             "No scaling table for {}: the problem has no eps (the job files store eps = NaN), so \
              there is nothing to fit ||K_T||_F against. Their NTK norms at the first and last \
              snapshot are in `jobs.csv` (`ntk_<term>_frobenius_first`, `..._last`).\n",
-            r.problems_without_eps.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ")
+            r.groups.problems_without_eps.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ")
         );
     }
 
@@ -63,16 +63,16 @@ pub(crate) fn render(r: &Reduction) -> String {
          coordinate takes its extreme value), max boundary variance likewise; rel L2 = mean of \
          the per-trial relative L2 errors with its 95% Student t interval.\n\n",
     );
-    if r.trials.is_empty() {
+    if r.groups.trials.is_empty() {
         out.push_str("(no finished jobs)\n\n");
     }
-    let extras = extra_axes(&r.trial_axes);
+    let extras = extra_axes(&r.groups.trial_axes);
     let mut start = 0;
-    while start < r.trials.len() {
-        let first = &r.trials[start];
-        let end = start + r.trials[start..].iter().take_while(|t| same_series(t, first)).count();
+    while start < r.groups.trials.len() {
+        let first = &r.groups.trials[start];
+        let end = start + r.groups.trials[start..].iter().take_while(|t| same_series(t, first)).count();
         let _ = writeln!(out, "### {}\n", series_heading(first, &extras));
-        out.push_str(&trial_table(&r.trials[start..end]));
+        out.push_str(&trial_table(&r.groups.trials[start..end]));
         out.push('\n');
         start = end;
     }
@@ -113,10 +113,10 @@ fn groups_sentence(r: &Reduction) -> String {
     format!(
         "Groups: {} trial groups (all settings equal but the seed), told apart by {}; {} NTK \
          scaling series (all equal but seed and eps){}.",
-        r.trials.len(),
-        shown(&r.trial_axes),
-        r.scaling.iter().map(|s| &s.settings).collect::<std::collections::BTreeSet<_>>().len(),
-        if r.scaling_axes.is_empty() { String::new() } else { format!(", told apart by {}", shown(&r.scaling_axes)) }
+        r.groups.trials.len(),
+        shown(&r.groups.trial_axes),
+        r.groups.scaling.iter().map(|s| &s.settings).collect::<std::collections::BTreeSet<_>>().len(),
+        if r.groups.scaling_axes.is_empty() { String::new() } else { format!(", told apart by {}", shown(&r.groups.scaling_axes)) }
     )
 }
 

@@ -84,9 +84,9 @@ fn write_inner(path: &Path, r: &Reduction) -> Result<(), Ctx> {
         attr_i64(&file, "n_diverged", c.diverged as i64)?;
         attr_i64(&file, "n_unreadable", c.unreadable as i64)?;
         attr_i64(&file, "n_missing", c.missing.map_or(-1, |m| m as i64))?;
-        attr_str(&file, "trial_axes", &r.trial_axes.join(" "))?;
-        attr_str(&file, "scaling_axes", &r.scaling_axes.join(" "))?;
-        attr_str(&file, "problems_without_eps", &r.problems_without_eps.join(" "))?;
+        attr_str(&file, "trial_axes", &r.groups.trial_axes.join(" "))?;
+        attr_str(&file, "scaling_axes", &r.groups.scaling_axes.join(" "))?;
+        attr_str(&file, "problems_without_eps", &r.groups.problems_without_eps.join(" "))?;
         Ok(())
     })()
     .map_err(at("root attributes"))?;
@@ -106,7 +106,7 @@ fn write_inner(path: &Path, r: &Reduction) -> Result<(), Ctx> {
     .map_err(at("excluded jobs"))?;
 
     let scaling = file.create_group("scaling").map_err(at("group scaling"))?;
-    for s in &r.scaling {
+    for s in &r.groups.scaling {
         (|| -> hdf5::Result<()> {
             let g = scaling.create_group(&s.key)?;
             ds_f64(&g, "eps", &s.eps)?;
@@ -128,14 +128,14 @@ fn write_inner(path: &Path, r: &Reduction) -> Result<(), Ctx> {
             attr_str(&g, "normalization", &s.normalization)?;
             attr_str(&g, "term", &s.term)?;
             attr_str(&g, "name", &s.name)?;
-            attr_settings(&g, &s.settings, &r.scaling_varying)?;
+            attr_settings(&g, &s.settings, &r.groups.scaling_varying)?;
             Ok(())
         })()
         .map_err(at(format!("scaling/{}", s.key)))?;
     }
 
     let trials = file.create_group("trials").map_err(at("group trials"))?;
-    for t in &r.trials {
+    for t in &r.groups.trials {
         (|| -> hdf5::Result<()> {
             let g = trials.create_group(&t.key)?;
             ds_2d(&g, "x", &t.x)?;
@@ -159,7 +159,7 @@ fn write_inner(path: &Path, r: &Reduction) -> Result<(), Ctx> {
             attr_str(&g, "balancer", &t.balancer)?;
             attr_str(&g, "normalization", &t.normalization)?;
             attr_str(&g, "name", &t.name)?;
-            attr_settings(&g, &t.settings, &r.trial_varying)?;
+            attr_settings(&g, &t.settings, &r.groups.trial_varying)?;
             Ok(())
         })()
         .map_err(at(format!("trials/{}", t.key)))?;

@@ -185,8 +185,8 @@ impl std::fmt::Display for ReduceBench {
             self.n_files,
             self.reduce_seconds,
             1e6 * self.reduce_seconds / self.n_files.max(1) as f64,
-            self.reduction.scaling.len(),
-            self.reduction.trials.len(),
+            self.reduction.groups.scaling.len(),
+            self.reduction.groups.trials.len(),
             self.write_seconds
         )
     }

@@ -76,7 +76,7 @@ fn scaling_exponent_matches_closed_form_ols() {
     let r = reduce(dir.path(), &ReduceOptions::default()).unwrap();
     assert_eq!(r.counts.done, 20);
 
-    let res = r.scaling.iter().find(|s| s.term == "residual").unwrap();
+    let res = r.groups.scaling.iter().find(|s| s.term == "residual").unwrap();
     assert_eq!(res.key, "darcy1d_w50_none_none_residual_s0");
     let (slope, se, r2) = ols_by_hand(&lx, &ly);
     assert!((res.fit.exponent - slope).abs() < 1e-10, "{} vs {slope}", res.fit.exponent);
@@ -102,12 +102,12 @@ fn scaling_exponent_matches_closed_form_ols() {
     assert_eq!(res.n_per_eps, vec![4; 5]);
 
     // Exactly C eps^-2: exponent -2 to 1e-12, r^2 = 1.
-    let full = r.scaling.iter().find(|s| s.term == "full").unwrap();
+    let full = r.groups.scaling.iter().find(|s| s.term == "full").unwrap();
     assert!((full.fit.exponent + 2.0).abs() < 1e-12, "{}", full.fit.exponent);
     assert!((full.fit.r_squared - 1.0).abs() < 1e-12);
     assert_eq!(full.theory_exponent, None);
     // Constant boundary norm: exponent 0, SST = 0 so r^2 is undefined (NaN).
-    let boundary = r.scaling.iter().find(|s| s.term == "boundary").unwrap();
+    let boundary = r.groups.scaling.iter().find(|s| s.term == "boundary").unwrap();
     assert!(boundary.fit.exponent.abs() < 1e-12);
     assert!(boundary.fit.r_squared.is_nan());
 
@@ -123,7 +123,7 @@ fn too_few_trials_or_eps_give_nan_fit() {
     write(dir.path(), &done_job("a", 0.5, 0, 4.0, 4.0));
     write(dir.path(), &done_job("b", 0.25, 0, 16.0, 16.0));
     let r = reduce(dir.path(), &ReduceOptions::default()).unwrap();
-    let s = &r.scaling[0];
+    let s = &r.groups.scaling[0];
     assert_eq!(s.fit.n, 2);
     assert!(s.fit.exponent.is_nan() && s.fit.ci_low.is_nan() && s.fit.r_squared.is_nan());
     assert!(r.report_markdown().contains("n/a"));
@@ -132,8 +132,8 @@ fn too_few_trials_or_eps_give_nan_fit() {
     std::fs::remove_file(dir.path().join("jobs/b.h5")).unwrap();
     write(dir.path(), &done_job("d", 0.5, 2, 4.2, 4.0));
     let r = reduce(dir.path(), &ReduceOptions::default()).unwrap();
-    assert_eq!(r.scaling[0].fit.n, 3);
-    assert!(r.scaling[0].fit.exponent.is_nan());
+    assert_eq!(r.groups.scaling[0].fit.n, 3);
+    assert!(r.groups.scaling[0].fit.exponent.is_nan());
 }
 
 #[test]
@@ -153,9 +153,9 @@ fn trial_statistics_match_hand_values() {
     write(dir.path(), &lone);
 
     let r = reduce(dir.path(), &ReduceOptions::default()).unwrap();
-    assert_eq!(r.trials.len(), 2);
+    assert_eq!(r.groups.trials.len(), 2);
     // Sorted by eps descending: 0.25 first.
-    let (single, t) = (&r.trials[0], &r.trials[1]);
+    let (single, t) = (&r.groups.trials[0], &r.groups.trials[1]);
     assert_eq!(t.key, "darcy1d_eps0.125_w50_none_none");
     assert_eq!(t.n_trials, 3);
     // mean = [2, 3, 1]; variance (ddof 1): [(1+1+0)/2, (1+1+4)/2, (4+0+4)/2] = [1, 3, 4].
@@ -231,10 +231,10 @@ fn failed_diverged_unreadable_are_excluded_and_missing_reported() {
     assert_eq!(r.excluded[0].message, "tch error: shape mismatch");
     assert!(r.excluded[3].message.contains("eval"), "{}", r.excluded[3].message);
     // Only the three done jobs are in the fit (exactly eps^-2).
-    let res = r.scaling.iter().find(|s| s.term == "residual").unwrap();
+    let res = r.groups.scaling.iter().find(|s| s.term == "residual").unwrap();
     assert_eq!(res.fit.n, 3);
     assert!((res.fit.exponent + 2.0).abs() < 1e-12);
-    assert!(r.trials.iter().all(|t| t.n_trials == 1));
+    assert!(r.groups.trials.iter().all(|t| t.n_trials == 1));
 
     let report = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
     assert_eq!(report, r.report_markdown());
@@ -271,7 +271,7 @@ fn summary_reads_back_with_contract_names_and_shapes() {
         }
     }
     let r = reduce(dir.path(), &ReduceOptions::default()).unwrap();
-    assert_eq!(r.scaling.len(), 4); // {full, residual} x {step 0, step 500}
+    assert_eq!(r.groups.scaling.len(), 4); // {full, residual} x {step 0, step 500}
     let f = hdf5::File::open(dir.path().join("summary.h5")).unwrap();
     assert_eq!(f.attr("n_missing").unwrap().read_scalar::<i64>().unwrap(), -1);
     let mut keys = f.group("scaling").unwrap().member_names().unwrap();
@@ -345,8 +345,8 @@ fn fixed_length_ascii_strings_are_accepted() {
     write(dir.path(), &job);
     let r = reduce(dir.path(), &ReduceOptions::default()).unwrap();
     assert_eq!(r.counts.done, 1, "{:?}", r.excluded);
-    assert_eq!(r.trials[0].problem, "darcy1d");
-    assert_eq!(r.trials[0].balancer, "none");
+    assert_eq!(r.groups.trials[0].problem, "darcy1d");
+    assert_eq!(r.groups.trials[0].balancer, "none");
 }
 
 #[test]
@@ -375,7 +375,7 @@ fn differing_step_lists_group_by_step_value() {
     }
     let r = reduce(dir.path(), &ReduceOptions::default()).unwrap();
     let got: Vec<(usize, i64, usize)> =
-        r.scaling.iter().map(|s| (s.snapshot, s.step, s.fit.n)).collect();
+        r.groups.scaling.iter().map(|s| (s.snapshot, s.step, s.fit.n)).collect();
     assert_eq!(got, vec![(0, 0, 3), (1, 1000, 2), (2, 2000, 1)]);
     assert!(r.warnings.iter().any(|w| w.contains("different NTK step lists")), "{:?}", r.warnings);
 }
@@ -453,11 +453,11 @@ fn a_swept_setting_separates_groups_names_them_and_is_compared() {
     }
     let r = reduce(dir.path(), &ReduceOptions { expected_job_ids: Some(plan) }).unwrap();
     assert!(r.warnings.is_empty(), "no pooling: {:?}", r.warnings);
-    assert_eq!(r.trial_axes, ["eps", "training.lr"]);
-    assert_eq!(r.scaling_axes, ["training.lr"]);
-    assert_eq!(r.trials.len(), 4);
-    assert!(r.trials.iter().all(|t| t.n_trials == 3 && t.seeds == [0, 1, 2]));
-    let keys: Vec<&str> = r.trials.iter().map(|t| t.key.as_str()).collect();
+    assert_eq!(r.groups.trial_axes, ["eps", "training.lr"]);
+    assert_eq!(r.groups.scaling_axes, ["training.lr"]);
+    assert_eq!(r.groups.trials.len(), 4);
+    assert!(r.groups.trials.iter().all(|t| t.n_trials == 3 && t.seeds == [0, 1, 2]));
+    let keys: Vec<&str> = r.groups.trials.iter().map(|t| t.key.as_str()).collect();
     assert_eq!(
         keys,
         [
@@ -467,8 +467,8 @@ fn a_swept_setting_separates_groups_names_them_and_is_compared() {
             "darcy1d_eps0.25_w50_none_none_training.lr=0.01",
         ]
     );
-    assert_eq!(r.trials[0].name, "darcy1d, eps=0.5, width=50, balancer=none, normalization=none, training.lr=0.001");
-    let res: Vec<&str> = r.scaling.iter().filter(|s| s.term == "residual").map(|s| s.key.as_str()).collect();
+    assert_eq!(r.groups.trials[0].name, "darcy1d, eps=0.5, width=50, balancer=none, normalization=none, training.lr=0.001");
+    let res: Vec<&str> = r.groups.scaling.iter().filter(|s| s.term == "residual").map(|s| s.key.as_str()).collect();
     assert_eq!(res, ["darcy1d_w50_none_none_training.lr=0.001_residual_s0", "darcy1d_w50_none_none_training.lr=0.01_residual_s0"]);
 
     // One comparison per eps, baseline lr = 0.01 (plan order).
@@ -532,14 +532,14 @@ fn problems_without_eps_give_trial_tables_and_no_scaling() {
     }
     let r = reduce(dir.path(), &ReduceOptions::default()).unwrap();
     assert_eq!(r.counts.done, 5, "{:?}", r.excluded);
-    assert!(r.scaling.is_empty());
-    assert_eq!(r.problems_without_eps, ["wave1d"]);
-    let keys: Vec<&str> = r.trials.iter().map(|t| t.key.as_str()).collect();
+    assert!(r.groups.scaling.is_empty());
+    assert_eq!(r.groups.problems_without_eps, ["wave1d"]);
+    let keys: Vec<&str> = r.groups.trials.iter().map(|t| t.key.as_str()).collect();
     assert_eq!(keys, ["wave1d_w50_grad_stats_none", "wave1d_w50_none_none"]);
-    assert!(r.trials.iter().all(|t| t.eps.is_nan()));
+    assert!(r.groups.trials.iter().all(|t| t.eps.is_nan()));
     // balancer.kind and balancer.every vary with the balancer attribute: one axis.
-    assert_eq!(r.trial_axes, ["balancer"]);
-    assert_eq!(r.trial_varying, ["balancer", "balancer.kind", "balancer.every"]);
+    assert_eq!(r.groups.trial_axes, ["balancer"]);
+    assert_eq!(r.groups.trial_varying, ["balancer", "balancer.kind", "balancer.every"]);
     assert_eq!(r.comparisons.len(), 1);
     let c = &r.comparisons[0];
     assert_eq!((c.axis.as_str(), c.key.as_str()), ("balancer", "all"));
@@ -571,9 +571,9 @@ fn two_sweeps_in_one_folder_never_pool() {
     }
     let r = reduce(dir.path(), &ReduceOptions::default()).unwrap();
     assert!(r.warnings.is_empty(), "{:?}", r.warnings);
-    let keys: Vec<&str> = r.trials.iter().map(|t| t.key.as_str()).collect();
+    let keys: Vec<&str> = r.groups.trials.iter().map(|t| t.key.as_str()).collect();
     assert_eq!(keys, ["darcy1d_eps0.5_w50_none_none_sweep=first", "darcy1d_eps0.5_w50_none_none_sweep=second"]);
-    assert!(r.trials.iter().all(|t| t.n_trials == 2));
+    assert!(r.groups.trials.iter().all(|t| t.n_trials == 2));
 }
 
 #[test]
