@@ -262,6 +262,11 @@ def test_comparisons_match_numpy_and_scipy(runs):
                                 mx.append(float(job["eval"].attrs["max_abs_error"]))
                         rows.append((np.array(rel), np.array(mx)))
                     check_comparison(g, rows)
+        # analysis.load reads the same tables
+        entries = load_results(d).summary.comparisons
+        assert sorted(e.axis for e in entries) == sorted(a for a, n in expected[folder].items() for _ in range(n))
+        for e in entries:
+            assert len(e.columns["value"]) == len(e.columns["p_value"]) >= 2 and e.attrs["axis"] == e.axis
 
 
 def check_comparison(g: h5py.Group, rows: list[tuple[np.ndarray, np.ndarray]]) -> None:
