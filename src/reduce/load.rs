@@ -211,7 +211,8 @@ pub(crate) fn load_job(path: &Path) -> LoadedJob {
         Ok(s) => s,
         Err(e) => return unreadable(e),
     };
-    let facts = read_facts(&file, path, &stem, status, settings);
+    let ntk = read_ntk(&file);
+    let facts = read_facts(&file, path, &stem, status, settings, ntk.as_ref().ok());
     if let Some(kind) = kind {
         // Failed and diverged files may lack almost everything; be content with what is there.
         let excluded = ExcludedJob {
@@ -222,7 +223,7 @@ pub(crate) fn load_job(path: &Path) -> LoadedJob {
         };
         return LoadedJob { facts, outcome: Outcome::Excluded(excluded) };
     }
-    match read_done(&file, path, facts.settings.clone()) {
+    match ntk.and_then(|ntk| read_done(&file, path, &facts, ntk)) {
         Ok(job) => LoadedJob { facts, outcome: Outcome::Done(Box::new(job)) },
         Err(e) => {
             // Keep what could be read for jobs.csv, but say why the job is left out.
@@ -235,12 +236,9 @@ pub(crate) fn load_job(path: &Path) -> LoadedJob {
 /// The `config` attribute flattened into dotted paths, plus the `sweep` attribute. Files
 /// without them (other writers) have none; a `config` that is not YAML is an error.
 fn read_settings(file: &hdf5::File) -> Result<Settings, String> {
-    let has_config = file.attr_names().is_ok_and(|names| names.iter().any(|n| n == "config"));
-    let mut out = if has_config {
-        let text = read_str_attr(file, "config")?;
-        settings::flatten(&text).map_err(|e| format!("attribute 'config': {e}"))?
-    } else {
-        Settings::new()
+    let mut out = match read_str_attr(file, "config") {
+        Ok(text) => settings::flatten(&text).map_err(|e| format!("attribute 'config': {e}"))?,
+        Err(_) => Settings::new(),
     };
     if let Ok(sweep) = read_str_attr(file, "sweep") {
         out.insert("sweep".to_owned(), Setting::Str(sweep));
@@ -249,12 +247,24 @@ fn read_settings(file: &hdf5::File) -> Result<Settings, String> {
 }
 
 /// Every `jobs.csv` field that the file has.
-fn read_facts(file: &hdf5::File, path: &Path, stem: &str, status: String, settings: Settings) -> JobFacts {
+fn read_facts(
+    file: &hdf5::File, path: &Path, stem: &str, status: String, settings: Settings, ntk: Option<&NtkRead>,
+) -> JobFacts {
     let s = |name: &str| read_str_attr(file, name).ok();
     let i = |name: &str| read_i64_attr(file, name).ok();
     let eval = file.group("eval").ok();
     let eval_attr = |name: &str| eval.as_ref().and_then(|g| read_f64_attr(g, name).ok());
-    let (ntk_steps, ntk) = read_ntk_ends(file).unwrap_or((None, Vec::new()));
+    let ends = |v: &[f64]| v.first().zip(v.last()).map(|(a, b)| (*a, *b));
+    let ntk_steps = ntk.and_then(|n| n.steps.first().zip(n.steps.last()).map(|(a, b)| (*a, *b)));
+    let ntk_ends = ntk.map_or_else(Vec::new, |n| {
+        n.terms
+            .iter()
+            .filter_map(|(term, frob, trace)| {
+                let frobenius = ends(frob)?;
+                Some(NtkEnds { term: term.clone(), frobenius, trace: trace.as_deref().and_then(ends) })
+            })
+            .collect()
+    });
     JobFacts {
         file: path.to_path_buf(),
         job_id: s("job_id").unwrap_or_else(|| stem.to_owned()),
@@ -275,50 +285,28 @@ fn read_facts(file: &hdf5::File, path: &Path, stem: &str, status: String, settin
         wall_seconds: read_f64_attr(file, "wall_seconds").ok(),
         diverged_step: i("diverged_step"),
         ntk_steps,
-        ntk,
+        ntk: ntk_ends,
     }
 }
 
-/// First and last `ntk/step` and, per term, the Frobenius norm and trace there.
-fn read_ntk_ends(file: &hdf5::File) -> Result<(Option<(i64, i64)>, Vec<NtkEnds>), String> {
-    let ntk = file.group("ntk").map_err(|e| e.to_string())?;
-    let steps: Vec<i64> = read_vec(&ntk, "step", "ntk/step")?;
-    let ends = |v: &[f64]| v.first().zip(v.last()).map(|(a, b)| (*a, *b));
-    let mut names = ntk.member_names().map_err(|e| e.to_string())?;
-    names.sort();
-    let mut out = Vec::new();
-    for name in names.into_iter().filter(|n| n != "step") {
-        let Ok(frob) = read_vec::<f64>(&ntk, &format!("{name}/frobenius"), "") else { continue };
-        let Some(frobenius) = ends(&frob) else { continue };
-        let trace = read_vec::<f64>(&ntk, &format!("{name}/trace"), "").ok().and_then(|t| ends(&t));
-        out.push(NtkEnds { term: name, frobenius, trace });
-    }
-    Ok((steps.first().zip(steps.last()).map(|(a, b)| (*a, *b)), out))
+/// The `ntk` group, read once for the statistics and for `jobs.csv`.
+pub(crate) struct NtkRead {
+    /// `ntk/step`, shape [S].
+    steps: Vec<i64>,
+    /// (term, `frobenius` [S], `trace` [S] if present), sorted by name, `full` included.
+    terms: Vec<(String, Vec<f64>, Option<Vec<f64>>)>,
 }
 
-fn read_done(file: &hdf5::File, path: &Path, settings: Settings) -> Result<DoneJob, String> {
-    let job_id = read_str_attr(file, "job_id")?;
-    let problem = read_str_attr(file, "problem")?;
-    let eps = read_f64_attr(file, "eps")?;
-    let width = read_i64_attr(file, "width")?;
-    let seed = read_i64_attr(file, "seed")?;
-    let balancer = read_str_attr(file, "balancer")?;
-    let normalization = read_str_attr(file, "normalization")?;
-    // NaN is how a problem without eps (wave1d, klein_gordon1d, helmholtz2d) writes it.
-    let eps = if eps.is_nan() {
-        None
-    } else if eps.is_finite() && eps > 0.0 {
-        Some(eps)
-    } else {
-        return Err(format!("attribute 'eps' = {eps} is neither a positive number nor NaN (no eps)"));
-    };
-
+/// Reads `ntk/step` and every term's Frobenius norms (and traces, when present). Errors on
+/// anything the statistics cannot use (no group, a norm list whose length is not the step
+/// list's).
+fn read_ntk(file: &hdf5::File) -> Result<NtkRead, String> {
     let ntk = file.group("ntk").map_err(|e| format!("group 'ntk': {e}"))?;
     let steps: Vec<i64> = read_vec(&ntk, "step", "ntk/step")?;
     let mut names = ntk.member_names().map_err(|e| format!("listing group 'ntk': {e}"))?;
     names.retain(|n| n != "step");
     names.sort();
-    let mut frobenius = Vec::with_capacity(names.len());
+    let mut terms = Vec::with_capacity(names.len());
     for name in names {
         let rel = format!("{name}/frobenius");
         let values: Vec<f64> = match read_vec(&ntk, &rel, &format!("ntk/{rel}")) {
@@ -328,14 +316,36 @@ fn read_done(file: &hdf5::File, path: &Path, settings: Settings) -> Result<DoneJ
             Err(e) => return Err(e),
         };
         if values.len() != steps.len() {
-            return Err(format!(
-                "ntk/{rel} has {} entries but ntk/step has {}",
-                values.len(),
-                steps.len()
-            ));
+            return Err(format!("ntk/{rel} has {} entries but ntk/step has {}", values.len(), steps.len()));
         }
-        frobenius.push((name, values));
+        let trace = read_vec::<f64>(&ntk, &format!("{name}/trace"), "").ok();
+        terms.push((name, values, trace));
     }
+    Ok(NtkRead { steps, terms })
+}
+
+/// The statistics' part of a finished job: the identifying attributes (read into `facts`
+/// already, but required here), the NTK norms and the evaluation.
+fn read_done(file: &hdf5::File, path: &Path, facts: &JobFacts, ntk: NtkRead) -> Result<DoneJob, String> {
+    let text = |v: &Option<String>, name: &str| {
+        v.clone().ok_or_else(|| format!("attribute '{name}' is missing or not a string"))
+    };
+    let int = |v: Option<i64>, name: &str| v.ok_or_else(|| format!("attribute '{name}' is missing or not an integer"));
+    let problem = text(&facts.problem, "problem")?;
+    let balancer = text(&facts.balancer, "balancer")?;
+    let normalization = text(&facts.normalization, "normalization")?;
+    let width = int(facts.width, "width")?;
+    let seed = int(facts.seed, "seed")?;
+    let eps = read_f64_attr(file, "eps")?;
+    // NaN is how a problem without eps (wave1d, klein_gordon1d, helmholtz2d) writes it.
+    let eps = if eps.is_nan() {
+        None
+    } else if eps.is_finite() && eps > 0.0 {
+        Some(eps)
+    } else {
+        return Err(format!("attribute 'eps' = {eps} is neither a positive number nor NaN (no eps)"));
+    };
+    let frobenius = ntk.terms.into_iter().map(|(term, values, _)| (term, values)).collect();
 
     let eval = file.group("eval").map_err(|e| format!("group 'eval': {e}"))?;
     let x_ds = eval.dataset("x").map_err(|e| format!("dataset 'eval/x': {e}"))?;
@@ -356,15 +366,15 @@ fn read_done(file: &hdf5::File, path: &Path, settings: Settings) -> Result<DoneJ
 
     Ok(DoneJob {
         file: path.to_path_buf(),
-        job_id,
+        job_id: facts.job_id.clone(),
         problem,
         eps,
         width,
         seed,
         balancer,
         normalization,
-        settings,
-        ntk: NtkNorms { steps, frobenius },
+        settings: facts.settings.clone(),
+        ntk: NtkNorms { steps: ntk.steps, frobenius },
         eval: Evaluation { x, error, rel_l2, max_abs_error },
     })
 }
