@@ -17,7 +17,8 @@ Only jobs whose ``status`` attribute is ``done`` enter statistics; ``Results.cou
 ``Results.describe()`` say how many were failed, diverged, unreadable or missing.
 
 Each job's resolved configuration (the ``config`` attribute) is available flattened into
-dotted paths as ``job.settings`` (``{"training.lr": 0.001, ...}``, plus ``sweep``); grouping
+dotted paths as ``job.settings`` (``{"training.lr": 0.001, ...}``, plus ``sweep``; read with
+PyYAML's safe loader, which also takes ``1e-8`` as a float as older files wrote it); grouping
 by every setting, as the reducer does, is in ``analysis.groups``. ``to_dataframe(DIR)``
 loads ``DIR/jobs.csv`` (written by ``ntksweep reduce``) with pandas.
 
@@ -123,19 +124,46 @@ def read_attrs(path: str | Path) -> dict[str, Any]:
     return attrs
 
 
+_YAML_LOADER = None
+
+
+def _yaml_loader():
+    """PyYAML's SafeLoader, plus YAML 1.2's exponent floats without a dot (``1e-8``).
+
+    ntksweep writes floats that YAML 1.1 reads as floats (``1.0e-8``); job files written
+    before it did hold ``1e-8``, which plain ``yaml.safe_load`` returns as a string. Reading
+    both as the same float keeps old and new files of one sweep in one group (the reducer,
+    a YAML 1.2 reader, does the same)."""
+    global _YAML_LOADER
+    if _YAML_LOADER is None:
+        try:
+            import yaml
+        except ImportError as exc:  # pragma: no cover - setup.sh installs it
+            raise ImportError(
+                "reading the job files' `config` attribute needs PyYAML: pip install pyyaml"
+            ) from exc
+
+        class Loader(yaml.SafeLoader):
+            pass
+
+        Loader.add_implicit_resolver(
+            "tag:yaml.org,2002:float",
+            re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"),
+            list("-+0123456789."),
+        )
+        _YAML_LOADER = Loader
+    return _YAML_LOADER
+
+
 def config_settings(config: Any) -> dict[str, Any]:
     """The ``config`` attribute (YAML text) flattened into dotted paths
     (``analysis.groups.flatten``); ``{}`` when it is absent or not YAML. Needs PyYAML."""
     if not isinstance(config, str):
         return {}
+    import yaml
+
     try:
-        import yaml
-    except ImportError as exc:  # pragma: no cover - setup.sh installs it
-        raise ImportError(
-            "reading the job files' `config` attribute needs PyYAML: pip install pyyaml"
-        ) from exc
-    try:
-        return _groups.flatten(yaml.safe_load(config))
+        return _groups.flatten(yaml.load(config, Loader=_yaml_loader()))  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError:
         return {}
 

@@ -200,3 +200,12 @@ def test_to_dataframe_keeps_job_ids_as_strings(tmp_path):
     (tmp_path / "jobs.csv").write_text("job_id,status,training.lr\n0123456789012345,done,1e-8\n")
     df = to_dataframe(tmp_path)
     assert df["job_id"][0] == "0123456789012345" and df["training.lr"][0] == 1e-8
+
+
+def test_config_settings_read_old_and_new_float_spellings_alike():
+    from analysis.load import config_settings
+
+    old = config_settings("training: {adam_eps: 1e-8, lr: 0.001, steps: 10}\nname: '1e-8'\n")
+    new = config_settings("training: {adam_eps: 1.0e-8, lr: 0.001, steps: 10}\nname: '1e-8'\n")
+    assert old == new and old["training.adam_eps"] == 1e-8 and type(old["training.adam_eps"]) is float
+    assert old["name"] == "1e-8" and type(old["training.steps"]) is int  # quoted stays a string
