@@ -109,7 +109,7 @@ pub fn welch_t_test(a: &[f64], b: &[f64]) -> Welch {
     let (sa, sb) = (sample_std(a), sample_std(b));
     let (va, vb) = (sa * sa / na, sb * sb / nb);
     let se2 = va + vb;
-    if !(se2 > 0.0) {
+    if se2.is_nan() || se2 <= 0.0 {
         return Welch::UNDETERMINED;
     }
     let t = (mean(a) - mean(b)) / se2.sqrt();
