@@ -27,3 +27,4 @@ pub mod tensor;
 pub mod train;
 pub mod validation;
 pub mod world;
+pub mod yaml_text;

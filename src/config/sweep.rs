@@ -67,9 +67,11 @@ pub struct JobSpec {
 }
 
 impl JobSpec {
-    /// The resolved configuration as YAML (stored in the job file's `config` attribute).
+    /// The resolved configuration as YAML (stored in the job file's `config` attribute),
+    /// spelled so that YAML 1.1 readers (PyYAML) load the same numbers ([`crate::yaml_text`]).
     pub fn config_yaml(&self) -> String {
-        serde_yaml_ng::to_string(&self.config).unwrap_or_default()
+        crate::yaml_text::to_yaml(&self.config)
+            .unwrap_or_else(|_| serde_yaml_ng::to_string(&self.config).unwrap_or_default())
     }
 
     /// Rough cost in GFLOP (forward + backward of every Adam step and L-BFGS iteration plus NTK
