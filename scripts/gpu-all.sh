@@ -7,18 +7,30 @@
 #   3. each shipped sweep shortened to SWEEP_STEPS Adam steps (and 20 L-BFGS iterations where it
 #      has them), timed, with the full sweep's time extrapolated (issue 4).
 #
-# Usage, from a checkout on the GPU machine with the binary built elsewhere and carried:
-#   LD_LIBRARY_PATH=/opt/torch/.venv/lib/python3.12/site-packages/torch/lib \
-#     scripts/gpu-all.sh OUT_DIR
+# Usage, from a checkout on the GPU machine, with the folder made here by scripts/gpu-carry.sh
+# (binary, Open MPI, sweeps, scripts) carried as .carry:
+#   scripts/gpu-all.sh OUT_DIR
+# It sources .carry/env.sh (or $CARRY/env.sh) when present: ntksweep and mpirun then come from
+# the folder, libtorch from the machine's PyTorch (TORCH_LIB, default /opt/torch/...). Without
+# the folder, carry target/release/ntksweep and set LD_LIBRARY_PATH to the machine's torch/lib:
+#   LD_LIBRARY_PATH=/opt/torch/.venv/lib/python3.12/site-packages/torch/lib scripts/gpu-all.sh OUT_DIR
 # Environment: NTKSWEEP_BIN (default target/release/ntksweep), NTKSWEEP_PYTHON (default
 # /opt/torch/.venv/bin/python when present), SWEEP_STEPS (default 1000), SWEEP_TIMEOUT seconds
 # per shortened sweep (default 150); for a dry run of this script on a CPU machine:
-# DEVICE=cpu SKIP_CHECK=1 BENCH_ARGS="--quick --no-references" SWEEP_STEPS=5 scripts/gpu-all.sh /tmp/x
+# DEVICE=cpu BENCH_ARGS="--quick --no-references" SWEEP_STEPS=5 scripts/gpu-all.sh /tmp/x
+# (scripts/gpu-carry-dryrun.sh does that with this machine's Open MPI hidden, so that only the
+# carried folder can serve.)
 # Writes OUT_DIR/gpu-check.log, OUT_DIR/bench.md, OUT_DIR/sweeps.tsv and prints them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:?usage: scripts/gpu-all.sh OUT_DIR}
 mkdir -p "$OUT"
+CARRY=${CARRY:-.carry}
+if [ -f "$CARRY/env.sh" ]; then
+  # shellcheck disable=SC1091
+  source "$CARRY/env.sh"
+  echo "== using the carried folder $CARRY: $(command -v mpirun), $NTKSWEEP_BIN"
+fi
 BIN=${NTKSWEEP_BIN:-target/release/ntksweep}
 export NTKSWEEP_BIN=$BIN
 if [ -z "${NTKSWEEP_PYTHON:-}" ] && [ -x /opt/torch/.venv/bin/python ]; then
@@ -31,7 +43,7 @@ status=0
 
 if [ -z "${SKIP_CHECK:-}" ]; then
   echo "== 1. gpu-check"
-  scripts/gpu-check.sh "$OUT/check" 2>&1 | tee "$OUT/gpu-check.log" || status=1
+  DEVICE=$DEVICE scripts/gpu-check.sh "$OUT/check" 2>&1 | tee "$OUT/gpu-check.log" || status=1
 fi
 
 echo "== 2. bench --device $DEVICE"

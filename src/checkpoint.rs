@@ -452,7 +452,7 @@ pub fn write(path: &Path, info: &CheckpointInfo, state: &StateDict) -> Result<()
     let folder = path.parent().expect("a checkpoint path has a folder");
     std::fs::create_dir_all(folder).map_err(|source| CheckpointError::Io { path: folder.display().to_string(), source })?;
     let name = path.file_name().expect("a file name").to_string_lossy();
-    let tmp = folder.join(format!(".{name}.tmp-{}-{}", crate::output::host_tag(), std::process::id()));
+    let tmp = folder.join(format!(".{name}.tmp-{}-{}", crate::host::host_tag(), std::process::id()));
     let result = (|| -> hdf5::Result<()> {
         let file = hdf5::File::create(&tmp)?;
         write_info(&file, info)?;

@@ -120,7 +120,7 @@ fn older_than(path: &Path, timeout: Duration) -> bool {
 
 /// Write `info` over `path` atomically (temporary name, rename).
 fn replace(path: &Path, info: &ClaimInfo) -> std::io::Result<()> {
-    let tmp = path.with_file_name(format!(".{}.tmp-{}-{}", path.file_name().unwrap_or_default().to_string_lossy(), crate::output::host_tag(), std::process::id()));
+    let tmp = path.with_file_name(format!(".{}.tmp-{}-{}", path.file_name().unwrap_or_default().to_string_lossy(), crate::host::host_tag(), std::process::id()));
     std::fs::write(&tmp, info.text())?;
     std::fs::rename(&tmp, path)
 }

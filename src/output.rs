@@ -12,6 +12,7 @@ use hdf5::types::VarLenUnicode;
 use ndarray::ArrayView2;
 
 use crate::config::JobSpec;
+use crate::host::host_tag;
 use crate::record::{JobRecord, Params, Status};
 
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +83,7 @@ fn write_params(g: &hdf5::Group, params: &Params, sizes: &[usize]) -> hdf5::Resu
 fn write_contents(file: &hdf5::File, spec: &JobSpec, rec: &JobRecord, meta: &RunMeta) -> hdf5::Result<()> {
     let c = &spec.config;
     attr_str(file, "job_id", &spec.id)?;
-    attr_str(file, "problem", c.problem.kind_name())?;
+    attr_str(file, "problem", c.problem.label())?;
     attr_f64(file, "eps", c.problem.eps().unwrap_or(f64::NAN))?;
     attr_i64(file, "width", c.model.width as i64)?;
     attr_i64(file, "depth", c.model.depth as i64)?;
@@ -197,11 +198,6 @@ pub fn write_job(out: &Path, spec: &JobSpec, rec: &JobRecord, meta: &RunMeta) ->
     }
     std::fs::rename(&tmp, &fin).map_err(|source| OutputError::Io { path: fin.display().to_string(), source })?;
     Ok(fin)
-}
-
-/// This host's name, made safe for a file name.
-pub fn host_tag() -> String {
-    gethostname::gethostname().to_string_lossy().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
 }
 
 /// Remove temporary files left by killed runs on this host: `.<id>.h5.tmp-<host>-<pid>`

@@ -378,7 +378,7 @@ pub fn write_plan(sweep: &Sweep, out: &Path) -> Result<(), RunError> {
         text.push_str(&format!("{}\t{}\t{}\n", j.index, j.id, axes.join(" ")));
     }
     // A temporary name per process: array tasks write the same plan at the same time.
-    let tmp = out.join(format!(".plan.tsv.tmp-{}-{}", output::host_tag(), std::process::id()));
+    let tmp = out.join(format!(".plan.tsv.tmp-{}-{}", crate::host::host_tag(), std::process::id()));
     std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, out.join("plan.tsv"))).map_err(|source| RunError::Io { path: out.join("plan.tsv").display().to_string(), source })
 }
 

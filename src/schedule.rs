@@ -1,7 +1,8 @@
 //! Which jobs train together, and in which order.
 //!
-//! Jobs whose configurations differ only in per-member values (seed, eps, learning-rate
-//! schedule, fixed weights, eps rescaling, normalisation, initialisation) share a batch key and
+//! Jobs whose configurations differ only in per-member values (seed, eps, an expression
+//! problem's constants, learning-rate schedule, fixed weights, eps rescaling, normalisation,
+//! initialisation) share a batch key and
 //! can train as one batched network. Batches are formed from the job list alone, never from the
 //! number of ranks, so a job's batch (and therefore its numbers) is the same on 1, 2 or 3
 //! ranks. Batches are handed out longest first so ranks finish together.
@@ -32,6 +33,13 @@ const MEMBER_FIELDS: &[&[&str]] = &[
 
 /// Remove the per-member values from top-level field `key` (false: drop the whole field).
 fn drop_member_fields(key: &str, v: &mut Value) -> bool {
+    // An expression problem's constants are per member ([E, 1] columns); its members must
+    // only agree on which constants there are.
+    if let Some(c) = v.pointer_mut("/constants").filter(|_| key == "problem") {
+        if let Some(m) = c.as_object() {
+            *c = m.keys().cloned().collect::<Vec<_>>().into();
+        }
+    }
     for path in MEMBER_FIELDS.iter().filter(|p| p[0] == key) {
         if path.len() == 1 {
             return false;

@@ -29,7 +29,7 @@ pub(crate) struct BatchSetup<'a> {
     pub opts: TensorOpts,
     pub problem: Box<dyn Problem>,
     pub domain: Domain,
-    pub terms: &'static [TermSpec],
+    pub terms: Vec<TermSpec>,
     pub term_names: Vec<&'static str>,
     pub norm: Normalizer,
     /// Layer sizes [d, width, ..., 1].
@@ -76,7 +76,7 @@ impl<'a> BatchSetup<'a> {
         let problem = ProblemConfig::build(&pcfgs, opts);
         let domain = problem.domain();
         let d = domain.dim();
-        let terms = problem.terms();
+        let terms = problem.terms().to_vec();
         let norm_kinds: Vec<_> = specs.iter().map(|s| s.config.model.normalization).collect();
         let norm = Normalizer::new(&norm_kinds, &domain, opts);
 
@@ -180,7 +180,7 @@ impl<'a> BatchSetup<'a> {
         let fixed: Vec<Vec<f64>> = self.specs.iter().map(|s| self.term_names.iter().map(|t| s.config.weight(t)).collect()).collect();
         let bcfgs: Vec<_> = self.specs.iter().map(|s| &s.config.balancer).collect();
         let seeds: Vec<u64> = self.specs.iter().map(|s| s.config.seed).collect();
-        balancer::build(&bcfgs, &balancer::BuildContext { terms: self.terms, fixed: &fixed, seeds: &seeds, opts: self.opts })
+        balancer::build(&bcfgs, &balancer::BuildContext { terms: &self.terms, fixed: &fixed, seeds: &seeds, opts: self.opts })
     }
 
     /// Relative L2 error of every member on the evaluation grid, [E].
