@@ -69,23 +69,28 @@ pub struct JobSpec {
     axes: Arc<AxisText>,
 }
 
-/// Keys and value texts of a sweep's axes.
+/// Keys, configuration paths and value texts of a sweep's axes.
 #[derive(Debug, Default)]
 struct AxisText {
     axes: Vec<(String, Vec<String>)>,
+    paths: Vec<Vec<String>>,
 }
 
 impl JobSpec {
     /// (axis key, value as YAML text) of this job, for display.
     pub fn axis_values(&self) -> Vec<(String, String)> {
-        let mut rem = self.index;
-        let mut out: Vec<(String, String)> = Vec::with_capacity(self.axes.axes.len());
-        for (key, values) in self.axes.axes.iter().rev() {
-            out.push((key.clone(), values[rem % values.len()].clone()));
-            rem /= values.len();
-        }
-        out.reverse();
-        out
+        self.axes.axes.iter().zip(self.axis_picks()).map(|((key, values), p)| (key.clone(), values[p].clone())).collect()
+    }
+
+    /// Which value of each axis this job takes (the mixed-radix digits of `index`, last axis
+    /// fastest), in the order of [`JobSpec::axis_paths`].
+    pub fn axis_picks(&self) -> Vec<usize> {
+        picks_of(self.index, self.axes.axes.iter().map(|(_, v)| v.len()))
+    }
+
+    /// The configuration path of each axis of this job's sweep (`problem.eps` for `eps`).
+    pub fn axis_paths(&self) -> &[Vec<String>] {
+        &self.axes.paths
     }
 
     /// The resolved configuration as YAML (stored in the job file's `config` attribute),
@@ -291,6 +296,47 @@ fn parse_axis_values(key: &str, v: &Value) -> Result<Vec<Value>, String> {
     }
 }
 
+/// Mixed-radix digits of `index` for axes of the given lengths, last axis fastest.
+fn picks_of(index: usize, lens: impl DoubleEndedIterator<Item = usize> + ExactSizeIterator) -> Vec<usize> {
+    let mut picks = vec![0; lens.len()];
+    let mut rem = index;
+    for (k, n) in lens.enumerate().rev() {
+        picks[k] = rem % n;
+        rem /= n;
+    }
+    picks
+}
+
+/// `prev` with the top-level sections named in `fresh` typed anew from `tree` (a section
+/// missing from the tree takes its default, as in [`JobConfig`]'s derive). None, for the full
+/// typing of [`type_job`] to handle (and report), when a section does not type or is not one
+/// listed here: a field added to [`JobConfig`] and swept is then typed the slow way, never
+/// taken stale from `prev`.
+fn retype(prev: &JobConfig, tree: &Value, fresh: &[&str]) -> Option<JobConfig> {
+    fn section<T: serde::de::DeserializeOwned + Default>(tree: &Value, key: &str) -> Option<T> {
+        match tree.get(key) {
+            None => Some(T::default()),
+            Some(v) => T::deserialize(v).ok(),
+        }
+    }
+    let mut c = prev.clone();
+    for &key in fresh {
+        match key {
+            "seed" => c.seed = section(tree, key)?,
+            "problem" => c.problem = serde::Deserialize::deserialize(tree.get(key)?).ok()?,
+            "model" => c.model = section(tree, key)?,
+            "training" => c.training = section(tree, key)?,
+            "collocation" => c.collocation = section(tree, key)?,
+            "loss" => c.loss = section(tree, key)?,
+            "balancer" => c.balancer = section(tree, key)?,
+            "ntk" => c.ntk = section(tree, key)?,
+            "evaluation" => c.evaluation = section(tree, key)?,
+            _ => return None,
+        }
+    }
+    Some(c)
+}
+
 /// Type one job's tree; on error the path and message, refined for unknown keys (serde
 /// reports the parent) and for the tagged sections whose inner errors serde reports at the
 /// section.
@@ -459,20 +505,18 @@ impl Sweep {
         // tree holds exactly the base with this job's values (a clone per job costs more than
         // the typing itself at a million jobs).
         let n_jobs: usize = axes.iter().map(|a| a.values.len()).product();
-        let text = Arc::new(AxisText { axes: axes.iter().map(|a| (a.key.clone(), a.values.iter().map(yaml_text).collect())).collect() });
+        let text = Arc::new(AxisText {
+            axes: axes.iter().map(|a| (a.key.clone(), a.values.iter().map(yaml_text).collect())).collect(),
+            paths: axes.iter().map(|a| a.path.clone()).collect(),
+        });
         let mut jobs = Vec::with_capacity(n_jobs.min(10_000_000));
         let mut seen_errors: Vec<ConfigError> = Vec::new();
         let mut ids: HashMap<u64, usize> = HashMap::with_capacity(n_jobs.min(10_000_000));
         let mut canon = CanonicalWriter::default();
+        let mut written: Option<Vec<usize>> = None;
         let mut tree = base;
         for index in 0..n_jobs {
-            // Mixed-radix digits, last axis fastest.
-            let mut rem = index;
-            let mut picks = vec![0usize; axes.len()];
-            for (k, a) in axes.iter().enumerate().rev() {
-                picks[k] = rem % a.values.len();
-                rem /= a.values.len();
-            }
+            let picks = picks_of(index, axes.iter().map(|a| a.values.len()));
             for (a, &p) in axes.iter().zip(&picks) {
                 if let Err(m) = set_path(&mut tree, &a.path, a.values[p].clone()) {
                     push_unique(&mut seen_errors, ctx.at_file(&["sweep".into(), a.key.clone()], &format!("sweep.{}", a.key), m));
@@ -502,7 +546,12 @@ impl Sweep {
                     None => ctx.at_file(path, &key, message),
                 }
             };
-            let config = match type_job(&tree) {
+            // A top-level section is typed from its own subtree only, so its typed value and its
+            // canonical text can change only where an axis under it took another value since
+            // the last job accepted (the one before in the usual case: the last axis changed).
+            let fresh: Vec<&str> = axes.iter().enumerate().filter(|(k, _)| written.as_ref().is_none_or(|w: &Vec<usize>| w[*k] != picks[*k])).map(|(_, a)| a.path[0].as_str()).collect();
+            let reused = jobs.last().filter(|_| written.is_some()).and_then(|prev: &JobSpec| retype(&prev.config, &tree, &fresh));
+            let config = match reused.map_or_else(|| type_job(&tree), Ok) {
                 Ok(c) => c,
                 Err((path, msg)) => {
                     push_unique(&mut seen_errors, locate(&path, msg, None));
@@ -516,7 +565,8 @@ impl Sweep {
                 }
                 continue;
             }
-            let digest = Sha256::digest(canon.write(&config, &[]).as_bytes());
+            let digest = Sha256::digest(canon.write(&config, &|key| written.is_none() || fresh.contains(&key)).as_bytes());
+            written = Some(picks.clone());
             let id = hex16(&digest);
             let key = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
             if let Some(prev) = ids.insert(key, index) {
@@ -592,6 +642,23 @@ fn hex16(digest: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every job of a sweep whose axes change sections back and forth (the parse re-types only
+    /// the sections whose axes changed) has the configuration of the same job typed on its
+    /// own (a one-job sweep with the axis values as `--set`).
+    #[test]
+    fn reused_sections_equal_a_job_typed_alone() {
+        let base = "problem: {kind: darcy1d, eps: 0.5}\nmodel: {width: 8}\ntraining: {steps: 10}\n";
+        let text = format!("{base}sweep:\n  balancer: [none, relobralo]\n  training.decay_rate: [0.9, 0.5]\n  width: [8, 16]\n  lr: [0.1, 0.01]\n  eps: [0.5, 0.25]\n  seed: [0, 1]\n");
+        let s = Sweep::parse(&text, "s.yaml", "s", &[]).unwrap();
+        assert_eq!(s.jobs.len(), 64);
+        for j in &s.jobs {
+            let sets: Vec<String> = j.axis_values().iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let alone = Sweep::parse(base, "s.yaml", "s", &sets).unwrap();
+            assert_eq!(alone.jobs[0].config, j.config, "job {}: {sets:?}", j.index);
+            assert_eq!(alone.jobs[0].id, j.id);
+        }
+    }
 
     const GOOD: &str = "\
 name: t
