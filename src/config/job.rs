@@ -11,6 +11,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::balancer::BalancerConfig;
+use crate::model::activation::Activation;
+use crate::model::adaptive::AdaptiveActivation;
+use crate::model::fourier::FourierConfig;
+use crate::ntk::NtkMethod;
 use crate::problem::ProblemConfig;
 use crate::train::lbfgs::LbfgsConfig;
 
@@ -100,6 +104,16 @@ pub struct ModelConfig {
     pub normalization: Normalization,
     /// Training precision (NTK spectra use `ntk.dtype`).
     pub dtype: Dtype,
+    /// Hidden-layer activation. This and the next two keys are left out of the resolved
+    /// configuration at their defaults, so job ids of sweeps without them do not change.
+    #[serde(skip_serializing_if = "Activation::is_default")]
+    pub activation: Activation,
+    /// Trainable activation slopes sigma(n a z) (`none` by default).
+    #[serde(skip_serializing_if = "AdaptiveActivation::is_none")]
+    pub adaptive_activation: AdaptiveActivation,
+    /// Fourier feature embedding of the (normalised) inputs (absent by default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fourier: Option<FourierConfig>,
 }
 
 impl Default for ModelConfig {
@@ -110,6 +124,9 @@ impl Default for ModelConfig {
             init: Init::XavierNormal,
             normalization: Normalization::None,
             dtype: Dtype::Float32,
+            activation: Activation::Tanh,
+            adaptive_activation: AdaptiveActivation::default(),
+            fourier: None,
         }
     }
 }
@@ -252,6 +269,21 @@ pub struct NtkConfig {
     pub dtype: Dtype,
     /// Points per chunk in the Jacobian passes (bounds memory).
     pub chunk: usize,
+    /// How the block statistics are computed: `exact` (the kernel from per-point Jacobians)
+    /// or `hutchinson` (trace estimates only). Left out of the resolved configuration at the
+    /// default, as is `probes`.
+    #[serde(skip_serializing_if = "NtkMethod::is_exact")]
+    pub method: NtkMethod,
+    /// Rademacher probes per term and snapshot for `method: hutchinson`.
+    #[serde(skip_serializing_if = "is_default_probes")]
+    pub probes: usize,
+}
+
+/// Default `ntk.probes`.
+pub const DEFAULT_PROBES: usize = 64;
+
+fn is_default_probes(p: &usize) -> bool {
+    *p == DEFAULT_PROBES
 }
 
 impl Default for NtkConfig {
@@ -264,6 +296,8 @@ impl Default for NtkConfig {
             spectra: true,
             dtype: Dtype::Float64,
             chunk: 512,
+            method: NtkMethod::Exact,
+            probes: DEFAULT_PROBES,
         }
     }
 }
@@ -310,6 +344,13 @@ impl JobConfig {
         }
         if m.depth == 0 {
             out.push(Invalid::new("model.depth", "must be at least 1 hidden layer"));
+        }
+        let scale = m.adaptive_activation.scale;
+        if !(scale.is_finite() && scale > 0.0) {
+            out.push(Invalid::new("model.adaptive_activation.scale", format!("must be a positive number, got {scale}")));
+        }
+        if let Some(f) = &m.fourier {
+            out.extend(f.validate());
         }
         let t = &self.training;
         if t.stages.is_empty() {
@@ -385,6 +426,9 @@ impl JobConfig {
         }
         if self.ntk.chunk == 0 {
             out.push(Invalid::new("ntk.chunk", "must be at least 1"));
+        }
+        if self.ntk.probes == 0 {
+            out.push(Invalid::new("ntk.probes", "must be at least 1 (2 or more give a standard error)"));
         }
         if self.evaluation.points < 2 {
             out.push(Invalid::new("evaluation.points", "must be at least 2"));

@@ -12,7 +12,9 @@
 //! ```
 //!
 //! Axis shorthands: `eps` = `problem.eps`, `width` = `model.width`, `depth` = `model.depth`,
-//! `normalization` = `model.normalization`, `seed`, `balancer`. The last axis varies fastest.
+//! `normalization` = `model.normalization`, `init` = `model.init`, `steps`, `lr` (under
+//! `training`), `activation`, `adaptive_activation`, `fourier` (under `model`), `ntk_method` =
+//! `ntk.method`, `probes` = `ntk.probes`, `seed`, `balancer`. The last axis varies fastest.
 //! A job id is the first 16 hex digits of the SHA-256 of the job's resolved configuration in
 //! canonical JSON (sorted keys, defaults filled in), so it does not depend on how the sweep was
 //! written, on the order of axes, or on which other jobs the sweep contains.
@@ -37,6 +39,11 @@ const ALIASES: &[(&str, &str)] = &[
     ("depth", "model.depth"),
     ("normalization", "model.normalization"),
     ("init", "model.init"),
+    ("activation", "model.activation"),
+    ("adaptive_activation", "model.adaptive_activation"),
+    ("fourier", "model.fourier"),
+    ("ntk_method", "ntk.method"),
+    ("probes", "ntk.probes"),
     ("steps", "training.steps"),
     ("lr", "training.lr"),
 ];

@@ -1,5 +1,9 @@
-//! The network: a batched MLP with forward derivative streams, and input normalisation.
+//! The network: a batched MLP with forward derivative streams, its activations (plain or
+//! adaptive), an optional Fourier feature embedding, and input normalisation.
 
+pub mod activation;
+pub mod adaptive;
+pub mod fourier;
 pub mod mlp;
 pub mod normalize;
 pub mod streams;
