@@ -450,4 +450,37 @@ mod tests {
             assert!((v - fb[0]).abs() < 1e-12 * fb[0], "boundary block depends on eps: {fb:?}");
         }
     }
+
+    /// Every activation, adaptive slopes (global and layer-wise: their Jacobian columns
+    /// included) and Fourier features: the factored Jacobian equals one backward pass per
+    /// point, and the kernel equals J J^T, for darcy1d (1-D, u' and u'') and helmholtz2d (2-D).
+    #[test]
+    fn jacobian_and_kernel_of_every_scheme_match_per_point_autograd() {
+        let helmholtz: ProblemConfig = serde_yaml_ng::from_str("{kind: helmholtz2d}").unwrap();
+        let problems: Vec<(Box<dyn Problem>, Vec<TermPoints>)> = vec![
+            (darcy(&[0.25]), points(1, 7)),
+            (ProblemConfig::build(&[&helmholtz], opts()), {
+                let x = |lo: f64| Tensor::rand([1, 5, 2], (Kind::Double, Device::Cpu)) * 2.0 + lo;
+                vec![TermPoints { name: "residual".into(), x: x(-1.0) }, TermPoints { name: "boundary".into(), x: x(-1.0).clamp(-1.0, 1.0) }]
+            }),
+        ];
+        for (label, cfg) in crate::model::testing::schemes(6, 2) {
+            for (p, pts) in &problems {
+                let d = p.domain().dim();
+                let mlp = crate::model::testing::network(&cfg, d, 1);
+                let f = factors(&mlp, &norm(1, p.as_ref()), p.as_ref(), pts, &BTreeMap::new(), 4).unwrap();
+                assert_eq!(f.slopes.is_some(), mlp.slopes.is_some(), "{label}");
+                let j = jacobian(&f).unwrap().select(0, 0);
+                let jn = naive_jacobian(&mlp, p.as_ref(), pts);
+                assert_eq!(j.size(), jn.size(), "{label}: every parameter has its column");
+                assert_eq!(j.size()[1], mlp.n_params() as i64);
+                let rel = (&j - &jn).abs().max().double_value(&[]) / jn.abs().max().double_value(&[]);
+                assert!(rel < 1e-10, "{label}, {d}-D: Jacobian relative error {rel}");
+                let k = kernel(&f).unwrap().select(0, 0);
+                let kj = jn.matmul(&jn.transpose(0, 1));
+                let rel = (&k - &kj).abs().max().double_value(&[]) / kj.abs().max().double_value(&[]);
+                assert!(rel < 1e-10, "{label}, {d}-D: kernel relative error {rel}");
+            }
+        }
+    }
 }

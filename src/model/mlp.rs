@@ -551,6 +551,46 @@ mod tests {
         }
     }
 
+    /// Every activation, with and without adaptive slopes and Fourier features: the forward
+    /// streams (mixed second derivatives included) equal nested autograd to 1e-10 in float64,
+    /// in 1-D and 2-D, under every normalisation.
+    #[test]
+    fn streams_of_every_scheme_match_nested_autograd() {
+        for (label, cfg) in crate::model::testing::schemes(12, 3) {
+            for dim in [1usize, 2] {
+                let domain = Domain { lo: vec![-1.0; dim], hi: vec![2.0; dim], time_dependent: false };
+                for norm_kind in [Normalization::None, Normalization::Zscore, Normalization::Minmax] {
+                    let mlp = crate::model::testing::network(&cfg, dim, 2);
+                    let norm = Normalizer::new(&[norm_kind; 2], &domain, opts());
+                    let x = Tensor::rand([2, 15, dim as i64], (Kind::Double, Device::Cpu)) * 3.0 - 1.0;
+                    let layout = StreamLayout::full_second_order(dim);
+                    let fwd = mlp.forward(&x, &norm, &layout).stacked();
+                    let rev = autograd_streams(&mlp, &x, &norm, &layout);
+                    for k in 0..layout.len() as i64 {
+                        let e = rel_err(&fwd.select(1, k), &rev.select(1, k));
+                        assert!(e < 1e-10, "{label}, dim {dim} {norm_kind:?} stream {k}: rel err {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The network of a default model configuration is the plain tanh MLP of `Mlp::init` with
+    /// the job's initial weights; a Fourier embedding feeds 2 m inputs to the first layer.
+    #[test]
+    fn default_model_configuration_builds_the_plain_network() {
+        let cfg = ModelConfig { width: 7, depth: 2, ..ModelConfig::default() };
+        let built = Mlp::build(&[(&cfg, 5)], 2, opts());
+        let mut m = vec![(Init::XavierNormal, rng::stream(5, rng::Purpose::Init, 0))];
+        let plain = Mlp::init(&layer_sizes(2, 7, 2), &mut m, opts());
+        assert!(built.slopes.is_none() && built.fourier.is_none() && built.activation == Activation::Tanh);
+        for (a, b) in built.parameters().iter().zip(&plain.parameters()) {
+            assert!(a.equal(b));
+        }
+        let f = ModelConfig { fourier: Some(super::super::fourier::FourierConfig { features: 5, sigma: 1.0 }), ..cfg };
+        assert_eq!(Mlp::build(&[(&f, 5)], 2, opts()).sizes, vec![10, 7, 7, 1]);
+    }
+
     /// Segments with different layouts, including mixed second derivatives and a
     /// value-only segment, give the same streams as one full pass over each segment's points.
     #[test]
@@ -558,34 +598,37 @@ mod tests {
         use crate::model::streams::Segment;
         let dim = 2;
         let domain = Domain { lo: vec![-1.0; dim], hi: vec![2.0; dim], time_dependent: false };
-        let mlp = net(dim, 3, Init::Normal);
         let norm = Normalizer::new(&[Normalization::Zscore; 3], &domain, opts());
-        let full = StreamLayout::full_second_order(dim);
-        let segments = vec![
-            Segment { points: 9, layout: StreamLayout::first_order(dim, &[1]) },
-            Segment { points: 6, layout: full.clone() },
-            Segment { points: 4, layout: StreamLayout::value(dim) },
-            Segment { points: 5, layout: StreamLayout { dim, first: vec![1, 0], second: vec![(0, 1), (1, 1)] } },
-            Segment { points: 3, layout: StreamLayout::second_order(dim) },
-        ];
-        let x = Tensor::rand([3, 27, dim as i64], (Kind::Double, Device::Cpu)) * 3.0 - 1.0;
-        let seg = mlp.forward_segments(&x, &norm, &full, &segments);
-        let mut offset = 0;
-        for sg in &segments {
-            let xs = x.narrow(1, offset, sg.points);
-            let got = seg.points(offset, sg.points);
-            let want = mlp.forward(&xs, &norm, &full);
-            for (k, st) in full.streams().into_iter().enumerate() {
-                match (sg.layout.index(st), &got.parts[k]) {
-                    (Some(_), Some(g)) => {
-                        let e = rel_err(g, want.parts[k].as_ref().unwrap());
-                        assert!(e < 1e-12, "segment {:?} stream {st:?}: rel err {e}", sg.layout);
+        let mut nets = vec![("plain tanh".to_string(), net(dim, 3, Init::Normal))];
+        nets.extend(crate::model::testing::schemes(10, 2).iter().map(|(l, c)| (l.clone(), crate::model::testing::network(c, dim, 3))));
+        for (label, mlp) in &nets {
+            let full = StreamLayout::full_second_order(dim);
+            let segments = vec![
+                Segment { points: 9, layout: StreamLayout::first_order(dim, &[1]) },
+                Segment { points: 6, layout: full.clone() },
+                Segment { points: 4, layout: StreamLayout::value(dim) },
+                Segment { points: 5, layout: StreamLayout { dim, first: vec![1, 0], second: vec![(0, 1), (1, 1)] } },
+                Segment { points: 3, layout: StreamLayout::second_order(dim) },
+            ];
+            let x = Tensor::rand([3, 27, dim as i64], (Kind::Double, Device::Cpu)) * 3.0 - 1.0;
+            let seg = mlp.forward_segments(&x, &norm, &full, &segments);
+            let mut offset = 0;
+            for sg in &segments {
+                let xs = x.narrow(1, offset, sg.points);
+                let got = seg.points(offset, sg.points);
+                let want = mlp.forward(&xs, &norm, &full);
+                for (k, st) in full.streams().into_iter().enumerate() {
+                    match (sg.layout.index(st), &got.parts[k]) {
+                        (Some(_), Some(g)) => {
+                            let e = rel_err(g, want.parts[k].as_ref().unwrap());
+                            assert!(e < 1e-12, "{label}: segment {:?} stream {st:?}: rel err {e}", sg.layout);
+                        }
+                        (None, None) => {}
+                        (a, b) => panic!("segment {:?} stream {st:?}: carried {} but returned {}", sg.layout, a.is_some(), b.is_some()),
                     }
-                    (None, None) => {}
-                    (a, b) => panic!("segment {:?} stream {st:?}: carried {} but returned {}", sg.layout, a.is_some(), b.is_some()),
                 }
+                offset += sg.points;
             }
-            offset += sg.points;
         }
     }
 

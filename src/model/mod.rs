@@ -8,3 +8,6 @@ pub mod mlp;
 pub mod normalize;
 pub mod streams;
 pub mod tape;
+
+#[cfg(test)]
+pub mod testing;

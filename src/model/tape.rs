@@ -340,54 +340,79 @@ mod tests {
         (loss, gv.detach(), gb.into_iter().map(|g| g.map(|g| g.detach())).collect())
     }
 
+    /// Segments mixing value-only, first-order, pure and mixed second-order layouts.
+    fn mixed_segments(dim: usize) -> Vec<Segment> {
+        let mut segments = vec![
+            Segment { points: 7, layout: StreamLayout::second_order(dim) },
+            Segment { points: 5, layout: StreamLayout::first_order(dim, &[dim - 1]) },
+            Segment { points: 4, layout: StreamLayout::value(dim) },
+        ];
+        if dim == 2 {
+            segments.push(Segment { points: 6, layout: StreamLayout::full_second_order(dim) });
+            segments.push(Segment { points: 3, layout: StreamLayout { dim, first: vec![1, 0], second: vec![(0, 1), (1, 1)] } });
+        }
+        segments
+    }
+
+    /// The taped forward's streams and the hand-written parameter gradients (every parameter,
+    /// slopes included) of a loss reading every stream equal autograd's through
+    /// [`Mlp::forward_segments`], to `tol` relative.
+    fn check_reverse_pass(mlp: &Mlp, dim: usize, norm_kind: Normalization, tol: f64, what: &str) {
+        let full = StreamLayout::full_second_order(dim);
+        let segments = mixed_segments(dim);
+        let n: i64 = segments.iter().map(|s| s.points).sum();
+        let domain = Domain { lo: vec![-1.0; dim], hi: vec![2.0; dim], time_dependent: false };
+        let e = mlp.members();
+        let norm = Normalizer::new(&vec![norm_kind; e as usize], &domain, opts());
+        let x = Tensor::rand([e, n, dim as i64], (Kind::Double, Device::Cpu)) * 3.0 - 1.0;
+        let mut c = vec![Tensor::rand([e, n], (Kind::Double, Device::Cpu))];
+        c.extend(segments.iter().map(|s| Tensor::rand([e, s.derivatives(), s.points], (Kind::Double, Device::Cpu))));
+
+        let s = mlp.forward_segments(&x, &norm, &full, &segments);
+        let (loss, _, _) = loss_and_grads(&s, &c);
+        let want = Tensor::run_backward(&[loss], &mlp.parameters(), false, false);
+
+        let (st, tape) = mlp.forward_taped(&x, &norm, &full, &segments);
+        let close = |a: &Tensor, b: &Tensor| (a - b).abs().max().double_value(&[]) <= tol * b.abs().max().double_value(&[]);
+        assert!(close(&st.value, &s.value), "{what}: taped value");
+        for (a, b) in st.blocks.iter().zip(&s.blocks) {
+            assert_eq!(a.is_some(), b.is_some());
+            if let (Some(a), Some(b)) = (a, b) {
+                assert!(close(a, b), "{what}: taped derivative block");
+            }
+        }
+        let (_, gv, gb) = loss_and_grads(&st, &c);
+        let got = tape.backward(mlp, &gv, &gb);
+        assert_eq!(got.len(), want.len(), "{what}: one gradient per parameter");
+        for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(g.size(), w.size(), "{what}: parameter {k}");
+            let err = (g - w).abs().max().double_value(&[]) / w.abs().max().double_value(&[]);
+            assert!(err < tol, "{what}: parameter {k}: rel err {err}");
+        }
+    }
+
     /// The hand-written pass equals autograd through the same forward, for 1-D and 2-D
     /// inputs, every normalisation, both initialisations, and segments mixing value-only,
     /// first-order, pure and mixed second-order layouts.
     #[test]
     fn reverse_pass_equals_autograd() {
         for dim in [1usize, 2] {
-            let full = StreamLayout::full_second_order(dim);
-            let mut segments = vec![
-                Segment { points: 7, layout: StreamLayout::second_order(dim) },
-                Segment { points: 5, layout: StreamLayout::first_order(dim, &[dim - 1]) },
-                Segment { points: 4, layout: StreamLayout::value(dim) },
-            ];
-            if dim == 2 {
-                segments.push(Segment { points: 6, layout: full.clone() });
-                segments.push(Segment { points: 3, layout: StreamLayout { dim, first: vec![1, 0], second: vec![(0, 1), (1, 1)] } });
-            }
-            let n: i64 = segments.iter().map(|s| s.points).sum();
-            let domain = Domain { lo: vec![-1.0; dim], hi: vec![2.0; dim], time_dependent: false };
             for (norm_kind, init) in [(Normalization::None, Init::Normal), (Normalization::Zscore, Init::XavierNormal), (Normalization::Minmax, Init::Normal)] {
-                let e = 3;
-                let mut m: Vec<_> = (0..e).map(|k| (init, rng::stream(k as u64 + 11, rng::Purpose::Init, 0))).collect();
+                let mut m: Vec<_> = (0..3).map(|k| (init, rng::stream(k as u64 + 11, rng::Purpose::Init, 0))).collect();
                 let mlp = Mlp::init(&layer_sizes(dim, 9, 3), &mut m, opts());
-                let norm = Normalizer::new(&[norm_kind; 3], &domain, opts());
-                let x = Tensor::rand([e as i64, n, dim as i64], (Kind::Double, Device::Cpu)) * 3.0 - 1.0;
-                let mut c = vec![Tensor::rand([e as i64, n], (Kind::Double, Device::Cpu))];
-                c.extend(segments.iter().map(|s| Tensor::rand([e as i64, s.derivatives(), s.points], (Kind::Double, Device::Cpu))));
+                check_reverse_pass(&mlp, dim, norm_kind, 1e-12, &format!("dim {dim} {norm_kind:?}"));
+            }
+        }
+    }
 
-                let s = mlp.forward_segments(&x, &norm, &full, &segments);
-                let (loss, _, _) = loss_and_grads(&s, &c);
-                let want = Tensor::run_backward(&[loss], &mlp.parameters(), false, false);
-
-                let (st, tape) = mlp.forward_taped(&x, &norm, &full, &segments);
-                let close = |a: &Tensor, b: &Tensor| (a - b).abs().max().double_value(&[]) <= 1e-12 * b.abs().max().double_value(&[]);
-                assert!(close(&st.value, &s.value), "dim {dim} {norm_kind:?}: taped value");
-                for (a, b) in st.blocks.iter().zip(&s.blocks) {
-                    assert_eq!(a.is_some(), b.is_some());
-                    if let (Some(a), Some(b)) = (a, b) {
-                        assert!(close(a, b), "dim {dim} {norm_kind:?}: taped derivative block");
-                    }
-                }
-                let (_, gv, gb) = loss_and_grads(&st, &c);
-                let got = tape.backward(&mlp, &gv, &gb);
-                assert_eq!(got.len(), want.len());
-                for (k, (g, w)) in got.iter().zip(&want).enumerate() {
-                    assert_eq!(g.size(), w.size(), "parameter {k}");
-                    let err = (g - w).abs().max().double_value(&[]) / w.abs().max().double_value(&[]);
-                    assert!(err < 1e-12, "dim {dim} {norm_kind:?} parameter {k}: rel err {err}");
-                }
+    /// The same for every activation (the general pass with sigma', sigma'' and sigma'''),
+    /// with and without adaptive slopes (their gradients included) and Fourier features.
+    #[test]
+    fn reverse_pass_equals_autograd_for_every_scheme() {
+        for (label, cfg) in crate::model::testing::schemes(9, 3) {
+            for dim in [1usize, 2] {
+                let mlp = crate::model::testing::network(&cfg, dim, 3);
+                check_reverse_pass(&mlp, dim, Normalization::Zscore, 1e-10, &format!("{label}, dim {dim}"));
             }
         }
     }

@@ -38,6 +38,20 @@ use crate::rng::{self, Purpose};
 /// are summed.
 pub const ACCUMULATOR_BYTES: f64 = 512.0 * 1024.0 * 1024.0;
 
+/// How the passes over a term's points are cut: `points` per forward (`ntk.chunk`), and at
+/// most `accumulator_bytes` of per-probe gradient sums at a time.
+#[derive(Debug, Clone, Copy)]
+pub struct Chunking {
+    pub points: usize,
+    pub accumulator_bytes: f64,
+}
+
+impl Chunking {
+    pub fn new(points: usize) -> Self {
+        Chunking { points, accumulator_bytes: ACCUMULATOR_BYTES }
+    }
+}
+
 /// The probes of one snapshot: `count` per term, member k's drawn from the stream of its job
 /// seed `seeds[k]` and the snapshot `step`.
 pub struct Probes<'a> {
@@ -82,7 +96,7 @@ pub fn snapshot(
     let vs = probes.draw(&sizes, like.kind(), like.device());
     let mut terms = Vec::with_capacity(points.len());
     for (tp, v) in points.iter().zip(&vs) {
-        let q = quadratic_forms(mlp, norm, problem, tp, scale.get(&tp.name), chunk, v)?; // [E, p]
+        let q = quadratic_forms(mlp, norm, problem, tp, scale.get(&tp.name), v, Chunking::new(chunk))?; // [E, p]
         let trace = q.f_mean_dim(&[-1i64][..], false, Kind::Double)?;
         let stderr = if probes.count > 1 {
             q.f_to_kind(Kind::Double)?.f_std_dim(&[-1i64][..], true, false)?.f_div_scalar((probes.count as f64).sqrt())?
@@ -97,28 +111,29 @@ pub fn snapshot(
 /// ||J^T v||^2 = v^T K v for every probe vector v of one term, by vector-Jacobian products.
 ///
 /// # Shapes
-/// `term.x`: [E, N, d]; `v`: [E, p, N]; `scale`: [E, 1]; returns [E, p].
+/// `term.x`: [E, N, d]; `scale`: [E, 1]; `v`: [E, p, N]; returns [E, p].
 pub fn quadratic_forms(
     mlp: &Mlp,
     norm: &Normalizer,
     problem: &dyn Problem,
     term: &TermPoints,
     scale: Option<&Tensor>,
-    chunk: usize,
     v: &Tensor,
+    chunking: Chunking,
 ) -> Result<Tensor, TchError> {
     let (e, p, n) = v.size3()?;
+    let chunk = chunking.points.max(1);
     let layout = problem.layout();
     let segment = Segment { points: 0, layout: problem.term_layout(&term.name) };
-    let chunks: Vec<(i64, i64)> = (0..n).step_by(chunk.max(1)).map(|c0| (c0, (chunk as i64).min(n - c0))).collect();
+    let chunks: Vec<(i64, i64)> = (0..n).step_by(chunk).map(|c0| (c0, (chunk as i64).min(n - c0))).collect();
     // One chunk needs no accumulator: each probe's gradient is complete when it is computed.
     let per_probe = (e as usize * mlp.n_params() * v.kind().elt_size_in_bytes()) as f64;
-    let group = if chunks.len() == 1 { p } else { ((ACCUMULATOR_BYTES / per_probe).floor() as i64).clamp(1, p) };
-    let mut out = Vec::with_capacity(p as usize);
+    let group = if chunks.len() == 1 { p } else { ((chunking.accumulator_bytes / per_probe).floor() as i64).clamp(1, p) };
+    let mut out: Vec<Option<Tensor>> = (0..p).map(|_| None).collect();
     for g0 in (0..p).step_by(group as usize) {
         let gl = group.min(p - g0);
         let mut acc: Vec<Option<Vec<Tensor>>> = (0..gl).map(|_| None).collect();
-        for &(c0, len) in &chunks {
+        for (ci, &(c0, len)) in chunks.iter().enumerate() {
             let x = term.x.f_narrow(1, c0, len)?;
             let seg = [Segment { points: len, ..segment.clone() }];
             let (mut streams, tape) = mlp.forward_taped(&x, norm, &layout, &seg);
@@ -127,27 +142,153 @@ pub fn quadratic_forms(
             if let Some(s) = scale {
                 r = r.f_mul(s)?;
             }
+            // d r_n / d(streams at n): one autograd pass of sum_n r_n, since r_n reads only
+            // its own point's streams. The stream gradient of sum_n v_n r_n is then v times it.
+            let (dv, db) = stream_gradients(&streams, &r)?;
             for (j, a) in acc.iter_mut().enumerate() {
-                let vj = v.f_select(1, g0 + j as i64)?.f_narrow(1, c0, len)?;
-                let vjp = r.f_mul(&vj)?.f_sum(r.kind())?;
-                let g = tape.parameter_gradients(mlp, &streams, &vjp, &[], (j as i64) + 1 < gl)?;
-                *a = Some(match a.take() {
-                    None => g,
-                    Some(prev) => prev.iter().zip(&g).map(|(x, y)| x.f_add(y)).collect::<Result<_, _>>()?,
-                });
+                let probe = g0 + j as i64;
+                let vj = v.f_select(1, probe)?.f_narrow(1, c0, len)?; // [E, len]
+                let blocks = db.iter().map(|b| b.as_ref().map(|b| b.f_mul(&vj.f_unsqueeze(1)?)).transpose()).collect::<Result<Vec<_>, _>>()?;
+                let mut g = tape.backward(mlp, &dv.f_mul(&vj)?, &blocks);
+                if let Some(prev) = a.take() {
+                    g = prev.iter().zip(&g).map(|(x, y)| x.f_add(y)).collect::<Result<_, _>>()?;
+                }
+                if ci + 1 == chunks.len() {
+                    out[probe as usize] = Some(squared_norm(&g)?);
+                } else {
+                    *a = Some(g);
+                }
             }
-        }
-        for a in acc {
-            let mut sq: Option<Tensor> = None;
-            for t in a.expect("at least one chunk") {
-                let s = t.f_square()?.f_flatten(1, -1)?.f_sum_dim_intlist(&[1i64][..], false, Kind::Double)?;
-                sq = Some(match sq {
-                    None => s,
-                    Some(prev) => prev.f_add(&s)?,
-                });
-            }
-            out.push(sq.expect("a network has parameters"));
         }
     }
+    let out: Vec<Tensor> = out.into_iter().map(|q| q.expect("every probe measured")).collect();
     Tensor::f_stack(&out, 1)
+}
+
+/// Gradients of sum_n r_n with respect to the leaf streams: value [E, N] and each block
+/// [E, K, N] (zeros where the residual does not read a stream).
+fn stream_gradients(streams: &crate::model::streams::SegmentedStreams, r: &Tensor) -> Result<(Tensor, Vec<Option<Tensor>>), TchError> {
+    let mut wrt: Vec<&Tensor> = vec![&streams.value];
+    wrt.extend(streams.blocks.iter().flatten());
+    let mut g = Tensor::f_run_backward(&[r.f_sum(r.kind())?], &wrt, false, false)?.into_iter().zip(wrt).map(|(g, w)| if g.defined() { g } else { w.zeros_like() });
+    let value = g.next().expect("one gradient per input");
+    let blocks = streams.blocks.iter().map(|b| b.as_ref().and_then(|_| g.next())).collect();
+    Ok((value, blocks))
+}
+
+/// sum over every parameter tensor of its squared entries, per member: [E] from [E, ...] each.
+fn squared_norm(grads: &[Tensor]) -> Result<Tensor, TchError> {
+    let mut sq: Option<Tensor> = None;
+    for t in grads {
+        let s = t.f_square()?.f_flatten(1, -1)?.f_sum_dim_intlist(&[1i64][..], false, Kind::Double)?;
+        sq = Some(match sq {
+            None => s,
+            Some(prev) => prev.f_add(&s)?,
+        });
+    }
+    Ok(sq.expect("a network has parameters"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::job::Normalization;
+    use crate::model::testing;
+    use crate::ntk::{factors, kernel};
+    use crate::problem::{ProblemConfig, TensorOpts};
+
+    fn opts() -> TensorOpts {
+        TensorOpts { kind: Kind::Double, device: Device::Cpu }
+    }
+
+    fn darcy(eps: &[f64]) -> Box<dyn Problem> {
+        let cfgs: Vec<ProblemConfig> = eps.iter().map(|e| serde_yaml_ng::from_str(&format!("{{kind: darcy1d, eps: {e}}}")).unwrap()).collect();
+        ProblemConfig::build(&cfgs.iter().collect::<Vec<_>>(), opts())
+    }
+
+    fn term(name: &str, x: Tensor) -> TermPoints {
+        TermPoints { name: name.into(), x }
+    }
+
+    /// Probe by probe, ||J^T v||^2 from the hand-written vector-Jacobian products equals
+    /// v^T K v with K from the exact factored kernel (1e-10, float64), for every scheme, with a
+    /// term cut into 5 chunks, accumulators held for 2 probes at a time (3 passes over the
+    /// chunks for 5 probes), two members and eps rescaling.
+    #[test]
+    fn probe_values_equal_v_k_v_of_the_exact_kernel() {
+        let e = 2;
+        let p = darcy(&[0.25, 0.5]);
+        let domain = p.domain();
+        let norm = Normalizer::new(&[Normalization::Zscore; 2], &domain, opts());
+        let tp = term("residual", Tensor::rand([e, 37, 1], (Kind::Double, Device::Cpu)));
+        let scale = Tensor::from_slice(&[0.25f64, 1.0]).view([e, 1]);
+        let probes = Probes { count: 5, seeds: &[1, 2], step: 3 };
+        let v = probes.draw(&[37], Kind::Double, Device::Cpu).remove(0);
+        assert_eq!(v.size(), [e, 5, 37]);
+        assert_eq!(v.abs().min().double_value(&[]), 1.0, "Rademacher entries are +-1");
+        for (label, cfg) in testing::schemes(7, 2) {
+            let mlp = testing::network(&cfg, 1, e as usize);
+            let per_probe = (e as usize * mlp.n_params() * 8) as f64;
+            let chunking = Chunking { points: 8, accumulator_bytes: 2.5 * per_probe };
+            let q = quadratic_forms(&mlp, &norm, p.as_ref(), &tp, Some(&scale), &v, chunking).unwrap();
+            let sc = BTreeMap::from([("residual".to_string(), scale.shallow_clone())]);
+            let k = kernel(&factors(&mlp, &norm, p.as_ref(), std::slice::from_ref(&tp), &sc, 512).unwrap()).unwrap();
+            let want = Tensor::einsum("epn,enm,epm->ep", &[&v, &k, &v], None::<&[i64]>);
+            let rel = (&q - &want).abs().max().double_value(&[]) / want.abs().max().double_value(&[]);
+            assert!(rel < 1e-10, "{label}: v^T K v relative error {rel}");
+        }
+    }
+
+    /// The estimate converges to the exact trace as probes grow (fixed seed): within 4
+    /// standard errors at 16, 256 and 2048 probes for both darcy1d terms; the standard error
+    /// falls like 1/sqrt(p) (8x the probes from 256 to 2048: expected ratio 2.8) and is under 5%
+    /// of the trace at 2048 probes. (With this seed, at 16 probes the residual estimate is
+    /// 0.55 of the trace and its stderr 0.16: one draw of a heavy-tailed quadratic form, whose
+    /// sample stderr is itself unreliable with few probes, hence no ratio check there.)
+    #[test]
+    fn estimate_converges_to_the_exact_trace() {
+        let p = darcy(&[0.25]);
+        let norm = Normalizer::new(&[Normalization::None], &p.domain(), opts());
+        let mut m = vec![(crate::config::job::Init::XavierNormal, rng::stream(4, Purpose::Init, 0))];
+        let mlp = Mlp::init(&crate::model::mlp::layer_sizes(1, 16, 2), &mut m, opts());
+        let pts = vec![
+            term("residual", Tensor::linspace(0.0, 1.0, 40, (Kind::Double, Device::Cpu)).view([1, 40, 1])),
+            term("boundary", Tensor::from_slice(&[0.0f64, 1.0]).view([1, 2, 1])),
+        ];
+        let exact = super::super::snapshot(&factors(&mlp, &norm, p.as_ref(), &pts, &BTreeMap::new(), 512).unwrap(), false).unwrap();
+        let mut stderr = Vec::new();
+        for count in [16usize, 256, 2048] {
+            let s = snapshot(&mlp, &norm, p.as_ref(), &pts, &BTreeMap::new(), 512, &Probes { count, seeds: &[7], step: 0 }).unwrap();
+            assert!(s.full_frobenius.is_none());
+            let mut row = Vec::new();
+            for (t, x) in s.terms.iter().zip(&exact.terms) {
+                assert!(t.frobenius.is_none() && t.eigenvalues.is_none());
+                let (est, tr) = (t.trace.double_value(&[0]), x.trace.double_value(&[0]));
+                let se = t.trace_stderr.as_ref().unwrap().double_value(&[0]);
+                assert!(se > 0.0 && (est - tr).abs() <= 4.0 * se, "{} with {count} probes: estimate {est}, exact {tr}, stderr {se}", t.name);
+                if count == 2048 {
+                    assert!(se < 0.05 * tr, "{} with {count} probes: stderr {se} of trace {tr}", t.name);
+                }
+                row.push(se);
+            }
+            stderr.push(row);
+        }
+        for t in 0..2 {
+            let ratio = stderr[1][t] / stderr[2][t];
+            assert!((1.5..6.0).contains(&ratio), "term {t}: stderr ratio {ratio} for 8x the probes (expected 2.8)");
+        }
+    }
+
+    /// A job gets the same probes alone or in a batch: member k's vectors depend only on its
+    /// seed and the step.
+    #[test]
+    fn probes_depend_on_the_member_seed_and_step_only() {
+        let both = Probes { count: 3, seeds: &[5, 9], step: 100 }.draw(&[4, 2], Kind::Double, Device::Cpu);
+        let alone = Probes { count: 3, seeds: &[9], step: 100 }.draw(&[4, 2], Kind::Double, Device::Cpu);
+        for (b, a) in both.iter().zip(&alone) {
+            assert!(b.narrow(0, 1, 1).equal(a));
+        }
+        let later = Probes { count: 3, seeds: &[9], step: 200 }.draw(&[4, 2], Kind::Double, Device::Cpu);
+        assert!(!later[0].equal(&alone[0]), "another snapshot draws other probes");
+    }
 }
