@@ -641,9 +641,7 @@ mod tests {
     use std::sync::atomic::AtomicBool;
 
     use super::*;
-    use crate::config::job::Init;
     use crate::config::Sweep;
-    use crate::model::mlp::layer_sizes;
 
     fn train(specs: &[&JobSpec], autograd: bool) -> Vec<JobRecord> {
         let stop = AtomicBool::new(false);
@@ -678,14 +676,28 @@ mod tests {
             ("{kind: helmholtz2d}", "", "zscore"),
             ("{kind: regression1d, eps: 0.2}", "[0.2, 0.1]", "none"),
         ];
-        let mut cases: Vec<(&str, &str, &str, &str)> = problems.iter().map(|(p, e, n)| (*p, *e, *n, "none")).collect();
+        let mut cases: Vec<(&str, &str, &str, &str, &str)> = problems.iter().map(|(p, e, n)| (*p, *e, *n, "none", "")).collect();
         for b in ["{kind: ntk, every: 4}", "{kind: grad_stats, every: 4}", "softadapt", "relobralo", "{kind: gradnorm, every: 3}", "uncertainty", "eps_rescale"] {
-            cases.push(("{kind: darcy1d, eps: 0.25}", "[0.25, 0.5]", "zscore", b));
+            cases.push(("{kind: darcy1d, eps: 0.25}", "[0.25, 0.5]", "zscore", b, ""));
         }
-        for (problem, eps, normalization, balancer) in cases {
+        // Network schemes (activations, adaptive slopes, Fourier features), also with balancers
+        // that read parameter gradients or Hutchinson NTK traces.
+        cases.extend([
+            ("{kind: darcy1d, eps: 0.25}", "[0.25, 0.5]", "zscore", "none", ", activation: sin, adaptive_activation: layerwise"),
+            ("{kind: wave1d}", "", "zscore", "none", ", activation: gelu, adaptive_activation: {kind: global, scale: 2}, fourier: {features: 3, sigma: 1}"),
+            ("{kind: helmholtz2d}", "", "minmax", "none", ", activation: silu, fourier: {features: 4, sigma: 0.5}"),
+            ("{kind: darcy1d, eps: 0.25}", "[0.25, 0.5]", "zscore", "{kind: gradnorm, every: 3}", ", activation: silu, adaptive_activation: global"),
+            ("{kind: darcy1d, eps: 0.25}", "[0.25, 0.5]", "zscore", "{kind: grad_stats, every: 4}", ", adaptive_activation: layerwise, fourier: {features: 4, sigma: 2}"),
+            ("{kind: darcy1d, eps: 0.25}", "[0.25, 0.5]", "zscore", "{kind: ntk, every: 4}", ", adaptive_activation: global, method: hutchinson"),
+        ]);
+        for (problem, eps, normalization, balancer, scheme) in cases {
+            let (model_extra, ntk_extra) = match scheme.split_once(", method: ") {
+                Some((m, method)) => (m.to_string(), format!(", method: {method}, probes: 4")),
+                None => (scheme.to_string(), String::new()),
+            };
             let mut text = format!(
-                "problem: {problem}\nmodel: {{width: 8, depth: 2, dtype: float64, normalization: {normalization}}}\n\
-                 training: {{steps: 10, log_every: 2, lr: 1.0e-2}}\nntk: {{enabled: false}}\nevaluation: {{points: 30}}\n\
+                "problem: {problem}\nmodel: {{width: 8, depth: 2, dtype: float64, normalization: {normalization}{model_extra}}}\n\
+                 training: {{steps: 10, log_every: 2, lr: 1.0e-2}}\nntk: {{enabled: false{ntk_extra}}}\nevaluation: {{points: 30}}\n\
                  balancer: {balancer}\nsweep:\n  seed: [3, 8]\n"
             );
             if !eps.is_empty() {
@@ -695,7 +707,7 @@ mod tests {
             let pair: Vec<&JobSpec> = [0, s.jobs.len() - 1].iter().map(|&k| &s.jobs[k]).collect();
             let (fast, reference) = (train(&pair, false), train(&pair, true));
             for (k, (f, r)) in fast.iter().zip(&reference).enumerate() {
-                let what = format!("{problem}, {balancer}, member {k}");
+                let what = format!("{problem}, {balancer}{scheme}, member {k}");
                 assert_eq!(f.history.step, r.history.step, "{what}");
                 for (term, lr) in &r.history.loss {
                     for (i, (a, b)) in f.history.loss[term].iter().zip(lr).enumerate() {
@@ -714,6 +726,15 @@ mod tests {
                 // The parameters moved (the comparison is not between two untrained nets).
                 let p0 = f.params_init.as_ref().unwrap();
                 assert!(p0[0].0.iter().zip(&pf[0].0).any(|(a, b)| (a - b).abs() > 1e-6), "{what}: parameters did not move");
+                let (sf, sr) = (&f.network.slopes_final, &r.network.slopes_final);
+                assert_eq!(sf.is_some(), scheme.contains("adaptive"), "{what}: slopes recorded");
+                if let (Some(sf), Some(sr), Some(s0)) = (sf, sr, &f.network.slopes_init) {
+                    for (a, b) in sf.iter().zip(sr) {
+                        assert!(close(*a, *b), "{what}: final slope {a} vs autograd {b}");
+                    }
+                    assert!(s0.iter().zip(sf).any(|(a, b)| (a - b).abs() > 1e-6), "{what}: slopes did not move");
+                }
+                assert_eq!(f.network.fourier_b, r.network.fourier_b, "{what}: Fourier features");
             }
         }
     }
@@ -722,16 +743,19 @@ mod tests {
     /// pass vs autograd, every problem.
     #[test]
     fn taped_gradients_equal_autograd_gradients() {
-        for problem in ["{kind: darcy1d, eps: 0.25}", "{kind: poisson1d, eps: 0.5}", "{kind: wave1d}", "{kind: klein_gordon1d}", "{kind: helmholtz2d}", "{kind: regression1d, eps: 0.2}"] {
-            let text = format!("problem: {problem}\nmodel: {{width: 8, depth: 2, dtype: float64, normalization: zscore}}\ntraining: {{steps: 1}}\nevaluation: {{points: 20}}\n");
+        let problems = ["{kind: darcy1d, eps: 0.25}", "{kind: poisson1d, eps: 0.5}", "{kind: wave1d}", "{kind: klein_gordon1d}", "{kind: helmholtz2d}", "{kind: regression1d, eps: 0.2}"];
+        // Plain tanh networks, and networks with another activation, adaptive slopes and
+        // Fourier features (whose one-member L-BFGS networks must carry all three).
+        let schemes = ["", ", activation: gelu, adaptive_activation: {kind: layerwise, scale: 2}, fourier: {features: 3, sigma: 1}"];
+        for (problem, scheme) in problems.iter().flat_map(|p| schemes.iter().map(move |s| (p, s))) {
+            let text = format!("problem: {problem}\nmodel: {{width: 8, depth: 2, dtype: float64, normalization: zscore{scheme}}}\ntraining: {{steps: 1}}\nevaluation: {{points: 20}}\n");
             let s = Sweep::parse(&text, "t.yaml", "t", &[]).unwrap();
             let opts = TensorOpts { kind: Kind::Double, device: Device::Cpu };
             let c = &s.jobs[0].config;
             let p = ProblemConfig::build(&[&c.problem], opts);
             let domain = p.domain();
             let norm = Normalizer::new(&[c.model.normalization], &domain, opts);
-            let mut init = vec![(Init::XavierNormal, rng::stream(1, Purpose::Init, 0))];
-            let mlp = Mlp::init(&layer_sizes(domain.dim(), 8, 2), &mut init, opts);
+            let mlp = Mlp::build(&[(&c.model, 1)], domain.dim(), opts);
             let points: Vec<(&'static str, Tensor)> = p
                 .terms()
                 .iter()
@@ -748,7 +772,7 @@ mod tests {
             let got = t.parameter_gradients(&mlp, &total(&t.losses), &[], false).unwrap();
             for (k, (g, w)) in got.iter().zip(&want).enumerate() {
                 let err = (g - w).abs().max().double_value(&[]) / w.abs().max().double_value(&[]);
-                assert!(err < 1e-12, "{problem} parameter {k}: rel err {err}");
+                assert!(err < 1e-12, "{problem}{scheme} parameter {k}: rel err {err}");
             }
             // The L-BFGS objective (same pass, flattened) against autograd on the flat vector.
             let weights: Vec<f64> = (0..points.len()).map(|t| 1.0 + t as f64).collect();
@@ -770,7 +794,7 @@ mod tests {
             assert!((value - total.double_value(&[])).abs() <= 1e-12 * value.abs());
             let want = Tensor::run_backward(&[total], &[&leaf], false, false).remove(0);
             let err = (&grad - &want).abs().max().double_value(&[]) / want.abs().max().double_value(&[]);
-            assert!(err < 1e-12, "{problem} L-BFGS gradient: rel err {err}");
+            assert!(err < 1e-12, "{problem}{scheme} L-BFGS gradient: rel err {err}");
         }
     }
 }
