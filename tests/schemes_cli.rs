@@ -1,0 +1,122 @@
+//! Network schemes (activations, adaptive slopes, Fourier features) and the Hutchinson NTK
+//! trace through the binary: swept as axes, recorded in the job files, exact under batching,
+//! bad values refused before anything runs.
+
+mod common;
+
+use common::*;
+
+/// The activations other than tanh, with and without layer-wise slopes and Fourier features,
+/// 2 eps x 2 seeds each (48 jobs), float64; the tests narrow the axes.
+const SCHEMES: &str = "\
+name: schemes
+problem: {kind: darcy1d, eps: 0.5}
+model: {width: 8, depth: 2, dtype: float64}
+training: {steps: 12, log_every: 4}
+collocation: {residual: {points: 16}}
+ntk: {every: 6, points: {residual: 12}}
+evaluation: {points: 40}
+sweep:
+  activation: [sin, silu, gelu]
+  adaptive_activation: [none, {kind: layerwise, scale: 5}]
+  fourier: [null, {features: 4, sigma: 2}]
+  eps: [0.5, 0.25]
+  seed: [0, 1]
+";
+
+/// The schemes train through `ntksweep run`; the files meet the contract (slopes on hidden
+/// layers, B [m, d], the first layer's 2 m inputs, the scheme attributes), slopes start at
+/// n a = 1 and move, B depends on the seed only, and batches of 4 equal the same jobs run alone
+/// to 1e-10.
+#[test]
+fn schemes_are_recorded_and_batches_equal_jobs_run_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text_in = SCHEMES.replace("[sin, silu, gelu]", "[sin, silu, gelu, tanh]").replacen("  eps: [0.5, 0.25]\n", "", 1);
+    // All four activations x slopes x Fourier x 2 seeds (32 jobs); batched: the two seeds of a
+    // scheme together; alone: one by one.
+    let sweep = write(tmp.path(), "schemes.yaml", &text_in);
+    let (batched, alone) = (tmp.path().join("batched"), tmp.path().join("alone"));
+    let o = ntksweep(&["run", sweep.to_str().unwrap(), "--out", batched.to_str().unwrap(), "--max-batch", "4"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("32 to run in 16 batch(es)"), "{}", text(&o));
+    let o = ntksweep(&["run", sweep.to_str().unwrap(), "--out", alone.to_str().unwrap(), "--max-batch", "1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    py_check("check_contract.py", &[batched.to_str().unwrap(), "--expect-status", "done"]);
+    let t = py_check("check_schemes.py", &[batched.to_str().unwrap()]);
+    assert!(t.contains("32 files, 16 with Fourier features"), "{t}");
+    let t = py_check("compare_results.py", &[alone.to_str().unwrap(), batched.to_str().unwrap(), "--rtol", "1e-10"]);
+    assert!(t.contains("32 jobs compared"), "{t}");
+}
+
+/// Larger batches: eps and seeds of one scheme train together (4 members), and equal the same
+/// jobs alone to 1e-10; `plan` lists the schemes' axis values.
+#[test]
+fn batches_over_eps_and_seeds_equal_jobs_run_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text_in = SCHEMES.replace("[sin, silu, gelu]", "[gelu]").replace("adaptive_activation: [none, {kind: layerwise, scale: 5}]", "adaptive_activation: [global]");
+    let sweep = write(tmp.path(), "schemes.yaml", &text_in);
+    let o = ntksweep(&["plan", sweep.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("8 jobs") && text(&o).contains("gelu") && text(&o).contains("features: 4 sigma: 2"), "{}", text(&o));
+    let (batched, alone) = (tmp.path().join("batched"), tmp.path().join("alone"));
+    let o = ntksweep(&["run", sweep.to_str().unwrap(), "--out", batched.to_str().unwrap(), "--max-batch", "4"]);
+    assert!(o.status.success() && text(&o).contains("8 to run in 2 batch(es)"), "{}", text(&o));
+    let o = ntksweep(&["run", sweep.to_str().unwrap(), "--out", alone.to_str().unwrap(), "--max-batch", "1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    py_check("check_schemes.py", &[batched.to_str().unwrap()]);
+    let t = py_check("compare_results.py", &[alone.to_str().unwrap(), batched.to_str().unwrap(), "--rtol", "1e-10"]);
+    assert!(t.contains("8 jobs compared"), "{t}");
+}
+
+/// `ntk.method: hutchinson`: trace estimates with standard errors and no norms or spectra; the
+/// ntk balancer's weights at each snapshot are the estimated trace ratios; batches equal jobs
+/// alone to 1e-10 (the probes come from each job's own stream); `reduce` accepts the folder.
+#[test]
+fn hutchinson_traces_are_recorded_and_feed_the_ntk_balancer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text_in = TINY
+        .replace("ntk: {every: 10}", "ntk: {every: 5, method: hutchinson, probes: 8, chunk: 5}\nbalancer: {kind: ntk, every: 5}")
+        .replace("model: {width: 8, depth: 2, dtype: float64}", "model: {width: 8, depth: 2, dtype: float64, adaptive_activation: global}");
+    let sweep = write(tmp.path(), "hutch.yaml", &text_in);
+    let (batched, alone) = (tmp.path().join("batched"), tmp.path().join("alone"));
+    let o = ntksweep(&["run", sweep.to_str().unwrap(), "--out", batched.to_str().unwrap(), "--max-batch", "4"]);
+    assert!(o.status.success() && text(&o).contains("4 to run in 1 batch(es)"), "{}", text(&o));
+    let o = ntksweep(&["run", sweep.to_str().unwrap(), "--out", alone.to_str().unwrap(), "--max-batch", "1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    py_check("check_contract.py", &[batched.to_str().unwrap(), "--expect-status", "done"]);
+    py_check("check_schemes.py", &[batched.to_str().unwrap(), "--ntk-balancer"]);
+    let t = py_check("compare_results.py", &[alone.to_str().unwrap(), batched.to_str().unwrap(), "--rtol", "1e-10"]);
+    assert!(t.contains("4 jobs compared"), "{t}");
+    let o = ntksweep(&["reduce", batched.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+/// Each bad scheme value: exit code 2, file:line:col and the key, no results folder.
+#[test]
+fn bad_scheme_values_are_rejected_before_anything_is_written() {
+    let cases: &[(&str, &str, &str, &str)] = &[
+        ("unknown activation", "activation: [sin, silu, gelu]", "activation: [sin, relu]", "key `model.activation`"),
+        ("sigma <= 0", "sigma: 2}", "sigma: 0}", "key `model.fourier.sigma`"),
+        ("no features", "features: 4,", "features: 0,", "key `model.fourier.features`"),
+        ("slope scale <= 0", "scale: 5}", "scale: -5}", "key `model.adaptive_activation.scale`"),
+        ("unknown slope mode", "kind: layerwise", "kind: neuronwise", "unknown variant `neuronwise`"),
+        ("probes 0", "points: {residual: 12}}", "points: {residual: 12}, method: hutchinson, probes: 0}", "key `ntk.probes`"),
+        ("unknown NTK method", "points: {residual: 12}}", "points: {residual: 12}, method: lanczos}", "key `ntk.method`"),
+    ];
+    for (what, from, to, expect) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let text_in = SCHEMES.replacen(from, to, 1);
+        assert_ne!(text_in, SCHEMES, "{what}: replacement did not apply");
+        let sweep = write(tmp.path(), "bad.yaml", &text_in);
+        let out = tmp.path().join("res");
+        let o = ntksweep(&["run", sweep.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{what}: {t}");
+        assert!(t.contains(expect), "{what}: expected `{expect}` in:\n{t}");
+        let pos = t.split("bad.yaml:").nth(1).unwrap_or("");
+        let mut parts = pos.splitn(3, ':');
+        let (line, col) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        assert!(line.parse::<usize>().is_ok() && col.parse::<usize>().is_ok(), "{what}: no file:line:col in:\n{t}");
+        assert!(!out.exists(), "{what}: results folder was created");
+    }
+}
