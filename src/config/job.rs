@@ -116,6 +116,13 @@ pub struct ModelConfig {
     pub fourier: Option<FourierConfig>,
 }
 
+impl ModelConfig {
+    /// Inputs of the first layer for a d-dimensional problem: d, or 2 m with Fourier features.
+    pub fn inputs(&self, d: usize) -> usize {
+        self.fourier.as_ref().map_or(d, |f| 2 * f.features)
+    }
+}
+
 impl Default for ModelConfig {
     fn default() -> Self {
         ModelConfig {

@@ -84,7 +84,7 @@ impl JobSpec {
         let c = &self.config;
         let d = c.problem.input_dim();
         let streams = (1 + 2 * d) as f64;
-        let sizes = crate::model::mlp::layer_sizes(d, c.model.width, c.model.depth);
+        let sizes = crate::model::mlp::layer_sizes(c.model.inputs(d), c.model.width, c.model.depth);
         let macs: f64 = sizes.windows(2).map(|w| (w[0] * w[1]) as f64).sum();
         let points: f64 = c.problem.term_names().iter().map(|t| c.term_points(t).points as f64).sum();
         let step = 3.0 * 2.0 * streams * points * macs;
@@ -95,7 +95,12 @@ impl JobSpec {
         } else {
             0.0
         };
-        let ntk = snapshots * (2.0 * 2.0 * streams * ntk_points * macs + streams * streams * ntk_points * ntk_points * (c.model.width * (c.model.depth + 1)) as f64);
+        let ntk = snapshots
+            * match c.ntk.method {
+                crate::ntk::NtkMethod::Exact => 2.0 * 2.0 * streams * ntk_points * macs + streams * streams * ntk_points * ntk_points * (c.model.width * (c.model.depth + 1)) as f64,
+                // One forward per chunk, one reverse pass per probe.
+                crate::ntk::NtkMethod::Hutchinson => (1.0 + c.ntk.probes as f64) * 2.0 * 2.0 * streams * ntk_points * macs,
+            };
         // An L-BFGS iteration costs at least one loss and gradient evaluation, like a step.
         (c.training.all_steps() as f64 * step + ntk) / 1e9
     }

@@ -73,11 +73,6 @@ impl FourierFeatures {
         FourierFeatures { b: b.to_kind(opts.kind).to_device(opts.device) }
     }
 
-    /// Number of network inputs, 2 m.
-    pub fn width(&self) -> i64 {
-        2 * self.b.size()[1]
-    }
-
     /// phi = 2 pi x_n B^T: [E, N, m] from x_n [E, N, d].
     pub fn phase(&self, xn: &Tensor) -> Tensor {
         xn.matmul(&self.b.transpose(1, 2)) * (2.0 * std::f64::consts::PI)

@@ -117,7 +117,7 @@ impl Mlp {
             let cfgs: Vec<(u64, &super::fourier::FourierConfig)> = members.iter().map(|(m, seed)| (*seed, m.fourier.as_ref().expect("batch key"))).collect();
             FourierFeatures::draw(&cfgs, d, opts)
         });
-        let inputs = fourier.as_ref().map_or(d, |f| f.width() as usize);
+        let inputs = c.inputs(d);
         let mut init: Vec<(Init, JobRng)> = members.iter().map(|(m, seed)| (m.init, rng::stream(*seed, rng::Purpose::Init, 0))).collect();
         let mut mlp = Mlp::init(&layer_sizes(inputs, c.width, c.depth), &mut init, opts);
         mlp.activation = c.activation;
