@@ -128,7 +128,8 @@ fn ntk_seconds(width: usize, points: usize, device: Device, reps: usize, probes:
         None => ntk::Estimator::Exact { spectra: false },
         Some(count) => ntk::Estimator::Hutchinson(ntk::hutchinson::Probes { count, seeds: &[0], step: 0 }),
     };
-    let run = || -> Result<ntk::Snapshot, String> { ntk::measure(&est, &mlp, &norm, problem.as_ref(), &pts, &scale, 4096).map_err(|e| e.to_string()) };
+    let inputs = ntk::NtkInputs { mlp: &mlp, norm: &norm, problem: problem.as_ref(), points: &pts, scale: &scale, chunk: 4096 };
+    let run = || -> Result<ntk::Snapshot, String> { ntk::measure(&est, &inputs).map_err(|e| e.to_string()) };
     run()?; // warm-up
     sync(device);
     let t = Instant::now();

@@ -79,19 +79,23 @@ pub enum Estimator<'a> {
     Hutchinson(hutchinson::Probes<'a>),
 }
 
-/// One snapshot of every term on `points` by `estimator` (see [`factors`] for the arguments).
-pub fn measure(
-    estimator: &Estimator<'_>,
-    mlp: &Mlp,
-    norm: &Normalizer,
-    problem: &dyn Problem,
-    points: &[TermPoints],
-    scale: &BTreeMap<String, Tensor>,
-    chunk: usize,
-) -> Result<Snapshot, TchError> {
+/// What a snapshot is measured on: the network (in the kernel's precision), its input
+/// normalisation, the problem, every term's NTK points, the residual scales (eps rescaling,
+/// [E, 1] per term) and the points per reverse pass (`ntk.chunk`).
+pub struct NtkInputs<'a> {
+    pub mlp: &'a Mlp,
+    pub norm: &'a Normalizer,
+    pub problem: &'a dyn Problem,
+    pub points: &'a [TermPoints],
+    pub scale: &'a BTreeMap<String, Tensor>,
+    pub chunk: usize,
+}
+
+/// One snapshot of every term by `estimator`.
+pub fn measure(estimator: &Estimator<'_>, i: &NtkInputs<'_>) -> Result<Snapshot, TchError> {
     match estimator {
-        Estimator::Exact { spectra } => snapshot(&factors(mlp, norm, problem, points, scale, chunk)?, *spectra),
-        Estimator::Hutchinson(probes) => hutchinson::snapshot(mlp, norm, problem, points, scale, chunk, probes),
+        Estimator::Exact { spectra } => snapshot(&factors(i.mlp, i.norm, i.problem, i.points, i.scale, i.chunk)?, *spectra),
+        Estimator::Hutchinson(probes) => hutchinson::snapshot(i, probes),
     }
 }
 

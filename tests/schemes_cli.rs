@@ -35,12 +35,8 @@ fn schemes_are_recorded_and_batches_equal_jobs_run_alone() {
     // All four activations x slopes x Fourier x 2 seeds (32 jobs); batched: the two seeds of a
     // scheme together; alone: one by one.
     let sweep = write(tmp.path(), "schemes.yaml", &text_in);
-    let (batched, alone) = (tmp.path().join("batched"), tmp.path().join("alone"));
-    let o = ntksweep(&["run", sweep.to_str().unwrap(), "--out", batched.to_str().unwrap(), "--max-batch", "4"]);
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("32 to run in 16 batch(es)"), "{}", text(&o));
-    let o = ntksweep(&["run", sweep.to_str().unwrap(), "--out", alone.to_str().unwrap(), "--max-batch", "1"]);
-    assert!(o.status.success(), "{}", text(&o));
+    let (batched, alone, t) = run_batched_and_alone(tmp.path(), &sweep, "4");
+    assert!(t.contains("32 to run in 16 batch(es)"), "{t}");
     py_check("check_contract.py", &[batched.to_str().unwrap(), "--expect-status", "done"]);
     let t = py_check("check_schemes.py", &[batched.to_str().unwrap()]);
     assert!(t.contains("32 files, 16 with Fourier features"), "{t}");
@@ -58,11 +54,8 @@ fn batches_over_eps_and_seeds_equal_jobs_run_alone() {
     let o = ntksweep(&["plan", sweep.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("8 jobs") && text(&o).contains("gelu") && text(&o).contains("features: 4 sigma: 2"), "{}", text(&o));
-    let (batched, alone) = (tmp.path().join("batched"), tmp.path().join("alone"));
-    let o = ntksweep(&["run", sweep.to_str().unwrap(), "--out", batched.to_str().unwrap(), "--max-batch", "4"]);
-    assert!(o.status.success() && text(&o).contains("8 to run in 2 batch(es)"), "{}", text(&o));
-    let o = ntksweep(&["run", sweep.to_str().unwrap(), "--out", alone.to_str().unwrap(), "--max-batch", "1"]);
-    assert!(o.status.success(), "{}", text(&o));
+    let (batched, alone, t) = run_batched_and_alone(tmp.path(), &sweep, "4");
+    assert!(t.contains("8 to run in 2 batch(es)"), "{t}");
     py_check("check_schemes.py", &[batched.to_str().unwrap()]);
     let t = py_check("compare_results.py", &[alone.to_str().unwrap(), batched.to_str().unwrap(), "--rtol", "1e-10"]);
     assert!(t.contains("8 jobs compared"), "{t}");
@@ -78,11 +71,8 @@ fn hutchinson_traces_are_recorded_and_feed_the_ntk_balancer() {
         .replace("ntk: {every: 10}", "ntk: {every: 5, method: hutchinson, probes: 8, chunk: 5}\nbalancer: {kind: ntk, every: 5}")
         .replace("model: {width: 8, depth: 2, dtype: float64}", "model: {width: 8, depth: 2, dtype: float64, adaptive_activation: global}");
     let sweep = write(tmp.path(), "hutch.yaml", &text_in);
-    let (batched, alone) = (tmp.path().join("batched"), tmp.path().join("alone"));
-    let o = ntksweep(&["run", sweep.to_str().unwrap(), "--out", batched.to_str().unwrap(), "--max-batch", "4"]);
-    assert!(o.status.success() && text(&o).contains("4 to run in 1 batch(es)"), "{}", text(&o));
-    let o = ntksweep(&["run", sweep.to_str().unwrap(), "--out", alone.to_str().unwrap(), "--max-batch", "1"]);
-    assert!(o.status.success(), "{}", text(&o));
+    let (batched, alone, t) = run_batched_and_alone(tmp.path(), &sweep, "4");
+    assert!(t.contains("4 to run in 1 batch(es)"), "{t}");
     py_check("check_contract.py", &[batched.to_str().unwrap(), "--expect-status", "done"]);
     py_check("check_schemes.py", &[batched.to_str().unwrap(), "--ntk-balancer"]);
     let t = py_check("compare_results.py", &[alone.to_str().unwrap(), batched.to_str().unwrap(), "--rtol", "1e-10"]);
@@ -103,20 +93,5 @@ fn bad_scheme_values_are_rejected_before_anything_is_written() {
         ("probes 0", "points: {residual: 12}}", "points: {residual: 12}, method: hutchinson, probes: 0}", "key `ntk.probes`"),
         ("unknown NTK method", "points: {residual: 12}}", "points: {residual: 12}, method: lanczos}", "key `ntk.method`"),
     ];
-    for (what, from, to, expect) in cases {
-        let tmp = tempfile::tempdir().unwrap();
-        let text_in = SCHEMES.replacen(from, to, 1);
-        assert_ne!(text_in, SCHEMES, "{what}: replacement did not apply");
-        let sweep = write(tmp.path(), "bad.yaml", &text_in);
-        let out = tmp.path().join("res");
-        let o = ntksweep(&["run", sweep.to_str().unwrap(), "--out", out.to_str().unwrap()]);
-        let t = text(&o);
-        assert_eq!(o.status.code(), Some(2), "{what}: {t}");
-        assert!(t.contains(expect), "{what}: expected `{expect}` in:\n{t}");
-        let pos = t.split("bad.yaml:").nth(1).unwrap_or("");
-        let mut parts = pos.splitn(3, ':');
-        let (line, col) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-        assert!(line.parse::<usize>().is_ok() && col.parse::<usize>().is_ok(), "{what}: no file:line:col in:\n{t}");
-        assert!(!out.exists(), "{what}: results folder was created");
-    }
+    assert_rejected(SCHEMES, cases);
 }

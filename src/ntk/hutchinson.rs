@@ -23,11 +23,9 @@
 //! Laplacian smoothing splines", Comm. Statist. Simulation Comput. 19 (1990) 433-450; seed 000
 //! (outlook: stochastic trace estimators instead of the explicit NTK).
 
-use std::collections::BTreeMap;
-
 use tch::{Device, Kind, TchError, Tensor};
 
-use super::{Snapshot, TermPoints, TermStats};
+use super::{NtkInputs, Snapshot, TermPoints, TermStats};
 use crate::model::mlp::Mlp;
 use crate::model::normalize::Normalizer;
 use crate::model::streams::Segment;
@@ -81,22 +79,13 @@ impl Probes<'_> {
 }
 
 /// Trace estimates and their standard errors of every term block (see the module docs).
-/// `scale[term]` ([E, 1]) multiplies that term's residual (eps rescaling).
-pub fn snapshot(
-    mlp: &Mlp,
-    norm: &Normalizer,
-    problem: &dyn Problem,
-    points: &[TermPoints],
-    scale: &BTreeMap<String, Tensor>,
-    chunk: usize,
-    probes: &Probes<'_>,
-) -> Result<Snapshot, TchError> {
-    let sizes: Vec<i64> = points.iter().map(|t| t.x.size()[1]).collect();
-    let like = &points[0].x;
+pub fn snapshot(i: &NtkInputs<'_>, probes: &Probes<'_>) -> Result<Snapshot, TchError> {
+    let sizes: Vec<i64> = i.points.iter().map(|t| t.x.size()[1]).collect();
+    let like = &i.points[0].x;
     let vs = probes.draw(&sizes, like.kind(), like.device());
-    let mut terms = Vec::with_capacity(points.len());
-    for (tp, v) in points.iter().zip(&vs) {
-        let q = quadratic_forms(mlp, norm, problem, tp, scale.get(&tp.name), v, Chunking::new(chunk))?; // [E, p]
+    let mut terms = Vec::with_capacity(i.points.len());
+    for (tp, v) in i.points.iter().zip(&vs) {
+        let q = quadratic_forms(i.mlp, i.norm, i.problem, tp, i.scale.get(&tp.name), v, Chunking::new(i.chunk))?; // [E, p]
         let trace = q.f_mean_dim(&[-1i64][..], false, Kind::Double)?;
         let stderr = if probes.count > 1 {
             q.f_to_kind(Kind::Double)?.f_std_dim(&[-1i64][..], true, false)?.f_div_scalar((probes.count as f64).sqrt())?
@@ -191,6 +180,8 @@ fn squared_norm(grads: &[Tensor]) -> Result<Tensor, TchError> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use crate::config::job::Normalization;
     use crate::model::testing;
@@ -258,7 +249,8 @@ mod tests {
         let exact = super::super::snapshot(&factors(&mlp, &norm, p.as_ref(), &pts, &BTreeMap::new(), 512).unwrap(), false).unwrap();
         let mut stderr = Vec::new();
         for count in [16usize, 256, 2048] {
-            let s = snapshot(&mlp, &norm, p.as_ref(), &pts, &BTreeMap::new(), 512, &Probes { count, seeds: &[7], step: 0 }).unwrap();
+            let inputs = NtkInputs { mlp: &mlp, norm: &norm, problem: p.as_ref(), points: &pts, scale: &BTreeMap::new(), chunk: 512 };
+            let s = snapshot(&inputs, &Probes { count, seeds: &[7], step: 0 }).unwrap();
             assert!(s.full_frobenius.is_none());
             let mut row = Vec::new();
             for (t, x) in s.terms.iter().zip(&exact.terms) {

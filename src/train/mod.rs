@@ -422,16 +422,17 @@ pub fn train_batch(specs: &[&JobSpec], ctx: &mut BatchContext<'_>) -> Result<Bat
             ntk::NtkMethod::Exact => ntk::Estimator::Exact { spectra },
             ntk::NtkMethod::Hutchinson => ntk::Estimator::Hutchinson(ntk::hutchinson::Probes { count: c0.ntk.probes, seeds: &seeds, step }),
         };
+        let inputs = |mlp, norm, problem, scale| ntk::NtkInputs { mlp, norm, problem, points: &ntk_points, scale, chunk: c0.ntk.chunk };
         let snap = match (&problem_ntk, &norm_ntk, &finite) {
             (Some(p), Some(nm), _) => {
                 let mk = zero_members(mlp, finite.as_ref(), ntk_opts.kind)?;
-                ntk::measure(&est, &mk, nm, p.as_ref(), &ntk_points, &scale_ntk, c0.ntk.chunk)?
+                ntk::measure(&est, &inputs(&mk, nm, p.as_ref(), &scale_ntk))?
             }
             (_, _, Some(ok)) => {
                 let mk = zero_members(mlp, Some(ok), opts.kind)?;
-                ntk::measure(&est, &mk, &norm, problem.as_ref(), &ntk_points, &scale, c0.ntk.chunk)?
+                ntk::measure(&est, &inputs(&mk, &norm, problem.as_ref(), &scale))?
             }
-            _ => ntk::measure(&est, mlp, &norm, problem.as_ref(), &ntk_points, &scale, c0.ntk.chunk)?,
+            _ => ntk::measure(&est, &inputs(mlp, &norm, problem.as_ref(), &scale))?,
         };
         match &finite {
             Some(ok) => nan_members(snap, ok),
