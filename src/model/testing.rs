@@ -33,13 +33,20 @@ pub fn schemes(width: usize, depth: usize) -> Vec<(String, ModelConfig)> {
     out
 }
 
-/// The batched network of `e` members (seeds 11, 12, ...) in float64 on the CPU; slopes moved
-/// away from their initial n a = 1 (by member-dependent factors), so that the slope terms of
-/// the formulas are exercised.
+/// The batched network of `e` members (seeds 11, 12, ...) in float64 on the CPU; biases moved
+/// away from Xavier's zeros and slopes away from their initial n a = 1 (by fixed patterns), so
+/// that the bias and slope terms of the formulas are exercised.
 pub fn network(cfg: &ModelConfig, dim: usize, e: usize) -> Mlp {
     let opts = TensorOpts { kind: Kind::Double, device: tch::Device::Cpu };
     let members: Vec<(&ModelConfig, u64)> = (0..e).map(|k| (cfg, 11 + k as u64)).collect();
     let mlp = Mlp::build(&members, dim, opts);
+    for l in &mlp.layers {
+        let n = l.b.numel() as i64;
+        let shift = (Tensor::arange(n, (Kind::Double, tch::Device::Cpu)) * 1.7).sin().view_as(&l.b) * 0.5;
+        tch::no_grad(|| {
+            let _ = l.b.detach().g_add_(&shift);
+        });
+    }
     if let Some(s) = &mlp.slopes {
         let g = s.a.size()[1];
         let factor = Tensor::linspace(0.7, 1.4, e as i64 * g, (Kind::Double, tch::Device::Cpu)).view([e as i64, g]);
