@@ -100,7 +100,7 @@ fn write_scheme_attrs(file: &hdf5::File, c: &crate::config::JobConfig) -> hdf5::
 fn write_contents(file: &hdf5::File, spec: &JobSpec, rec: &JobRecord, meta: &RunMeta) -> hdf5::Result<()> {
     let c = &spec.config;
     attr_str(file, "job_id", &spec.id)?;
-    attr_str(file, "problem", c.problem.kind_name())?;
+    attr_str(file, "problem", c.problem.label())?;
     attr_f64(file, "eps", c.problem.eps().unwrap_or(f64::NAN))?;
     attr_i64(file, "width", c.model.width as i64)?;
     attr_i64(file, "depth", c.model.depth as i64)?;

@@ -23,8 +23,8 @@
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-use crate::config::job::Invalid;
-use crate::problem::TensorOpts;
+use crate::validation::Invalid;
+use crate::tensor::TensorOpts;
 use crate::rng::{self, Purpose};
 
 /// `model.fourier: {features: m, sigma: s}`.

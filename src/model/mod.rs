@@ -3,6 +3,7 @@
 
 pub mod activation;
 pub mod adaptive;
+pub mod config;
 pub mod fourier;
 pub mod mlp;
 pub mod normalize;

@@ -6,8 +6,8 @@ use super::activation::Activation;
 use super::adaptive::{AdaptiveActivation, AdaptiveMode};
 use super::fourier::FourierConfig;
 use super::mlp::Mlp;
-use crate::config::job::{Init, ModelConfig};
-use crate::problem::TensorOpts;
+use crate::model::config::{Init, ModelConfig};
+use crate::tensor::TensorOpts;
 
 /// Model configurations covering every activation, with and without adaptive slopes (global
 /// and layer-wise) and Fourier features, as (label, configuration).

@@ -183,7 +183,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::config::job::Normalization;
+    use crate::model::config::Normalization;
     use crate::model::testing;
     use crate::ntk::{factors, kernel};
     use crate::problem::{ProblemConfig, TensorOpts};
@@ -240,7 +240,7 @@ mod tests {
     fn estimate_converges_to_the_exact_trace() {
         let p = darcy(&[0.25]);
         let norm = Normalizer::new(&[Normalization::None], &p.domain(), opts());
-        let mut m = vec![(crate::config::job::Init::XavierNormal, rng::stream(4, Purpose::Init, 0))];
+        let mut m = vec![(crate::model::config::Init::XavierNormal, rng::stream(4, Purpose::Init, 0))];
         let mlp = Mlp::init(&crate::model::mlp::layer_sizes(1, 16, 2), &mut m, opts());
         let pts = vec![
             term("residual", Tensor::linspace(0.0, 1.0, 40, (Kind::Double, Device::Cpu)).view([1, 40, 1])),
