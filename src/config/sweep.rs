@@ -727,14 +727,18 @@ sweep:
     }
 
     /// The `config` attribute of every job of every shipped sweep (plus an L-BFGS phase and
-    /// staged rates) reads back as the resolved configuration, and has no YAML 1.1 trap left
-    /// (`1e-8`-style floats). The Python side checks the same with PyYAML on real job files.
+    /// staged rates, and plus every network scheme with Hutchinson traces) reads back as the
+    /// resolved configuration, and has no YAML 1.1 trap left (`1e-8`-style floats). The Python
+    /// side checks the same with PyYAML on real job files.
     #[test]
     fn every_shipped_job_config_round_trips() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sweeps");
         let sets = [
             vec![],
             vec!["training.lbfgs.steps=5".to_owned(), "training.stages=[{steps: 10, lr: 1e-5}]".to_owned()],
+            ["model.activation=gelu", "model.adaptive_activation={kind: layerwise, scale: 5}", "model.fourier={features: 4, sigma: 1e-1}", "ntk.method=hutchinson", "ntk.probes=8"]
+                .map(str::to_owned)
+                .to_vec(),
         ];
         let mut checked = 0;
         for entry in std::fs::read_dir(&dir).unwrap() {
