@@ -62,20 +62,7 @@ fn bad_inputs_are_rejected_with_position_and_key_before_anything_is_written() {
         ("duplicate axis", "seed: [0, 1]", "seed: [0, 1]\n  problem.eps: [0.5]", "duplicate axis"),
         ("unknown problem", "kind: darcy1d", "kind: darcy9d", "unknown variant"),
     ];
-    for (what, from, to, expect) in cases {
-        let tmp = tempfile::tempdir().unwrap();
-        let text_in = TINY.replacen(from, to, 1);
-        assert_ne!(text_in, TINY, "{what}: replacement did not apply");
-        let sweep = write(tmp.path(), "bad.yaml", &text_in);
-        let out = tmp.path().join("res");
-        let o = ntksweep(&["run", sweep.to_str().unwrap(), "--out", out.to_str().unwrap()]);
-        let t = text(&o);
-        assert_eq!(o.status.code(), Some(2), "{what}: {t}");
-        assert!(t.contains(expect), "{what}: expected `{expect}` in:\n{t}");
-        let re_pos = t.contains("bad.yaml:") && t.split("bad.yaml:").nth(1).is_some_and(|r| r.chars().next().is_some_and(|c| c.is_ascii_digit()));
-        assert!(re_pos, "{what}: no file:line:col in:\n{t}");
-        assert!(!out.exists(), "{what}: results folder was created");
-    }
+    assert_rejected(TINY, cases);
     // A bad --set is reported as such.
     let tmp = tempfile::tempdir().unwrap();
     let sweep = write(tmp.path(), "ok.yaml", TINY);

@@ -24,13 +24,13 @@ use crate::balancer::{self, BalanceInputs, Weights};
 use crate::collocation;
 use crate::config::job::Sampling;
 use crate::config::JobSpec;
-use crate::model::mlp::{layer_sizes, Linear, Mlp};
+use crate::model::mlp::Mlp;
 use crate::model::normalize::Normalizer;
 use crate::model::streams::{Segment, SegmentedStreams, StreamLayout};
 use crate::model::tape::Tape;
 use crate::ntk::{self, TermPoints};
 use crate::problem::{Domain, Problem, ProblemConfig, Region, TensorOpts};
-use crate::record::{EvalRecord, History, JobRecord, NtkRecord, NtkTermRecord, Status};
+use crate::record::{EvalRecord, History, JobRecord, NetworkRecord, NtkRecord, NtkTermRecord, Status};
 use crate::rng::{self, JobRng, Purpose};
 use adam::Adam;
 use lbfgs::Lbfgs;
@@ -176,10 +176,7 @@ impl TapedLosses {
     ) -> Result<TapedLosses, TchError> {
         let batch = TermBatch::new(problem, points)?;
         let (mut streams, tape) = mlp.forward_taped(&batch.x, norm, &problem.layout(), &batch.segments);
-        streams.value = streams.value.set_requires_grad(true);
-        for b in streams.blocks.iter_mut().flatten() {
-            *b = b.set_requires_grad(true);
-        }
+        streams.make_leaves();
         let losses = batch.losses(problem, points, &streams, scale, kind)?;
         Ok(TapedLosses { losses, streams, tape })
     }
@@ -190,15 +187,7 @@ impl TapedLosses {
     /// `keep_graph`: keep the losses' graphs for another pass (a balancer's per-term gradients
     /// before the optimiser's).
     fn parameter_gradients(&self, mlp: &Mlp, loss: &Tensor, extra: &[Tensor], keep_graph: bool) -> Result<Vec<Tensor>, TchError> {
-        let mut wrt: Vec<&Tensor> = vec![&self.streams.value];
-        wrt.extend(self.streams.blocks.iter().flatten());
-        wrt.extend(extra);
-        let mut g = Tensor::f_run_backward(&[loss], &wrt, keep_graph, false)?.into_iter();
-        let value = g.next().expect("one gradient per input");
-        let blocks: Vec<Option<Tensor>> = self.streams.blocks.iter().map(|b| b.as_ref().and_then(|_| g.next())).collect();
-        let mut grads = self.tape.backward(mlp, &value, &blocks);
-        grads.extend(g);
-        Ok(grads)
+        self.tape.parameter_gradients(mlp, &self.streams, loss, extra, keep_graph)
     }
 }
 
@@ -240,19 +229,25 @@ fn record_history(
 
 /// Append a snapshot's statistics to the record of every member not yet diverged.
 fn record_snapshot(step: u64, snap: &ntk::Snapshot, diverged: &[Option<(i64, String)>], ntk_rec: &mut [NtkRecord]) {
-    let full = to_vec(&snap.full_frobenius);
-    let stats: Vec<(Vec<f64>, Vec<f64>, Option<Tensor>)> =
-        snap.terms.iter().map(|t| (to_vec(&t.frobenius), to_vec(&t.trace), t.eigenvalues.as_ref().map(|v| v.to_device(Device::Cpu)))).collect();
+    let opt_vec = |t: &Option<Tensor>| t.as_ref().map(to_vec);
+    let full = opt_vec(&snap.full_frobenius);
+    type Stats = (Option<Vec<f64>>, Vec<f64>, Option<Vec<f64>>, Option<Tensor>);
+    let stats: Vec<Stats> = snap
+        .terms
+        .iter()
+        .map(|t| (opt_vec(&t.frobenius), to_vec(&t.trace), opt_vec(&t.trace_stderr), t.eigenvalues.as_ref().map(|v| v.to_device(Device::Cpu))))
+        .collect();
     for (k, r) in ntk_rec.iter_mut().enumerate() {
         if diverged[k].is_some() {
             continue;
         }
         r.step.push(step as i64);
-        r.full_frobenius.push(full[k]);
-        for (ti, (fr, tr, ev)) in stats.iter().enumerate() {
+        r.full_frobenius.extend(full.as_ref().map(|f| f[k]));
+        for (ti, (fr, tr, se, ev)) in stats.iter().enumerate() {
             let t = &mut r.terms[ti].1;
-            t.frobenius.push(fr[k]);
+            t.frobenius.extend(fr.as_ref().map(|f| f[k]));
             t.trace.push(tr[k]);
+            t.trace_stderr.extend(se.as_ref().map(|f| f[k]));
             if let Some(ev) = ev {
                 t.eigenvalues.push(to_vec(&ev.select(0, k as i64)));
             }
@@ -263,14 +258,12 @@ fn record_snapshot(step: u64, snap: &ntk::Snapshot, diverged: &[Option<(i64, Str
 /// `None` when every member's parameters are finite, else a [E] mask of the finite members.
 fn finite_members(mlp: &Mlp) -> Result<Option<Tensor>, TchError> {
     let mut ok: Option<Tensor> = None;
-    for l in &mlp.layers {
-        for p in [&l.w, &l.b] {
-            let f = p.detach().f_isfinite()?.f_flatten(1, -1)?.f_all_dim(1, false)?;
-            ok = Some(match ok {
-                None => f,
-                Some(o) => o.f_logical_and(&f)?,
-            });
-        }
+    for p in mlp.parameters() {
+        let f = p.detach().f_isfinite()?.f_flatten(1, -1)?.f_all_dim(1, false)?;
+        ok = Some(match ok {
+            None => f,
+            Some(o) => o.f_logical_and(&f)?,
+        });
     }
     let ok = ok.expect("an MLP has at least one layer");
     Ok(if ok.f_all()?.f_int64_value(&[])? == 1 { None } else { Some(ok) })
@@ -280,18 +273,12 @@ fn finite_members(mlp: &Mlp) -> Result<Option<Tensor>, TchError> {
 /// parameters of members outside `keep` ([E] bool) set to zero.
 fn zero_members(mlp: &Mlp, keep: Option<&Tensor>, kind: Kind) -> Result<Mlp, TchError> {
     let Some(keep) = keep else { return Ok(mlp.to_kind_detached(kind)) };
-    let layers = mlp
-        .layers
-        .iter()
-        .map(|l| -> Result<Linear, TchError> {
-            let w = l.w.detach().f_to_kind(kind)?;
-            let b = l.b.detach().f_to_kind(kind)?;
-            let w = w.f_where_self(&keep.f_view([-1, 1, 1])?, &w.f_zeros_like()?)?;
-            let b = b.f_where_self(&keep.f_view([-1, 1])?, &b.f_zeros_like()?)?;
-            Ok(Linear { w: w.set_requires_grad(true), b: b.set_requires_grad(true) })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Mlp { layers, sizes: mlp.sizes.clone() })
+    mlp.map_parameters(kind, &|p| {
+        let p = p.detach().f_to_kind(kind)?;
+        let mut shape = vec![-1i64];
+        shape.extend(std::iter::repeat_n(1, p.dim() - 1));
+        Ok(p.f_where_self(&keep.f_view(shape.as_slice())?, &p.f_zeros_like()?)?.set_requires_grad(true))
+    })
 }
 
 /// Replace the statistics of members outside `keep` ([E] bool) by NaN.
@@ -302,13 +289,13 @@ fn nan_members(mut snap: ntk::Snapshot, keep: &Tensor) -> Result<ntk::Snapshot, 
         let k = keep.f_to_device(t.device())?.f_view(shape.as_slice())?;
         t.f_where_self(&k, &t.f_full_like(f64::NAN)?)
     };
-    snap.full_frobenius = mask(&snap.full_frobenius)?;
+    let mask_opt = |t: &Option<Tensor>| t.as_ref().map(&mask).transpose();
+    snap.full_frobenius = mask_opt(&snap.full_frobenius)?;
     for t in &mut snap.terms {
-        t.frobenius = mask(&t.frobenius)?;
+        t.frobenius = mask_opt(&t.frobenius)?;
         t.trace = mask(&t.trace)?;
-        if let Some(ev) = &t.eigenvalues {
-            t.eigenvalues = Some(mask(ev)?);
-        }
+        t.trace_stderr = mask_opt(&t.trace_stderr)?;
+        t.eigenvalues = mask_opt(&t.eigenvalues)?;
     }
     Ok(snap)
 }
@@ -321,7 +308,8 @@ struct MemberObjective {
     points: Vec<(&'static str, Tensor)>,
     scale: BTreeMap<String, Tensor>,
     weights: Vec<f64>,
-    sizes: Vec<usize>,
+    /// A one-member network of the member's architecture ([`lbfgs::member_network`]).
+    template: Mlp,
     kind: Kind,
 }
 
@@ -330,7 +318,7 @@ impl MemberObjective {
     /// reverse pass (the training step's fast path, [`TapedLosses`]) of the full-batch loss of
     /// a one-member network.
     fn eval(&self, flat: &Tensor) -> Result<(f64, Tensor), TchError> {
-        let net = lbfgs::member_network(&self.sizes, &flat.detach())?;
+        let net = lbfgs::member_network(&self.template, 0, &flat.detach())?;
         let taped = TapedLosses::new(&net, &self.norm, self.problem.as_ref(), &self.points, &self.scale, self.kind)?;
         let mut total: Option<Tensor> = None;
         for ((_, l), w) in taped.losses.iter().zip(&self.weights) {
@@ -341,7 +329,7 @@ impl MemberObjective {
             });
         }
         let total = total.expect("at least one loss term").f_sum(self.kind)?;
-        // Parameter gradients come in flattening order (w0, b0, w1, b1, ...).
+        // Parameter gradients come in flattening order (w0, b0, w1, b1, ..., slopes).
         let grads = taped.parameter_gradients(&net, &total, &[], false)?;
         let g = Tensor::f_cat(&grads.iter().map(|g| g.reshape([-1])).collect::<Vec<_>>(), 0)?;
         Ok((total.f_double_value(&[])?, g))
@@ -363,11 +351,12 @@ pub fn train_batch(specs: &[&JobSpec], ctx: &mut BatchContext<'_>) -> Result<Bat
     let term_names: Vec<&str> = terms.iter().map(|t| t.name).collect();
     let norm_kinds: Vec<_> = specs.iter().map(|s| s.config.model.normalization).collect();
     let norm = Normalizer::new(&norm_kinds, &domain, opts);
-    let sizes = layer_sizes(d, c0.model.width, c0.model.depth);
-    let mut init: Vec<_> = specs.iter().map(|s| (s.config.model.init, rng::stream(s.config.seed, Purpose::Init, 0))).collect();
-    let mlp = Mlp::init(&sizes, &mut init, opts);
+    let models: Vec<_> = specs.iter().map(|s| (&s.config.model, s.config.seed)).collect();
+    let mlp = Mlp::build(&models, d, opts);
+    let sizes = mlp.sizes.clone();
     let params = mlp.parameters();
     let params_init: Vec<_> = (0..e as i64).map(|k| mlp.export_member(k)).collect();
+    let slopes_init: Vec<_> = (0..e as i64).map(|k| mlp.export_slopes(k)).collect();
 
     // Training points per term.
     let mut state: Vec<TermState> = terms
@@ -426,18 +415,24 @@ pub fn train_batch(specs: &[&JobSpec], ctx: &mut BatchContext<'_>) -> Result<Bat
     // next logged step) would make the batched eigensolver fail for the whole batch, and the
     // batch would be retried job by job: such members are measured with zeroed parameters and
     // their statistics reported as NaN.
-    let measure = |mlp: &Mlp, spectra: bool| -> Result<ntk::Snapshot, TchError> {
+    let seeds: Vec<u64> = specs.iter().map(|s| s.config.seed).collect();
+    let measure = |mlp: &Mlp, spectra: bool, step: u64| -> Result<ntk::Snapshot, TchError> {
         let finite = finite_members(mlp)?;
+        let est = match c0.ntk.method {
+            ntk::NtkMethod::Exact => ntk::Estimator::Exact { spectra },
+            ntk::NtkMethod::Hutchinson => ntk::Estimator::Hutchinson(ntk::hutchinson::Probes { count: c0.ntk.probes, seeds: &seeds, step }),
+        };
+        let inputs = |mlp, norm, problem, scale| ntk::NtkInputs { mlp, norm, problem, points: &ntk_points, scale, chunk: c0.ntk.chunk };
         let snap = match (&problem_ntk, &norm_ntk, &finite) {
             (Some(p), Some(nm), _) => {
                 let mk = zero_members(mlp, finite.as_ref(), ntk_opts.kind)?;
-                ntk::snapshot(&ntk::factors(&mk, nm, p.as_ref(), &ntk_points, &scale_ntk, c0.ntk.chunk)?, spectra)?
+                ntk::measure(&est, &inputs(&mk, nm, p.as_ref(), &scale_ntk))?
             }
             (_, _, Some(ok)) => {
                 let mk = zero_members(mlp, Some(ok), opts.kind)?;
-                ntk::snapshot(&ntk::factors(&mk, &norm, problem.as_ref(), &ntk_points, &scale, c0.ntk.chunk)?, spectra)?
+                ntk::measure(&est, &inputs(&mk, &norm, problem.as_ref(), &scale))?
             }
-            _ => ntk::snapshot(&ntk::factors(mlp, &norm, problem.as_ref(), &ntk_points, &scale, c0.ntk.chunk)?, spectra)?,
+            _ => ntk::measure(&est, &inputs(mlp, &norm, problem.as_ref(), &scale))?,
         };
         match &finite {
             Some(ok) => nan_members(snap, ok),
@@ -447,7 +442,6 @@ pub fn train_batch(specs: &[&JobSpec], ctx: &mut BatchContext<'_>) -> Result<Bat
 
     let fixed: Vec<Vec<f64>> = specs.iter().map(|s| term_names.iter().map(|t| s.config.weight(t)).collect()).collect();
     let bcfgs: Vec<_> = specs.iter().map(|s| &s.config.balancer).collect();
-    let seeds: Vec<u64> = specs.iter().map(|s| s.config.seed).collect();
     let mut balancer = balancer::build(&bcfgs, &balancer::BuildContext { terms, fixed: &fixed, seeds: &seeds, opts });
     let mut opt_params: Vec<Tensor> = params.iter().map(|p| p.shallow_clone()).collect();
     opt_params.extend(balancer.extra_params());
@@ -477,7 +471,10 @@ pub fn train_batch(specs: &[&JobSpec], ctx: &mut BatchContext<'_>) -> Result<Bat
         })
         .collect();
     let mut diverged: Vec<Option<(i64, String)>> = vec![None; e];
-    let param_refs: Vec<&Tensor> = params.iter().collect();
+    // Balancers read the gradients of the layers' weights and biases (w0, b0, w1, b1, ...):
+    // the adaptive slopes, listed after them, are left out.
+    let n_layer_params = 2 * mlp.layers.len();
+    let param_refs: Vec<&Tensor> = params[..n_layer_params].iter().collect();
     let lr_uniform = specs.iter().all(|s| s.config.training == *tc);
 
     inject_failure(specs)?;
@@ -487,7 +484,7 @@ pub fn train_batch(specs: &[&JobSpec], ctx: &mut BatchContext<'_>) -> Result<Bat
         }
         // One snapshot serves both the record and the balancer when both want this step.
         let record_ntk = is_snapshot(step) || (ntk_on && step == total && lbfgs_cfg.is_none());
-        let snap = if record_ntk || balancer.needs_ntk(step) { Some(measure(&mlp, record_ntk && c0.ntk.spectra)?) } else { None };
+        let snap = if record_ntk || balancer.needs_ntk(step) { Some(measure(&mlp, record_ntk && c0.ntk.spectra, step)?) } else { None };
         if let Some(snap) = snap.as_ref().filter(|_| record_ntk) {
             record_snapshot(step, snap, &diverged, &mut ntk_rec);
         }
@@ -504,7 +501,10 @@ pub fn train_batch(specs: &[&JobSpec], ctx: &mut BatchContext<'_>) -> Result<Bat
             let loss = loss.f_sum(loss.kind())?;
             match &taped {
                 None => balancer::gradients(&loss, &param_refs),
-                Some(t) => t.parameter_gradients(&mlp, &loss, &[], true),
+                Some(t) => t.parameter_gradients(&mlp, &loss, &[], true).map(|mut g| {
+                    g.truncate(n_layer_params);
+                    g
+                }),
             }
         };
         let lr_now: Vec<f64> = specs.iter().map(|s| s.config.training.lr_at(step)).collect();
@@ -548,7 +548,7 @@ pub fn train_batch(specs: &[&JobSpec], ctx: &mut BatchContext<'_>) -> Result<Bat
                 points: points.iter().map(|(n, x)| (*n, x.narrow(0, ki, 1))).collect(),
                 scale: scale.iter().map(|(n, s)| (n.clone(), s.narrow(0, ki, 1))).collect(),
                 weights: frozen.iter().map(|w| w[k]).collect(),
-                sizes: sizes.clone(),
+                template: lbfgs::member_network(&mlp, ki, &lbfgs::flatten_member(&mlp, ki)?)?,
                 kind: opts.kind,
             };
             let opt = Lbfgs::new(lcfg, &lbfgs::flatten_member(&mlp, ki)?, &mut |x: &Tensor| objective.eval(x))?;
@@ -571,7 +571,7 @@ pub fn train_batch(specs: &[&JobSpec], ctx: &mut BatchContext<'_>) -> Result<Bat
             // Stop early once every member has converged (the end of training is then here).
             let finished = i == lcfg.steps || members.iter().flatten().all(|(opt, _)| opt.converged().is_some());
             if ntk_on && (is_snapshot(step) || finished) {
-                record_snapshot(step, &measure(&mlp, c0.ntk.spectra)?, &diverged, &mut ntk_rec);
+                record_snapshot(step, &measure(&mlp, c0.ntk.spectra, step)?, &diverged, &mut ntk_rec);
             }
             if step % tc.log_every == 0 || finished {
                 let losses = tch::no_grad(|| term_losses(&mlp, &norm, problem.as_ref(), &points, &scale, opts.kind))?;
@@ -600,6 +600,7 @@ pub fn train_batch(specs: &[&JobSpec], ctx: &mut BatchContext<'_>) -> Result<Bat
                 eval: None,
                 params_init: Some(params_init[k].clone()),
                 params_final: Some(mlp.export_member(ki)),
+                network: NetworkRecord { slopes_init: slopes_init[k].clone(), slopes_final: mlp.export_slopes(ki), fourier_b: mlp.export_fourier(ki) },
                 wall_seconds: wall,
                 batch_size: e,
                 diverged_step: None,
@@ -641,7 +642,6 @@ mod tests {
     use std::sync::atomic::AtomicBool;
 
     use super::*;
-    use crate::config::job::Init;
     use crate::config::Sweep;
 
     fn train(specs: &[&JobSpec], autograd: bool) -> Vec<JobRecord> {
@@ -677,14 +677,28 @@ mod tests {
             ("{kind: helmholtz2d}", "", "zscore"),
             ("{kind: regression1d, eps: 0.2}", "[0.2, 0.1]", "none"),
         ];
-        let mut cases: Vec<(&str, &str, &str, &str)> = problems.iter().map(|(p, e, n)| (*p, *e, *n, "none")).collect();
+        let mut cases: Vec<(&str, &str, &str, &str, &str)> = problems.iter().map(|(p, e, n)| (*p, *e, *n, "none", "")).collect();
         for b in ["{kind: ntk, every: 4}", "{kind: grad_stats, every: 4}", "softadapt", "relobralo", "{kind: gradnorm, every: 3}", "uncertainty", "eps_rescale"] {
-            cases.push(("{kind: darcy1d, eps: 0.25}", "[0.25, 0.5]", "zscore", b));
+            cases.push(("{kind: darcy1d, eps: 0.25}", "[0.25, 0.5]", "zscore", b, ""));
         }
-        for (problem, eps, normalization, balancer) in cases {
+        // Network schemes (activations, adaptive slopes, Fourier features), also with balancers
+        // that read parameter gradients or Hutchinson NTK traces.
+        cases.extend([
+            ("{kind: darcy1d, eps: 0.25}", "[0.25, 0.5]", "zscore", "none", ", activation: sin, adaptive_activation: layerwise"),
+            ("{kind: wave1d}", "", "zscore", "none", ", activation: gelu, adaptive_activation: {kind: global, scale: 2}, fourier: {features: 3, sigma: 1}"),
+            ("{kind: helmholtz2d}", "", "minmax", "none", ", activation: silu, fourier: {features: 4, sigma: 0.5}"),
+            ("{kind: darcy1d, eps: 0.25}", "[0.25, 0.5]", "zscore", "{kind: gradnorm, every: 3}", ", activation: silu, adaptive_activation: global"),
+            ("{kind: darcy1d, eps: 0.25}", "[0.25, 0.5]", "zscore", "{kind: grad_stats, every: 4}", ", adaptive_activation: layerwise, fourier: {features: 4, sigma: 2}"),
+            ("{kind: darcy1d, eps: 0.25}", "[0.25, 0.5]", "zscore", "{kind: ntk, every: 4}", ", adaptive_activation: global, method: hutchinson"),
+        ]);
+        for (problem, eps, normalization, balancer, scheme) in cases {
+            let (model_extra, ntk_extra) = match scheme.split_once(", method: ") {
+                Some((m, method)) => (m.to_string(), format!(", method: {method}, probes: 4")),
+                None => (scheme.to_string(), String::new()),
+            };
             let mut text = format!(
-                "problem: {problem}\nmodel: {{width: 8, depth: 2, dtype: float64, normalization: {normalization}}}\n\
-                 training: {{steps: 10, log_every: 2, lr: 1.0e-2}}\nntk: {{enabled: false}}\nevaluation: {{points: 30}}\n\
+                "problem: {problem}\nmodel: {{width: 8, depth: 2, dtype: float64, normalization: {normalization}{model_extra}}}\n\
+                 training: {{steps: 10, log_every: 2, lr: 1.0e-2}}\nntk: {{enabled: false{ntk_extra}}}\nevaluation: {{points: 30}}\n\
                  balancer: {balancer}\nsweep:\n  seed: [3, 8]\n"
             );
             if !eps.is_empty() {
@@ -694,7 +708,7 @@ mod tests {
             let pair: Vec<&JobSpec> = [0, s.jobs.len() - 1].iter().map(|&k| &s.jobs[k]).collect();
             let (fast, reference) = (train(&pair, false), train(&pair, true));
             for (k, (f, r)) in fast.iter().zip(&reference).enumerate() {
-                let what = format!("{problem}, {balancer}, member {k}");
+                let what = format!("{problem}, {balancer}{scheme}, member {k}");
                 assert_eq!(f.history.step, r.history.step, "{what}");
                 for (term, lr) in &r.history.loss {
                     for (i, (a, b)) in f.history.loss[term].iter().zip(lr).enumerate() {
@@ -713,6 +727,15 @@ mod tests {
                 // The parameters moved (the comparison is not between two untrained nets).
                 let p0 = f.params_init.as_ref().unwrap();
                 assert!(p0[0].0.iter().zip(&pf[0].0).any(|(a, b)| (a - b).abs() > 1e-6), "{what}: parameters did not move");
+                let (sf, sr) = (&f.network.slopes_final, &r.network.slopes_final);
+                assert_eq!(sf.is_some(), scheme.contains("adaptive"), "{what}: slopes recorded");
+                if let (Some(sf), Some(sr), Some(s0)) = (sf, sr, &f.network.slopes_init) {
+                    for (a, b) in sf.iter().zip(sr) {
+                        assert!(close(*a, *b), "{what}: final slope {a} vs autograd {b}");
+                    }
+                    assert!(s0.iter().zip(sf).any(|(a, b)| (a - b).abs() > 1e-6), "{what}: slopes did not move");
+                }
+                assert_eq!(f.network.fourier_b, r.network.fourier_b, "{what}: Fourier features");
             }
         }
     }
@@ -721,16 +744,19 @@ mod tests {
     /// pass vs autograd, every problem.
     #[test]
     fn taped_gradients_equal_autograd_gradients() {
-        for problem in ["{kind: darcy1d, eps: 0.25}", "{kind: poisson1d, eps: 0.5}", "{kind: wave1d}", "{kind: klein_gordon1d}", "{kind: helmholtz2d}", "{kind: regression1d, eps: 0.2}"] {
-            let text = format!("problem: {problem}\nmodel: {{width: 8, depth: 2, dtype: float64, normalization: zscore}}\ntraining: {{steps: 1}}\nevaluation: {{points: 20}}\n");
+        let problems = ["{kind: darcy1d, eps: 0.25}", "{kind: poisson1d, eps: 0.5}", "{kind: wave1d}", "{kind: klein_gordon1d}", "{kind: helmholtz2d}", "{kind: regression1d, eps: 0.2}"];
+        // Plain tanh networks, and networks with another activation, adaptive slopes and
+        // Fourier features (whose one-member L-BFGS networks must carry all three).
+        let schemes = ["", ", activation: gelu, adaptive_activation: {kind: layerwise, scale: 2}, fourier: {features: 3, sigma: 1}"];
+        for (problem, scheme) in problems.iter().flat_map(|p| schemes.iter().map(move |s| (p, s))) {
+            let text = format!("problem: {problem}\nmodel: {{width: 8, depth: 2, dtype: float64, normalization: zscore{scheme}}}\ntraining: {{steps: 1}}\nevaluation: {{points: 20}}\n");
             let s = Sweep::parse(&text, "t.yaml", "t", &[]).unwrap();
             let opts = TensorOpts { kind: Kind::Double, device: Device::Cpu };
             let c = &s.jobs[0].config;
             let p = ProblemConfig::build(&[&c.problem], opts);
             let domain = p.domain();
             let norm = Normalizer::new(&[c.model.normalization], &domain, opts);
-            let mut init = vec![(Init::XavierNormal, rng::stream(1, Purpose::Init, 0))];
-            let mlp = Mlp::init(&layer_sizes(domain.dim(), 8, 2), &mut init, opts);
+            let mlp = Mlp::build(&[(&c.model, 1)], domain.dim(), opts);
             let points: Vec<(&'static str, Tensor)> = p
                 .terms()
                 .iter()
@@ -747,7 +773,7 @@ mod tests {
             let got = t.parameter_gradients(&mlp, &total(&t.losses), &[], false).unwrap();
             for (k, (g, w)) in got.iter().zip(&want).enumerate() {
                 let err = (g - w).abs().max().double_value(&[]) / w.abs().max().double_value(&[]);
-                assert!(err < 1e-12, "{problem} parameter {k}: rel err {err}");
+                assert!(err < 1e-12, "{problem}{scheme} parameter {k}: rel err {err}");
             }
             // The L-BFGS objective (same pass, flattened) against autograd on the flat vector.
             let weights: Vec<f64> = (0..points.len()).map(|t| 1.0 + t as f64).collect();
@@ -757,19 +783,19 @@ mod tests {
                 points: points.iter().map(|(n, x)| (*n, x.shallow_clone())).collect(),
                 scale: BTreeMap::new(),
                 weights: weights.clone(),
-                sizes: mlp.sizes.clone(),
+                template: lbfgs::member_network(&mlp, 0, &lbfgs::flatten_member(&mlp, 0).unwrap()).unwrap(),
                 kind: Kind::Double,
             };
             let flat = lbfgs::flatten_member(&mlp, 0).unwrap();
             let (value, grad) = objective.eval(&flat).unwrap();
             let leaf = flat.detach().set_requires_grad(true);
-            let net = lbfgs::member_network(&mlp.sizes, &leaf).unwrap();
+            let net = lbfgs::member_network(&mlp, 0, &leaf).unwrap();
             let losses = term_losses(&net, &norm, p.as_ref(), &points, &scale, Kind::Double).unwrap();
             let total = losses.iter().zip(&weights).fold(Tensor::zeros([1], (Kind::Double, Device::Cpu)), |a, ((_, l), w)| a + l * *w).sum(Kind::Double);
             assert!((value - total.double_value(&[])).abs() <= 1e-12 * value.abs());
             let want = Tensor::run_backward(&[total], &[&leaf], false, false).remove(0);
             let err = (&grad - &want).abs().max().double_value(&[]) / want.abs().max().double_value(&[]);
-            assert!(err < 1e-12, "{problem} L-BFGS gradient: rel err {err}");
+            assert!(err < 1e-12, "{problem}{scheme} L-BFGS gradient: rel err {err}");
         }
     }
 }
