@@ -12,8 +12,10 @@ From a notebook::
     results = load_results("results/")
     figures.plot_ntk_scaling(results, "scaling.png", where={"problem": "darcy1d"})
 
-Modules: ``load`` (job files, attributes, grouping, summary.h5) and ``figures`` (one
-function per figure, plus ``make_all_figures``). Only h5py, numpy and matplotlib are used.
+Modules: ``load`` (job files, attributes, summary.h5, ``to_dataframe`` for jobs.csv),
+``groups`` (trial groups and scaling series by every setting, as the reducer forms them) and
+``figures`` (one function per figure, plus ``make_all_figures``). h5py, numpy, matplotlib and
+PyYAML are used; pandas only by ``to_dataframe``.
 
 Nothing is imported here on purpose: ``analysis.reference`` (torch baselines) lives in this
 package too and must import without h5py or matplotlib; the attributes below are resolved
@@ -28,6 +30,8 @@ from typing import Any
 __all__ = [
     "load_results",
     "group_jobs",
+    "to_dataframe",
+    "trial_groups",
     "make_all_figures",
     "plot_ntk_scaling",
     "plot_ntk_spectra",
@@ -39,6 +43,8 @@ __all__ = [
 _HOME = {
     "load_results": "load",
     "group_jobs": "load",
+    "to_dataframe": "load",
+    "trial_groups": "groups",
     "make_all_figures": "figures",
     "plot_ntk_scaling": "figures",
     "plot_ntk_spectra": "figures",

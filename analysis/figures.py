@@ -2,20 +2,28 @@
 
 Why this module exists: the questions the sweep answers - does the residual NTK block grow
 as eps^-2, what does its spectrum look like before and after training, where does the error
-sit and at which frequencies, what do the loss balancers do - are read off five kinds of
-figure. Each is one function usable on its own from a notebook; ``make_all_figures`` (used
-by ``python -m analysis DIR``) draws every one for every group of a results folder.
+sit and at which frequencies, what do the loss balancers do, which setting of an axis wins -
+are read off five kinds of figure. Each is one function usable on its own from a notebook;
+``make_all_figures`` (used by ``python -m analysis DIR``) draws every one for every problem
+of a results folder.
 
 Every figure function has the form ``plot_x(source, out, *, where=None) -> Path``:
 
 * ``source``: a results folder (``str``/``Path``), a loaded :class:`analysis.load.Results`,
   or a list of :class:`analysis.load.Job`;
 * ``out``: the PNG path to write (folders are created);
-* ``where``: attribute values selecting the jobs to draw, e.g.
-  ``{"problem": "darcy1d", "width": 100, "balancer": "ntk", "normalization": "none"}``.
-  Per-group figures need the selection to be one group and raise ``ValueError`` naming
-  the groups otherwise; ``NothingToPlot`` (a ``ValueError``) means the selected jobs lack
-  the data the figure needs.
+* ``where``: values selecting the jobs to draw, by root attribute or dotted setting, e.g.
+  ``{"problem": "darcy1d", "training.lr": 0.01}`` (see :func:`analysis.load.select`).
+  Every figure draws one problem and raises ``ValueError`` naming the problems otherwise;
+  ``NothingToPlot`` (a ``ValueError``) means the selected jobs lack the data the figure
+  needs.
+
+Lines are trial groups (``analysis.groups``: all settings equal but the seed; the NTK scaling
+figure draws scaling series, all equal but seed and eps), so a sweep over any setting gives
+one line per value; legends name the settings that differ between the lines. When only eps
+differs, lines are coloured by eps; otherwise each combination of the other settings has its
+colour and eps its line style. Problems without eps (wave1d, klein_gordon1d, helmholtz2d)
+have every figure but the scaling one.
 
 Only jobs with status ``done`` are drawn. Seeds are averaged: "mean +- std" uses the
 sample standard deviation (ddof = 1; 0 for a single seed). A fit needs two distinct eps;
@@ -46,13 +54,12 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator
 
+from .groups import KEY_ATTRS, Group, describe, distinguishing, freeze, series_groups, trial_groups, value_text
 from .load import (
     CONFIG_KEYS,
-    TRIAL_KEYS,
     Job,
     Results,
     TrainRecord,
-    group_jobs,
     load_results,
     select,
     snapshot_role,
@@ -61,6 +68,11 @@ from .load import (
 
 #: Resolution of the written PNGs.
 DPI = 130
+#: ``make_all_figures`` splits a problem's history and spectra figures by scaling series
+#: when it has more trial groups (lines) than this.
+MAX_LINES = 12
+#: Rows (trial groups) per 2-D error figure.
+ERROR_ROWS = 4
 
 Source = Union[Results, str, "os.PathLike[str]", Iterable[Job]]
 
@@ -96,19 +108,75 @@ def _done(source: Source, where: Mapping[str, Any] | None) -> tuple[list[Job], R
     return select([j for j in jobs if j.status == "done"], where), results
 
 
-def _one_group(jobs: list[Job], keys: Sequence[str], who: str) -> tuple[dict[str, Any], list[Job]]:
-    """The single ``keys`` group of ``jobs`` as (key dict, members)."""
-    groups = group_jobs(jobs, keys)
-    if not groups:
+def _one_problem(jobs: list[Job], who: str) -> tuple[str, list[Job]]:
+    """The single problem of ``jobs`` and the jobs."""
+    problems = sorted({str(j.attrs.get("problem")) for j in jobs})
+    if not problems:
         raise NothingToPlot(f"{who}: no done jobs in the selection")
-    if len(groups) > 1:
-        shown = "; ".join(str(dict(zip(keys, k))) for k in list(groups)[:4])
+    if len(problems) > 1:
         raise ValueError(
-            f"{who} draws one ({', '.join(keys)}) group but the selection holds "
-            f"{len(groups)}: {shown}{' ...' if len(groups) > 4 else ''}; pass where={{...}}"
+            f"{who} draws one problem but the selection holds {problems}: "
+            "pass where={'problem': ...}"
         )
-    ((key, members),) = groups.items()
-    return dict(zip(keys, key)), members
+    return problems[0], jobs
+
+
+@dataclass
+class Line:
+    """One trial group drawn as a line: its label, colour and line style."""
+
+    group: Group
+    label: str
+    color: Any
+    style: str
+
+
+_STYLES = ("-", "--", ":", "-.")
+
+
+def group_label(key: Mapping[str, Any], axes: Sequence[str]) -> str:
+    """The settings of ``axes`` (``ε = 2^-1, training.lr=0.001``); the identifying
+    attributes (``width 50, none, none``) when nothing distinguishes."""
+    return describe(key, axes, eps_text=format_eps) if axes else config_label(key)
+
+
+def _lines(groups: list[Group]) -> list[Line]:
+    """Labels and styles of ``groups`` (module documentation: colour by eps when only eps
+    differs, else by the other settings with eps as line style)."""
+    axes = distinguishing([g.key for g in groups], exclude=("problem",))
+    if all(a == "eps" for a in axes):
+        colors = _eps_colors(sorted({g.eps for g in groups if g.eps is not None}))
+        return [Line(g, group_label(g.key, axes), colors.get(g.eps, "C0"), "-") for g in groups]
+    series = list(dict.fromkeys(freeze({k: v for k, v in g.key.items() if k != "eps"}) for g in groups))
+    eps_values = sorted({g.eps for g in groups if g.eps is not None})
+    tab10 = colormaps["tab10"]
+    out = []
+    for g in groups:
+        i = series.index(freeze({k: v for k, v in g.key.items() if k != "eps"}))
+        style = _STYLES[eps_values.index(g.eps) % len(_STYLES)] if g.eps in eps_values else "-"
+        out.append(Line(g, group_label(g.key, axes), tab10(i % 10), style))
+    return out
+
+
+def _context_axes(source: Source, problem: str) -> list[str]:
+    """The settings that tell apart the trial groups of ``problem`` in the whole source
+    (not only the selection), so a figure of part of a sweep can say which part it is."""
+    jobs, _ = _resolve(source)
+    done = [j for j in jobs if j.status == "done" and str(j.attrs.get("problem")) == problem]
+    return distinguishing([g.key for g in trial_groups(done)], exclude=("problem",))
+
+
+def _shared_text(groups: list[Group], context: Sequence[str] = ()) -> str:
+    """What the groups share, for a title: the identifying attributes (``width 50, none,
+    zscore``) and any setting of ``context`` with one value among them
+    (``training.lr=0.01``)."""
+    same = lambda k: len({repr(g.key.get(k)) for g in groups}) == 1  # noqa: E731
+    parts = [
+        f"width {groups[0].key.get(k)}" if k == "width" else str(groups[0].key.get(k))
+        for k in ("width", "balancer", "normalization") if same(k)
+    ]
+    parts += [f"{a}={value_text(groups[0].key.get(a))}" for a in context if a not in KEY_ATTRS and same(a)]
+    return ", ".join(parts)
 
 
 def _matches(key: Mapping[str, Any], where: Mapping[str, Any] | None) -> bool:
@@ -141,7 +209,7 @@ def format_eps(eps: Any) -> str:
 
 
 def config_label(config: Mapping[str, Any]) -> str:
-    """``width 100, ntk, zscore`` for a config group."""
+    """``width 100, ntk, zscore`` for a group (its identifying attributes)."""
     return (
         f"width {config.get('width')}, {config.get('balancer')}, "
         f"{config.get('normalization')}"
@@ -268,8 +336,10 @@ def fit_power_law(eps: Sequence[float], values: Sequence[float]) -> tuple[float,
 
 @dataclass
 class ScalingSeries:
-    """||K_T||_F against eps for one config group, term and snapshot.
+    """||K_T||_F against eps for one scaling series, term and snapshot.
 
+    ``config`` is the series' settings (the identifying attributes ``problem``, ``width``,
+    ``balancer``, ``normalization`` and every dotted setting but seed and eps);
     ``snapshot`` is ``"first"`` (initialisation) or ``"last"``; ``eps``, ``mean``, ``std``
     and ``n`` (seeds per eps) are [E] with eps ascending; ``fit`` is
     :func:`fit_power_law` of (eps, mean); ``reducer`` holds the attributes of the matching
@@ -289,21 +359,27 @@ class ScalingSeries:
     source: str = "jobs"
 
 
+def _summary_settings(key: Mapping[str, Any], attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings a summary.h5 group names: its key fields and dotted attributes."""
+    out = {k: key.get(k) for k in CONFIG_KEYS}
+    out.update({k: v for k, v in attrs.items() if "." in k or k == "sweep"})
+    return out
+
+
 def _summary_scaling(results: Results | None, where: Mapping[str, Any] | None) -> list[ScalingSeries]:
     """Scaling series read from summary.h5, snapshots mapped to first/last."""
     if results is None or results.summary is None:
         return []
-    entries = [s for s in results.summary.scaling if _matches(s.key, where)]
+    entries = [s for s in results.summary.scaling if _matches({**s.key, **s.attrs}, where)]
     by_curve: dict[tuple, list] = {}
     for entry in entries:
-        k = entry.key
-        curve = tuple(k.get(f) for f in CONFIG_KEYS) + (k.get("term"),)
-        by_curve.setdefault(curve, []).append(entry)
+        config = _summary_settings(entry.key, entry.attrs)
+        by_curve.setdefault((freeze(config), entry.key.get("term")), []).append((config, entry))
     out: list[ScalingSeries] = []
-    for curve, group in by_curve.items():
-        roles = {e.name: snapshot_role(e.key.get("snapshot")) for e in group}
+    for (_, term), group in by_curve.items():
+        roles = {e.name: snapshot_role(e.key.get("snapshot")) for _, e in group}
         numeric = sorted(r for r in roles.values() if isinstance(r, int))
-        for entry in group:
+        for config, entry in group:
             role = roles[entry.name]
             if isinstance(role, int) and numeric:
                 role = "first" if role == numeric[0] else "last" if role == numeric[-1] else None
@@ -313,8 +389,8 @@ def _summary_scaling(results: Results | None, where: Mapping[str, Any] | None) -
             n_trials = int(entry.attrs.get("n_trials", 0) or 0)
             out.append(
                 ScalingSeries(
-                    config=dict(zip(CONFIG_KEYS, curve[:-1])),
-                    term=str(curve[-1]),
+                    config=config,
+                    term=str(term),
                     snapshot=role,
                     steps=[s for s in [snapshot_role(entry.key.get("snapshot"))] if isinstance(s, int)],
                     eps=entry.eps[order],
@@ -331,40 +407,37 @@ def _summary_scaling(results: Results | None, where: Mapping[str, Any] | None) -
 
 def ntk_scaling_table(source: Source, *, where: Mapping[str, Any] | None = None) -> list[ScalingSeries]:
     """||K_T||_F (``ntk/<term>/frobenius``) against eps at the first and last snapshot,
-    averaged over the seeds of each config group, with a log-log least-squares fit.
+    averaged over the seeds of each scaling series, with a log-log least-squares fit.
 
-    Computed from the done job files; falls back to ``summary.h5`` when none of the
-    selected jobs has NTK data. The ``full`` kernel appears as term ``full``.
+    Computed from the done job files that have an eps; falls back to ``summary.h5`` when
+    none of the selected jobs has NTK data. The ``full`` kernel appears as term ``full``.
     """
     jobs, results = _done(source, where)
+    all_series = series_groups([j for j in jobs if j.attrs.get("eps") is not None])
     values: dict[tuple, dict[float, list[float]]] = {}
     steps: dict[tuple, set[int]] = {}
-    for job in jobs:
-        eps = job.attrs.get("eps")
-        if eps is None:
-            continue
-        ntk = job.read_ntk()
-        if ntk is None or ntk.step.size == 0:
-            continue
-        snaps = [("first", 0)] + ([("last", ntk.step.size - 1)] if ntk.step.size > 1 else [])
-        for term, data in ntk.terms.items():
-            if "frobenius" not in data:
+    for index, series in enumerate(all_series):
+        for job in series.jobs:
+            ntk = job.read_ntk()
+            if ntk is None or ntk.step.size == 0:
                 continue
-            frob = np.asarray(data["frobenius"], dtype=float).reshape(-1)
-            for role, i in snaps:
-                if i < frob.size:
-                    k = (job.key(CONFIG_KEYS), term, role)
-                    values.setdefault(k, {}).setdefault(float(eps), []).append(float(frob[i]))
-                    steps.setdefault(k, set()).add(int(ntk.step[i]))
+            snaps = [("first", 0)] + ([("last", ntk.step.size - 1)] if ntk.step.size > 1 else [])
+            for term, data in ntk.terms.items():
+                if "frobenius" not in data:
+                    continue
+                frob = np.asarray(data["frobenius"], dtype=float).reshape(-1)
+                for role, i in snaps:
+                    if i < frob.size:
+                        k = (index, term, role)
+                        values.setdefault(k, {}).setdefault(float(job.eps), []).append(float(frob[i]))
+                        steps.setdefault(k, set()).add(int(ntk.step[i]))
     if not values:
         return _summary_scaling(results, where)
 
-    reducer_index: dict[tuple, dict[str, Any]] = {}
-    for s in _summary_scaling(results, where):
-        reducer_index[(tuple(s.config[k] for k in CONFIG_KEYS), s.term, s.snapshot)] = s.reducer or {}
-
-    series: list[ScalingSeries] = []
-    for (cfg, term, role), by_eps in values.items():
+    from_summary = _summary_scaling(results, where)
+    out: list[ScalingSeries] = []
+    for (index, term, role), by_eps in values.items():
+        config = dict(all_series[index].key)
         eps = np.array(sorted(by_eps))
         stats = []
         for e in eps:
@@ -374,22 +447,26 @@ def ntk_scaling_table(source: Source, *, where: Mapping[str, Any] | None = None)
             std = float(v.std(ddof=1)) if v.size > 1 else 0.0
             stats.append((mean, std, v.size))
         mean, std, n = (np.array(c) for c in zip(*stats))
-        series.append(
+        reducer = next(
+            (r.reducer for r in from_summary
+             if r.term == term and r.snapshot == role and _matches(config, r.config)),
+            None,
+        )
+        out.append(
             ScalingSeries(
-                config=dict(zip(CONFIG_KEYS, cfg)),
-                term=term,
-                snapshot=role,
-                steps=sorted(steps[(cfg, term, role)]),
-                eps=eps,
-                mean=mean,
-                std=std,
-                n=n.astype(int),
-                fit=fit_power_law(eps, mean),
-                reducer=reducer_index.get((cfg, term, role)),
+                config=config, term=term, snapshot=role, steps=sorted(steps[(index, term, role)]),
+                eps=eps, mean=mean, std=std, n=n.astype(int), fit=fit_power_law(eps, mean),
+                reducer=reducer,
             )
         )
-    series.sort(key=lambda s: sort_key(tuple(s.config.values())) + (_term_rank(s.term), s.snapshot != "first"))
-    return series
+    out.sort(key=lambda s: (all_series_index(all_series, s.config), _term_rank(s.term), s.snapshot != "first"))
+    return out
+
+
+def all_series_index(all_series: list[Group], config: Mapping[str, Any]) -> int:
+    """Position of the series with settings ``config`` (for a stable figure order)."""
+    frozen = freeze(config)
+    return next((i for i, s in enumerate(all_series) if freeze(s.key) == frozen), len(all_series))
 
 
 def _snapshot_title(role: str, steps: set[int]) -> str:
@@ -405,27 +482,29 @@ def _snapshot_title(role: str, steps: set[int]) -> str:
 def plot_ntk_scaling(source: Source, out: str | os.PathLike[str], *, where: Mapping[str, Any] | None = None) -> Path:
     """Figure 1: log-log ||K_T||_F vs eps, one panel per (term, snapshot) of one problem.
 
-    One colour per (width, balancer, normalization); markers are the mean over seeds with
-    +-1 std error bars, the line the least-squares fit (slope in the legend, and the
-    summary.h5 exponent with its 95% interval when available). Residual panels carry a
-    dashed reference line of slope -2 through the centroid of the first curve.
+    One colour per scaling series (legend: the settings that tell series apart); markers are
+    the mean over seeds with +-1 std error bars, the line the least-squares fit (slope in the
+    legend, and the summary.h5 exponent with its 95% interval when available). Residual
+    panels carry a dashed reference line of slope -2 through the centroid of the first curve.
     """
     series = ntk_scaling_table(source, where=where)
     if not series:
-        raise NothingToPlot("no NTK Frobenius norms in the selected jobs (nor in summary.h5)")
+        raise NothingToPlot("no NTK Frobenius norms of jobs with an eps (nor in summary.h5)")
     problems = sorted({str(s.config["problem"]) for s in series})
     if len(problems) > 1:
         raise ValueError(f"plot_ntk_scaling draws one problem; the selection holds {problems}: pass where={{'problem': ...}}")
     terms = _term_order(s.term for s in series)
     roles = [r for r in ("first", "last") if any(s.snapshot == r for s in series)]
-    configs = sorted({tuple(s.config[k] for k in CONFIG_KEYS) for s in series}, key=sort_key)
+    configs = list(dict.fromkeys(freeze(s.config) for s in series))
+    by_frozen = {freeze(s.config): s.config for s in series}
+    axes = distinguishing([by_frozen[c] for c in configs], exclude=("problem",))
     tab10 = colormaps["tab10"]
     color = {c: tab10(i % 10) for i, c in enumerate(configs)}
 
-    fig, axes = _new_figure(len(terms), len(roles), panel=(5.6, 3.8))
+    fig, axs = _new_figure(len(terms), len(roles), panel=(5.6, 3.8))
     for r, term in enumerate(terms):
         for c, role in enumerate(roles):
-            ax = axes[r][c]
+            ax = axs[r][c]
             panel = [s for s in series if s.term == term and s.snapshot == role]
             steps = set().union(*(s.steps for s in panel)) if panel else set()
             name = "full kernel K" if term == "full" else f"{term} block"
@@ -437,25 +516,20 @@ def plot_ntk_scaling(source: Source, out: str | os.PathLike[str], *, where: Mapp
                 ok = np.isfinite(s.mean) & (s.mean > 0)
                 if not ok.any():
                     continue
-                cfg = tuple(s.config[k] for k in CONFIG_KEYS)
-                label = config_label(s.config) + f" (n={int(s.n.max())})"
-                if s.fit is not None:
-                    label += f": slope {_slope(s.fit[0])}"
-                else:
-                    label += ": one ε, no fit"
+                label = group_label(s.config, axes) + f" (n={int(s.n.max())})"
+                label += f": slope {_slope(s.fit[0])}" if s.fit is not None else ": one ε, no fit"
                 red = s.reducer or {}
                 if s.source == "jobs" and "exponent" in red:
                     lo, hi = red.get("exponent_ci_low"), red.get("exponent_ci_high")
                     ci = f" [{float(lo):.2f}, {float(hi):.2f}]" if lo is not None and hi is not None else ""
                     label += f" (summary.h5: {_slope(float(red['exponent']))}{ci})"
                 lower = np.minimum(s.std[ok], 0.999 * s.mean[ok])
-                ax.errorbar(
-                    s.eps[ok], s.mean[ok], yerr=[lower, s.std[ok]], fmt="o", ms=4,
-                    color=color[cfg], capsize=3, label=label,
-                )
+                col = color[freeze(s.config)]
+                ax.errorbar(s.eps[ok], s.mean[ok], yerr=[lower, s.std[ok]], fmt="o", ms=4,
+                            color=col, capsize=3, label=label)
                 if s.fit is not None:
                     e = np.geomspace(s.eps[ok].min(), s.eps[ok].max(), 50)
-                    ax.plot(e, s.fit[1] * e ** s.fit[0], "-", color=color[cfg], lw=1.2, alpha=0.8)
+                    ax.plot(e, s.fit[1] * e ** s.fit[0], "-", color=col, lw=1.2, alpha=0.8)
                 drawn.append((s, ok))
             if not drawn:
                 _no_data(ax)
@@ -488,36 +562,34 @@ def plot_ntk_scaling(source: Source, out: str | os.PathLike[str], *, where: Mapp
 
 
 def plot_ntk_spectra(source: Source, out: str | os.PathLike[str], *, where: Mapping[str, Any] | None = None) -> Path:
-    """Figure 2: NTK eigenvalues (``ntk/<term>/eigenvalues``, descending) of one config
-    group, at initialisation and after training, one line per eps (mean over seeds of the
-    k-th largest eigenvalue), log y. Non-positive eigenvalues leave gaps."""
+    """Figure 2: NTK eigenvalues (``ntk/<term>/eigenvalues``, descending) of one problem, at
+    initialisation and after training, one line per trial group (mean over seeds of the k-th
+    largest eigenvalue), log y. Non-positive eigenvalues leave gaps."""
     jobs, _ = _done(source, where)
-    cfg, members = _one_group(jobs, CONFIG_KEYS, "plot_ntk_spectra")
-    # spectra[term][role][eps] -> list of 1-D arrays; steps[role] -> set of steps
-    spectra: dict[str, dict[str, dict[float, list[np.ndarray]]]] = {}
+    problem, jobs = _one_problem(jobs, "plot_ntk_spectra")
+    lines = _lines(trial_groups(jobs))
+    # spectra[term][role][line index] -> list of 1-D arrays; steps[role] -> set of steps
+    spectra: dict[str, dict[str, dict[int, list[np.ndarray]]]] = {}
     steps: dict[str, set[int]] = {"first": set(), "last": set()}
-    for job in members:
-        ntk = job.read_ntk()
-        if ntk is None or ntk.step.size == 0 or job.attrs.get("eps") is None:
-            continue
-        for term, data in ntk.terms.items():
-            ev = data.get("eigenvalues")
-            if ev is None or ev.size == 0:
+    for index, line in enumerate(lines):
+        for job in line.group.jobs:
+            ntk = job.read_ntk()
+            if ntk is None or ntk.step.size == 0:
                 continue
-            ev = np.atleast_2d(np.asarray(ev, dtype=float))
-            snaps = [("first", 0)] + ([("last", ev.shape[0] - 1)] if ev.shape[0] > 1 else [])
-            for role, i in snaps:
-                spectra.setdefault(term, {}).setdefault(role, {}).setdefault(float(job.eps), []).append(
-                    np.sort(ev[i])[::-1]
-                )
-                if i < ntk.step.size:
-                    steps[role].add(int(ntk.step[i]))
+            for term, data in ntk.terms.items():
+                ev = data.get("eigenvalues")
+                if ev is None or ev.size == 0:
+                    continue
+                ev = np.atleast_2d(np.asarray(ev, dtype=float))
+                snaps = [("first", 0)] + ([("last", ev.shape[0] - 1)] if ev.shape[0] > 1 else [])
+                for role, i in snaps:
+                    spectra.setdefault(term, {}).setdefault(role, {}).setdefault(index, []).append(np.sort(ev[i])[::-1])
+                    if i < ntk.step.size:
+                        steps[role].add(int(ntk.step[i]))
     if not spectra:
-        raise NothingToPlot(f"no NTK eigenvalues for {config_label(cfg)}")
+        raise NothingToPlot(f"no NTK eigenvalues for {problem}")
     terms = _term_order(spectra)
     roles = [r for r in ("first", "last") if any(r in spectra[t] for t in terms)]
-    eps_all = sorted({e for t in terms for r in spectra[t].values() for e in r})
-    colors = _eps_colors(eps_all)
 
     fig, axes = _new_figure(len(terms), len(roles), panel=(5.2, 3.6))
     for r, term in enumerate(terms):
@@ -526,17 +598,16 @@ def plot_ntk_spectra(source: Source, out: str | os.PathLike[str], *, where: Mapp
             ax.set_title(f"{term} block, {_snapshot_title(role, steps[role])}", fontsize="medium")
             ax.set_xlabel("eigenvalue index k (descending)")
             ax.set_ylabel(r"$\lambda_k$")
-            by_eps = spectra[term].get(role, {})
             drawn = False
-            for eps in sorted(by_eps):
-                arrays = by_eps[eps]
+            for index, arrays in sorted(spectra[term].get(role, {}).items()):
+                line = lines[index]
                 m = min(a.size for a in arrays)
                 mean, _ = _seed_stats(np.stack([a[:m] for a in arrays]))
                 mean = _positive(mean)
                 if not np.isfinite(mean).any():
                     continue
-                ax.plot(np.arange(1, m + 1), mean, "-", color=colors[eps], lw=1.4,
-                        label=f"{format_eps(eps)} (n={len(arrays)})")
+                ax.plot(np.arange(1, m + 1), mean, line.style, color=line.color, lw=1.4,
+                        label=f"{line.label} (n={len(arrays)})")
                 drawn = True
             if not drawn:
                 _no_data(ax, "no positive eigenvalues")
@@ -545,7 +616,9 @@ def plot_ntk_spectra(source: Source, out: str | os.PathLike[str], *, where: Mapp
             _log_scale(ax, "y")
             ax.grid(True, which="major", alpha=0.25)
             _legend(ax)
-    fig.suptitle(f"NTK eigenvalue spectra: {cfg['problem']}, {config_label(cfg)}\nmean over seeds of the k-th eigenvalue")
+    shared = _shared_text([line.group for line in lines], _context_axes(source, problem))
+    fig.suptitle(f"NTK eigenvalue spectra: {problem}{', ' + shared if shared else ''}\n"
+                 "mean over seeds of the k-th eigenvalue")
     return _save(fig, out)
 
 
@@ -575,14 +648,22 @@ class ErrorField:
 
 
 def error_field_stats(source: Source, *, where: Mapping[str, Any] | None = None) -> ErrorField:
-    """Mean and std over seeds of the error field of one (problem, eps, width, balancer,
-    normalization) group. Seeds whose ``eval/x`` differs from the first seed's are
-    interpolated onto it (1-D) or left out with a note (2-D). Falls back to
-    ``summary.h5`` ``trials/`` when no selected job has ``eval`` data."""
+    """Mean and std over seeds of the error field of one trial group (all settings equal but
+    the seed). Seeds whose ``eval/x`` differs from the first seed's are interpolated onto it
+    (1-D) or left out with a note (2-D). Falls back to ``summary.h5`` ``trials/`` when no
+    selected job has ``eval`` data."""
     jobs, results = _done(source, where)
     if not jobs:
         return _summary_error_field(results, where)
-    key, members = _one_group(jobs, TRIAL_KEYS, "error_field_stats")
+    groups = trial_groups(jobs)
+    if len(groups) > 1:
+        axes = distinguishing([g.key for g in groups])
+        shown = "; ".join(describe(g.key, axes) for g in groups[:4])
+        raise ValueError(
+            f"error_field_stats draws one trial group but the selection holds {len(groups)}: "
+            f"{shown}{' ...' if len(groups) > 4 else ''}; pass where={{...}}"
+        )
+    key, members = groups[0].key, groups[0].jobs
     evals = [(j, j.read_eval()) for j in members]
     evals = [(j, e) for j, e in evals if e is not None]
     if not evals:
@@ -617,7 +698,7 @@ def error_field_stats(source: Source, *, where: Mapping[str, Any] | None = None)
 
 def _summary_error_field(results: Results | None, where: Mapping[str, Any] | None) -> ErrorField:
     entries = [] if results is None or results.summary is None else [
-        t for t in results.summary.trials if _matches(t.key, where)
+        t for t in results.summary.trials if _matches({**t.key, **t.attrs}, where)
     ]
     if not entries:
         raise NothingToPlot("no eval data in the selected jobs (nor in summary.h5)")
@@ -628,8 +709,10 @@ def _summary_error_field(results: Results | None, where: Mapping[str, Any] | Non
         )
     t = entries[0]
     rel = t.attrs.get("rel_l2_mean")
+    key = {k: v for k, v in _summary_settings(t.key, t.attrs).items()}
+    key["eps"] = t.key.get("eps")
     return ErrorField(
-        key=dict(t.key), x=t.x, mean=t.mean_error, std=np.sqrt(np.clip(t.error_variance, 0, None)),
+        key=key, x=t.x, mean=t.mean_error, std=np.sqrt(np.clip(t.error_variance, 0, None)),
         n=int(t.attrs.get("n_trials", 0) or 0), spectrum=None,
         rel_l2=np.array([] if rel is None else [float(rel)]), source="summary.h5",
     )
@@ -648,14 +731,18 @@ def _as_grid(x: np.ndarray, values: np.ndarray):
     return u0, u1, values[order].reshape(u0.size, u1.size)
 
 
-def _field_panel(fig: Figure, ax: Any, x: np.ndarray, values: np.ndarray, *, diverging: bool,
-                 names: tuple[str, ...], title: str, label: str) -> None:
-    """A 2-D field: pcolormesh on a full grid, tricontourf on scattered points."""
-    finite = values[np.isfinite(values)]
-    vmax = float(np.max(np.abs(finite))) if finite.size else 1.0
-    vmax = vmax if vmax > 0 else 1.0
+def _largest(arrays: Iterable[np.ndarray]) -> float:
+    """Largest finite |value| over ``arrays`` (1 when there is none or it is 0)."""
+    finite = [np.abs(a[np.isfinite(a)]) for a in arrays]
+    top = max((float(f.max()) for f in finite if f.size), default=0.0)
+    return top if top > 0 else 1.0
+
+
+def _field_panel(fig: Figure, ax: Any, x: np.ndarray, values: np.ndarray, *, norm: Normalize,
+                 diverging: bool, names: tuple[str, ...], title: str, label: str) -> None:
+    """A 2-D field on the colour scale ``norm`` (shared between the panels of a figure):
+    pcolormesh on a full grid, tricontourf on scattered points."""
     cmap = "RdBu_r" if diverging else "viridis"
-    norm = Normalize(-vmax, vmax) if diverging else Normalize(float(finite.min()) if finite.size else 0.0, vmax)
     grid = _as_grid(x, values)
     if grid is not None:
         a0, a1, v = grid
@@ -676,68 +763,117 @@ def _field_panel(fig: Figure, ax: Any, x: np.ndarray, values: np.ndarray, *, div
     ax.set_title(title, fontsize="medium")
 
 
-def plot_error_field(source: Source, out: str | os.PathLike[str], *, where: Mapping[str, Any] | None = None) -> Path:
-    """Figure 3: the error field of one trial group (problem, eps, width, balancer,
-    normalization), averaged over seeds.
+def _error_fields(source: Source, where: Mapping[str, Any] | None) -> list[ErrorField]:
+    """:func:`error_field_stats` of every trial group of the selection (one problem)."""
+    jobs, _ = _done(source, where)
+    if not jobs:
+        return [error_field_stats(source, where=where)]
+    _one_problem(jobs, "plot_error_field")
+    fields = []
+    for group in trial_groups(jobs):
+        try:
+            fields.append(error_field_stats(group.jobs))
+        except NothingToPlot:
+            continue
+    if not fields:
+        raise NothingToPlot("no eval data in the selected jobs")
+    return fields
 
-    1-D problems: mean error (``eval/error``) with a +-1 std band against ``eval/x``, and
-    beside it the mean Fourier modulus ``eval/error_spectrum`` (log y) with the fast scale
-    k = L/eps marked. 2-D problems: images of the mean error and of the std.
-    """
-    ef = error_field_stats(source, where=where)
-    key = ef.key
-    dim = ef.x.shape[1]
-    names = coordinate_names(key.get("problem"), dim)
+
+def _row_title(ef: ErrorField, label: str) -> str:
     rel = ""
     if ef.rel_l2.size:
-        rel = f", rel. L2 error {ef.rel_l2.mean():.3g}" + (f" ± {ef.rel_l2.std(ddof=1):.2g}" if ef.rel_l2.size > 1 else "")
-    title = (
-        f"Error over {ef.n} seed{'s' if ef.n != 1 else ''}: {key.get('problem')}, "
-        f"{format_eps(key.get('eps'))}, {config_label(key)}{rel}"
-        + (" (from summary.h5)" if ef.source != "jobs" else "")
-    )
+        rel = f", rel. L2 {ef.rel_l2.mean():.3g}" + (f" ± {ef.rel_l2.std(ddof=1):.2g}" if ef.rel_l2.size > 1 else "")
+    return f"{label} ({ef.n} seed{'s' if ef.n != 1 else ''}{rel})"
+
+
+def plot_error_field(source: Source, out: str | os.PathLike[str], *, where: Mapping[str, Any] | None = None) -> Path:
+    """Figure 3: the error field of each trial group of the selection (one problem), averaged
+    over seeds, one row per group.
+
+    1-D problems: mean error (``eval/error``) with a +-1 std band against ``eval/x`` (rows
+    share the error axis), and beside it the mean Fourier modulus ``eval/error_spectrum``
+    (log y) with the fast scale k = L/eps marked. 2-D problems: images of the mean error and
+    of the std, every mean image on one symmetric colour scale and every std image on
+    another, so rows compare at a glance.
+    """
+    fields = _error_fields(source, where)
+    dims = {ef.x.shape[1] for ef in fields}
+    if len(dims) > 1:
+        raise ValueError(f"plot_error_field: the selected groups mix {sorted(dims)}-D evaluation points")
+    dim = dims.pop()
+    key0 = fields[0].key
+    names = coordinate_names(key0.get("problem"), dim)
+    axes_ = distinguishing([ef.key for ef in fields], exclude=("problem",))
+    if len(fields) == 1:  # the title says the rest
+        axes_ = ["eps"] if fields[0].key.get("eps") is not None else []
+    labels = [group_label(ef.key, axes_) if axes_ else "all seeds" for ef in fields]
+    origin = " (from summary.h5)" if fields[0].source != "jobs" else ""
     if dim == 1:
-        ncols = 2 if ef.spectrum is not None else 1
-        fig, axes = _new_figure(1, ncols, panel=(5.6, 3.8))
-        ax = axes[0][0]
-        order = np.argsort(ef.x[:, 0])
-        xs, m, s = ef.x[order, 0], ef.mean[order], ef.std[order]
-        ax.fill_between(xs, m - s, m + s, color="C0", alpha=0.25, lw=0, label="± 1 std over seeds")
-        ax.plot(xs, m, color="C0", lw=1.4, label="mean error")
-        ax.axhline(0.0, color="black", lw=0.6)
-        ax.set_xlabel(names[0])
-        ax.set_ylabel(r"$u_\mathrm{pred} - u_\mathrm{exact}$")
-        ax.set_title("error field", fontsize="medium")
-        ax.grid(True, alpha=0.25)
-        _legend(ax)
-        if ef.spectrum is not None:
-            ax = axes[0][1]
-            spec = ef.spectrum
-            if spec.size == ef.x.shape[0] and spec.size > 2:  # a full DFT: keep 0..M/2
-                spec = spec[: spec.size // 2 + 1]
-            k = np.arange(spec.size)
-            ax.plot(k, _positive(spec), "-", color="C1", lw=1.2, marker=".", ms=3, label="mean |DFT(error)|")
-            if np.isfinite(_positive(spec)).any():
-                _log_scale(ax, "y")
-            eps = key.get("eps")
-            length = float(xs.max() - xs.min()) if xs.size > 1 else 1.0
-            if eps and length > 0 and 0 < length / float(eps) <= k.max():
-                ax.axvline(length / float(eps), color="grey", ls="--", lw=1, label=r"$k = L/\varepsilon$")
-            ax.set_xlabel("wavenumber index k (cycles over the domain)")
-            ax.set_ylabel("|DFT of error|")
-            ax.set_title("Fourier modulus of the error", fontsize="medium")
-            ax.grid(True, which="major", alpha=0.25)
-            _legend(ax)
+        ncols = 2 if any(ef.spectrum is not None for ef in fields) else 1
+        fig, axs = _new_figure(len(fields), ncols, panel=(5.6, 3.8))
+        top = _largest([np.abs(ef.mean) + ef.std for ef in fields])
+        for row, (ef, label) in enumerate(zip(fields, labels)):
+            _error_row_1d(axs[row], ef, names, _row_title(ef, label), top)
     elif dim == 2:
-        fig, axes = _new_figure(1, 2, panel=(5.4, 4.2))
-        _field_panel(fig, axes[0][0], ef.x, ef.mean, diverging=True, names=names,
-                     title="mean error", label=r"$u_\mathrm{pred} - u_\mathrm{exact}$")
-        _field_panel(fig, axes[0][1], ef.x, ef.std, diverging=False, names=names,
-                     title="std over seeds", label="std of error")
+        # A std image of a single seed is all zeros: drawn only when some group has two seeds.
+        spread = any(ef.n > 1 for ef in fields)
+        fig, axs = _new_figure(len(fields), 2 if spread else 1, panel=(5.4, 4.2))
+        mean_norm = Normalize(-_largest([ef.mean for ef in fields]), _largest([ef.mean for ef in fields]))
+        std_norm = Normalize(0.0, _largest([ef.std for ef in fields]))
+        for row, (ef, label) in enumerate(zip(fields, labels)):
+            title = _row_title(ef, label)
+            _field_panel(fig, axs[row][0], ef.x, ef.mean, norm=mean_norm, diverging=True, names=names,
+                         title=f"mean error: {title}", label=r"$u_\mathrm{pred} - u_\mathrm{exact}$")
+            if spread:
+                _field_panel(fig, axs[row][1], ef.x, ef.std, norm=std_norm, diverging=False, names=names,
+                             title="std over seeds", label="std of error")
     else:
         raise NothingToPlot(f"eval/x has {dim} columns: only 1-D and 2-D fields are drawn")
-    fig.suptitle(title)
+    problem = str(key0.get("problem"))
+    context = _context_axes(source, problem) if fields[0].source == "jobs" else []
+    shared = _shared_text([Group(ef.key) for ef in fields], context)
+    fig.suptitle(f"Error over seeds: {key0.get('problem')}{', ' + shared if shared else ''}{origin}"
+                 + ("\ncolour scales shared between rows" if dim == 2 and len(fields) > 1 else ""))
     return _save(fig, out)
+
+
+def _error_row_1d(row: Sequence[Any], ef: ErrorField, names: tuple[str, ...], title: str, top: float) -> None:
+    """Mean error +- std (y range ``top``, shared) and the Fourier modulus of one group."""
+    ax = row[0]
+    order = np.argsort(ef.x[:, 0])
+    xs, m, s = ef.x[order, 0], ef.mean[order], ef.std[order]
+    ax.fill_between(xs, m - s, m + s, color="C0", alpha=0.25, lw=0, label="± 1 std over seeds")
+    ax.plot(xs, m, color="C0", lw=1.4, label="mean error")
+    ax.axhline(0.0, color="black", lw=0.6)
+    ax.set_ylim(-1.05 * top, 1.05 * top)
+    ax.set_xlabel(names[0])
+    ax.set_ylabel(r"$u_\mathrm{pred} - u_\mathrm{exact}$")
+    ax.set_title(f"error field: {title}", fontsize="medium")
+    ax.grid(True, alpha=0.25)
+    _legend(ax)
+    if len(row) < 2:
+        return
+    ax = row[1]
+    if ef.spectrum is None:
+        ax.set_axis_off()
+        return
+    spec = ef.spectrum
+    if spec.size == ef.x.shape[0] and spec.size > 2:  # a full DFT: keep 0..M/2
+        spec = spec[: spec.size // 2 + 1]
+    k = np.arange(spec.size)
+    ax.plot(k, _positive(spec), "-", color="C1", lw=1.2, marker=".", ms=3, label="mean |DFT(error)|")
+    if np.isfinite(_positive(spec)).any():
+        _log_scale(ax, "y")
+    eps = ef.key.get("eps")
+    length = float(xs.max() - xs.min()) if xs.size > 1 else 1.0
+    if eps and length > 0 and 0 < length / float(eps) <= k.max():
+        ax.axvline(length / float(eps), color="grey", ls="--", lw=1, label=r"$k = L/\varepsilon$")
+    ax.set_xlabel("wavenumber index k (cycles over the domain)")
+    ax.set_ylabel("|DFT of error|")
+    ax.set_title("Fourier modulus of the error", fontsize="medium")
+    ax.grid(True, which="major", alpha=0.25)
+    _legend(ax)
 
 
 # --------------------------------------------------------------------------------------
@@ -769,21 +905,21 @@ def _history_figure(
     out: str | os.PathLike[str],
     where: Mapping[str, Any] | None,
     who: str,
-    panels: Callable[[list[tuple[Job, TrainRecord]]], list[tuple[str, str, Callable[[TrainRecord], Any], str]]],
+    panels: Callable[[list[TrainRecord]], list[tuple[str, str, Callable[[TrainRecord], Any], str]]],
     heading: str,
 ) -> Path:
-    """One panel per (title, ylabel, extractor, yscale); one line per eps (mean over
+    """One panel per (title, ylabel, extractor, yscale); one line per trial group (mean over
     seeds, shaded from the smallest to the largest seed)."""
     jobs, _ = _done(source, where)
-    cfg, members = _one_group(jobs, CONFIG_KEYS, who)
-    records = [(j, r) for j in members if j.attrs.get("eps") is not None for r in [j.read_train()] if r is not None]
+    problem, jobs = _one_problem(jobs, who)
+    lines = _lines(trial_groups(jobs))
+    records = [(line, [r for j in line.group.jobs for r in [j.read_train()] if r is not None]) for line in lines]
+    records = [(line, recs) for line, recs in records if recs]
     if not records:
-        raise NothingToPlot(f"no train/ histories for {config_label(cfg)}")
-    specs = panels(records)
+        raise NothingToPlot(f"{who}: no train/ histories for {problem}")
+    specs = panels([r for _, recs in records for r in recs])
     if not specs:
-        raise NothingToPlot(f"{who}: nothing to draw for {config_label(cfg)}")
-    eps_all = sorted({float(j.eps) for j, _ in records})
-    colors = _eps_colors(eps_all)
+        raise NothingToPlot(f"{who}: nothing to draw for {problem}")
     ncols = min(3, len(specs))
     nrows = math.ceil(len(specs) / ncols)
     fig, axes = _new_figure(nrows, ncols, panel=(4.8, 3.4))
@@ -793,14 +929,14 @@ def _history_figure(
             continue
         title, ylabel, extract, yscale = specs[i]
         drawn = []
-        for eps in eps_all:
-            stats = _history([(r.step, extract(r)) for j, r in records if float(j.eps) == eps])
+        for line, recs in records:
+            stats = _history([(r.step, extract(r)) for r in recs])
             if stats is None:
                 continue
             steps, mean, lo, hi, n = stats
-            ax.plot(steps, mean, color=colors[eps], lw=1.3, label=f"{format_eps(eps)} (n={n})")
+            ax.plot(steps, mean, line.style, color=line.color, lw=1.3, label=f"{line.label} (n={n})")
             if n > 1:
-                ax.fill_between(steps, lo, hi, color=colors[eps], alpha=0.2, lw=0)
+                ax.fill_between(steps, lo, hi, color=line.color, alpha=0.2, lw=0)
             drawn.append(mean)
         ax.set_title(title, fontsize="medium")
         ax.set_xlabel("training step")
@@ -817,16 +953,18 @@ def _history_figure(
             _log_scale(ax, "y")
         ax.grid(True, which="major", alpha=0.25)
         _legend(ax)
-    fig.suptitle(f"{heading}: {cfg['problem']}, {config_label(cfg)}\nmean over seeds, shaded: range over seeds")
+    shared = _shared_text([line.group for line, _ in records], _context_axes(source, problem))
+    fig.suptitle(f"{heading}: {problem}{', ' + shared if shared else ''}\n"
+                 "mean over seeds, shaded: range over seeds")
     return _save(fig, out)
 
 
 def plot_adaptive_weights(source: Source, out: str | os.PathLike[str], *, where: Mapping[str, Any] | None = None) -> Path:
-    """Figure 4: loss weights ``train/weight/<term>`` against ``train/step`` for one config
-    group, one panel per term, one line per eps (log y when they span > 20x)."""
+    """Figure 4: loss weights ``train/weight/<term>`` against ``train/step`` for one problem,
+    one panel per term, one line per trial group (log y when they span > 20x)."""
 
-    def panels(records: list[tuple[Job, TrainRecord]]):
-        terms = _term_order(t for _, r in records for t in r.weight)
+    def panels(records: list[TrainRecord]):
+        terms = _term_order(t for r in records for t in r.weight)
         return [(f"weight of {t}", rf"$\lambda$ ({t})", (lambda r, t=t: r.weight.get(t)), "auto") for t in terms]
 
     return _history_figure(source, out, where, "plot_adaptive_weights", panels, "Loss weights over training")
@@ -834,12 +972,12 @@ def plot_adaptive_weights(source: Source, out: str | os.PathLike[str], *, where:
 
 def plot_loss_curves(source: Source, out: str | os.PathLike[str], *, where: Mapping[str, Any] | None = None) -> Path:
     """Figure 5: ``train/loss/<term>`` (one panel per term) and ``train/rel_l2`` against
-    ``train/step`` for one config group, one line per eps, log y."""
+    ``train/step`` for one problem, one line per trial group, log y."""
 
-    def panels(records: list[tuple[Job, TrainRecord]]):
-        terms = _term_order(t for _, r in records for t in r.loss)
+    def panels(records: list[TrainRecord]):
+        terms = _term_order(t for r in records for t in r.loss)
         specs = [(f"loss: {t}", f"mean-squared {t} loss", (lambda r, t=t: r.loss.get(t)), "log") for t in terms]
-        if any(r.rel_l2 is not None for _, r in records):
+        if any(r.rel_l2 is not None for r in records):
             specs.append(("relative L2 error", "relative L2 error", lambda r: r.rel_l2, "log"))
         return specs
 
@@ -861,32 +999,78 @@ class FigureRun:
     errors: list[str] = field(default_factory=list)
 
 
+def _eval_dim(jobs: Sequence[Job]) -> int | None:
+    """Columns of ``eval/x`` of the first job that has them."""
+    for job in jobs:
+        ev = job.read_eval()
+        if ev is not None:
+            return ev.dim
+    return None
+
+
+def _group_slug(group: Group, axes: Sequence[str]) -> str:
+    """``darcy1d__eps0.125__w50__none__none`` plus the other distinguishing settings."""
+    k = group.key
+    eps = [f"eps{k['eps']:g}"] if isinstance(k.get("eps"), (int, float)) else []
+    extras = [f"{a}={value_text(k.get(a))}" for a in axes if a not in KEY_ATTRS]
+    return slug(k.get("problem"), *eps, f"w{k.get('width')}", k.get("balancer"), k.get("normalization"), *extras)
+
+
+def _problem_parts(problem: str, jobs: list[Job]) -> list[tuple[str, dict[str, Any]]]:
+    """(file-name suffix, where) of the history and spectra figures of one problem: one
+    figure, or one per scaling series when there are more than ``MAX_LINES`` lines."""
+    if len(trial_groups(jobs)) <= MAX_LINES:
+        return [("", {"problem": problem})]
+    series = series_groups(jobs)
+    axes = distinguishing([s.key for s in series], exclude=("problem",))
+    return [
+        (f"__{slug(describe(s.key, axes) or i)}", {"problem": problem, "job_id": s.job_ids})
+        for i, s in enumerate(series)
+    ]
+
+
 def figure_plan(results: Results) -> list[tuple[str, Callable[..., Path], dict[str, Any]]]:
-    """(file name, figure function, where) for every figure of a results folder:
-    ``ntk_scaling__<problem>.png`` per problem; ``ntk_spectra__``, ``loss__`` and
-    ``weights__<problem>__w<width>__<balancer>__<normalization>.png`` per config group;
-    ``error__<problem>__eps<eps>__w<width>__<balancer>__<normalization>.png`` per trial
-    group. Without done jobs, scaling and error figures come from summary.h5."""
+    """(file name, figure function, where) for every figure of a results folder, per
+    problem: ``ntk_scaling__<problem>.png`` (problems with eps); ``ntk_spectra__``,
+    ``loss__`` and ``weights__<problem>.png`` (split by scaling series,
+    ``..__<settings>.png``, beyond ``MAX_LINES`` trial groups); error fields
+    ``error__<problem>__eps<eps>__w<width>__<balancer>__<normalization>[__<settings>].png``
+    per trial group for 1-D problems, ``error__<problem>[__part<k>].png`` with up to
+    ``ERROR_ROWS`` groups for 2-D problems. Without done jobs, scaling and error figures
+    come from summary.h5."""
     done = results.done()
     plan: list[tuple[str, Callable[..., Path], dict[str, Any]]] = []
-    problems = {j.attrs.get("problem") for j in done}
-    trial_keys = [dict(zip(TRIAL_KEYS, k)) for k in group_jobs(done, TRIAL_KEYS)]
     if not done and results.summary is not None:
-        problems |= {s.key.get("problem") for s in results.summary.scaling}
-        trial_keys = [{k: v for k, v in t.key.items() if v is not None} for t in results.summary.trials]
-    for problem in sorted(problems, key=lambda p: sort_key([p])):
-        plan.append((f"ntk_scaling__{slug(problem)}.png", plot_ntk_scaling, {"problem": problem}))
-    for key in group_jobs(done, CONFIG_KEYS):
-        where = dict(zip(CONFIG_KEYS, key))
-        name = slug(where["problem"], f"w{where['width']}", where["balancer"], where["normalization"])
-        plan.append((f"ntk_spectra__{name}.png", plot_ntk_spectra, where))
-        plan.append((f"loss__{name}.png", plot_loss_curves, where))
-        plan.append((f"weights__{name}.png", plot_adaptive_weights, where))
-    for where in trial_keys:
-        eps = where.get("eps")
-        name = slug(where.get("problem"), f"eps{eps:g}" if isinstance(eps, (int, float)) else f"eps{eps}",
-                    f"w{where.get('width')}", where.get("balancer"), where.get("normalization"))
-        plan.append((f"error__{name}.png", plot_error_field, where))
+        problems = {s.key.get("problem") for s in results.summary.scaling}
+        for problem in sorted(problems, key=lambda p: sort_key([p])):
+            plan.append((f"ntk_scaling__{slug(problem)}.png", plot_ntk_scaling, {"problem": problem}))
+        for t in results.summary.trials:
+            where = {k: v for k, v in t.key.items() if v is not None}
+            eps = where.get("eps")
+            name = slug(where.get("problem"), f"eps{eps:g}" if isinstance(eps, (int, float)) else f"eps{eps}",
+                        f"w{where.get('width')}", where.get("balancer"), where.get("normalization"))
+            plan.append((f"error__{name}.png", plot_error_field, where))
+        return plan
+    axes = distinguishing([g.key for g in trial_groups(done)])
+    for problem in sorted({str(j.attrs.get("problem")) for j in done}):
+        jobs = select(done, {"problem": problem})
+        if any(j.attrs.get("eps") is not None for j in jobs):
+            plan.append((f"ntk_scaling__{slug(problem)}.png", plot_ntk_scaling, {"problem": problem}))
+        for suffix, where in _problem_parts(problem, jobs):
+            plan.append((f"ntk_spectra__{slug(problem)}{suffix}.png", plot_ntk_spectra, where))
+            plan.append((f"loss__{slug(problem)}{suffix}.png", plot_loss_curves, where))
+            plan.append((f"weights__{slug(problem)}{suffix}.png", plot_adaptive_weights, where))
+        groups = trial_groups(jobs)
+        if (_eval_dim(jobs) or 1) >= 2:
+            chunks = [groups[i:i + ERROR_ROWS] for i in range(0, len(groups), ERROR_ROWS)]
+            for k, chunk in enumerate(chunks):
+                ids = tuple(i for g in chunk for i in g.job_ids)
+                part = f"__part{k + 1}" if len(chunks) > 1 else ""
+                plan.append((f"error__{slug(problem)}{part}.png", plot_error_field, {"problem": problem, "job_id": ids}))
+        else:
+            for g in groups:
+                where = {"problem": problem, "job_id": g.job_ids}
+                plan.append((f"error__{_group_slug(g, axes)}.png", plot_error_field, where))
     return plan
 
 

@@ -16,6 +16,12 @@ a notebook::
 Only jobs whose ``status`` attribute is ``done`` enter statistics; ``Results.counts()`` and
 ``Results.describe()`` say how many were failed, diverged, unreadable or missing.
 
+Each job's resolved configuration (the ``config`` attribute) is available flattened into
+dotted paths as ``job.settings`` (``{"training.lr": 0.001, ...}``, plus ``sweep``; read with
+PyYAML's safe loader, which also takes ``1e-8`` as a float as older files wrote it); grouping
+by every setting, as the reducer does, is in ``analysis.groups``. ``to_dataframe(DIR)``
+loads ``DIR/jobs.csv`` (written by ``ntksweep reduce``) with pandas.
+
 Layout read here::
 
     DIR/jobs/<job_id>.h5    one per job (hidden files and other suffixes are ignored:
@@ -37,11 +43,14 @@ import itertools
 import math
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import h5py
 import numpy as np
+
+from . import groups as _groups
 
 #: Values of the ``status`` root attribute written by ntksweep.
 STATUSES = ("done", "failed", "diverged")
@@ -104,10 +113,59 @@ def read_attrs(path: str | Path) -> dict[str, Any]:
     """Root attributes of one job file, decoded (see :func:`decode`) and typed.
 
     ``eps`` and ``wall_seconds`` come back as ``float``; ``width``, ``depth``, ``seed`` and
-    ``rank`` as ``int``; strings as ``str``. Raises ``OSError`` if the file is not HDF5.
+    ``rank`` as ``int``; strings as ``str``. ``eps`` is ``None`` for problems without eps
+    (wave1d, klein_gordon1d, helmholtz2d), whose files store NaN. Raises ``OSError`` if the
+    file is not HDF5.
     """
     with h5py.File(path, "r") as f:
-        return {name: _coerce(name, decode(f.attrs[name])) for name in f.attrs}
+        attrs = {name: _coerce(name, decode(f.attrs[name])) for name in f.attrs}
+    if isinstance(attrs.get("eps"), float) and math.isnan(attrs["eps"]):
+        attrs["eps"] = None
+    return attrs
+
+
+_YAML_LOADER = None
+
+
+def _yaml_loader():
+    """PyYAML's SafeLoader, plus YAML 1.2's exponent floats without a dot (``1e-8``).
+
+    ntksweep writes floats that YAML 1.1 reads as floats (``1.0e-8``); job files written
+    before it did hold ``1e-8``, which plain ``yaml.safe_load`` returns as a string. Reading
+    both as the same float keeps old and new files of one sweep in one group (the reducer,
+    a YAML 1.2 reader, does the same)."""
+    global _YAML_LOADER
+    if _YAML_LOADER is None:
+        try:
+            import yaml
+        except ImportError as exc:  # pragma: no cover - setup.sh installs it
+            raise ImportError(
+                "reading the job files' `config` attribute needs PyYAML: pip install pyyaml"
+            ) from exc
+
+        class Loader(yaml.SafeLoader):
+            pass
+
+        Loader.add_implicit_resolver(
+            "tag:yaml.org,2002:float",
+            re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"),
+            list("-+0123456789."),
+        )
+        _YAML_LOADER = Loader
+    return _YAML_LOADER
+
+
+def config_settings(config: Any) -> dict[str, Any]:
+    """The ``config`` attribute (YAML text) flattened into dotted paths
+    (``analysis.groups.flatten``); ``{}`` when it is absent or not YAML. Needs PyYAML."""
+    if not isinstance(config, str):
+        return {}
+    import yaml
+
+    try:
+        return _groups.flatten(yaml.load(config, Loader=_yaml_loader()))  # noqa: S506 (a SafeLoader)
+    except yaml.YAMLError:
+        return {}
 
 
 # --------------------------------------------------------------------------------------
@@ -194,6 +252,16 @@ class Job:
     @property
     def status(self) -> str:
         return str(self.attrs.get("status", "unknown"))
+
+    @cached_property
+    def settings(self) -> dict[str, Any]:
+        """The resolved configuration by dotted path (``training.lr``,
+        ``collocation.residual.points``, ...) plus ``sweep``; ``{}`` for a file without
+        ``config``."""
+        out = config_settings(self.attrs.get("config"))
+        if "sweep" in self.attrs:
+            out["sweep"] = self.attrs["sweep"]
+        return out
 
     def key(self, keys: Sequence[str] = TRIAL_KEYS) -> tuple:
         """This job's values of ``keys`` (``None`` for an absent attribute)."""
@@ -289,15 +357,24 @@ def group_jobs(jobs: Iterable[Job], keys: Sequence[str] = TRIAL_KEYS) -> dict[tu
 
 
 def select(jobs: Iterable[Job], where: Mapping[str, Any] | None = None) -> list[Job]:
-    """Jobs whose attributes equal every ``where`` item (floats compared with a relative
-    tolerance of 1e-9, so ``eps=0.1`` matches however it was stored)."""
+    """Jobs that match every ``where`` item. A name is looked up among the root attributes
+    (``problem``, ``eps``, ``job_id``, ...), then among the dotted settings
+    (``training.lr``, ``sweep``); a list, tuple or set means "any of these"; floats are
+    compared with a relative tolerance of 1e-9, so ``eps=0.1`` matches however it was
+    stored."""
     if not where:
         return list(jobs)
 
+    def value(job: Job, name: str) -> Any:
+        return job.attrs[name] if name in job.attrs else job.settings.get(name)
+
     def matches(job: Job) -> bool:
         for name, wanted in where.items():
-            got = job.attrs.get(name)
-            if isinstance(wanted, float) or isinstance(got, float):
+            got = value(job, name)
+            if isinstance(wanted, (list, tuple, set, frozenset)):
+                if got not in wanted:
+                    return False
+            elif isinstance(wanted, float) or isinstance(got, float):
                 try:
                     if not math.isclose(float(got), float(wanted), rel_tol=1e-9):
                         return False
@@ -398,12 +475,28 @@ class TrialEntry:
 
 
 @dataclass
+class CompareEntry:
+    """One ``compare/<axis>/<setting>`` group: the values of one sweep axis side by side at
+    one setting of the other axes. ``columns`` maps ``value``, ``trial_key`` (str lists) and
+    ``n``, ``rel_l2_mean``, ``rel_l2_ci_low``, ``rel_l2_ci_high``, ``max_abs_error_mean``,
+    ``rel_l2_change``, ``max_abs_error_change``, ``welch_t``, ``welch_dof``, ``p_value``
+    (arrays [V], first value first) ; ``attrs`` holds ``axis``, ``baseline``, ``name`` and
+    the other axes' values."""
+
+    name: str
+    axis: str
+    columns: dict[str, Any]
+    attrs: dict[str, Any]
+
+
+@dataclass
 class Summary:
     """Contents of ``DIR/summary.h5``."""
 
     path: Path
     scaling: list[ScalingEntry]
     trials: list[TrialEntry]
+    comparisons: list[CompareEntry] = field(default_factory=list)
 
 
 def _leaf_groups(root: h5py.Group, marker: str) -> list[tuple[str, h5py.Group]]:
@@ -467,7 +560,37 @@ def read_summary(path: str | Path) -> Summary:
                         attrs=attrs,
                     )
                 )
-    return Summary(path=path, scaling=scaling, trials=trials)
+        comparisons = [
+            CompareEntry(
+                name=name,
+                axis=str(decode(g.attrs.get("axis", name.split("/")[0]))),
+                columns={k: decode(v) if v.dtype.kind in "OSU" else v for k, v in _datasets(g).items()},
+                attrs={k: decode(v) for k, v in g.attrs.items()},
+            )
+            for name, g in (_leaf_groups(f["compare"], "value") if "compare" in f else [])
+        ]
+    return Summary(path=path, scaling=scaling, trials=trials, comparisons=comparisons)
+
+
+def to_dataframe(root: str | Path):
+    """``DIR/jobs.csv`` (one row per job file, written by ``ntksweep reduce DIR``) as a
+    pandas DataFrame: one column per swept setting by dotted path, the identifying
+    attributes, ``rel_l2``, ``max_abs_error``, NTK norms, ``status`` and ``message``.
+
+    Raises ``ImportError`` with what to install when pandas is missing, and
+    ``FileNotFoundError`` when the folder has not been reduced yet."""
+    try:
+        import pandas as pd
+    except ImportError as exc:
+        raise ImportError(
+            "analysis.load.to_dataframe needs pandas (pip install pandas); without it read "
+            "DIR/jobs.csv with polars.read_csv or the csv module"
+        ) from exc
+    path = Path(root) / "jobs.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: run `ntksweep reduce {root}` first")
+    # job ids are hex digits: keep them strings even when one happens to look like a number
+    return pd.read_csv(path, dtype={"job_id": str})
 
 
 # --------------------------------------------------------------------------------------
@@ -494,17 +617,20 @@ class Results:
         return [j for j in self.jobs if j.status == status]
 
     def missing(self) -> list[dict[str, Any]]:
-        """Grid points with no job file, inferred per config group (``CONFIG_KEYS``) as
-        every (eps, seed) pair of the eps and seed values seen in that group, minus the
-        pairs present. Only an inference: the sweep file itself is not read, so a whole
-        config group or eps value without any file goes unnoticed."""
+        """Grid points with no job file, inferred per scaling series (all settings equal but
+        seed and eps, ``analysis.groups.series_groups``) as every (eps, seed) pair of the eps
+        and seed values seen in that series, minus the pairs present; each point names the
+        series by ``CONFIG_KEYS``. Only an inference: the sweep file itself is not read, so a
+        whole series or eps value without any file goes unnoticed (``ntksweep reduce``
+        compares with ``plan.tsv`` instead)."""
         out: list[dict[str, Any]] = []
-        for cfg, jobs in group_jobs(self.jobs, CONFIG_KEYS).items():
-            present = {j.key(GRID_KEYS) for j in jobs}
-            axes = [sorted({j.attrs.get(k) for j in jobs}, key=_sortable) for k in GRID_KEYS]
+        for series in _groups.series_groups(self.jobs):
+            present = {j.key(GRID_KEYS) for j in series.jobs}
+            axes = [sorted({j.attrs.get(k) for j in series.jobs}, key=_sortable) for k in GRID_KEYS]
             for point in itertools.product(*axes):
                 if point not in present:
-                    out.append({**dict(zip(CONFIG_KEYS, cfg)), **dict(zip(GRID_KEYS, point))})
+                    name = {k: series.key.get(k) for k in CONFIG_KEYS}
+                    out.append({**name, **dict(zip(GRID_KEYS, point))})
         return out
 
     def counts(self) -> dict[str, int]:

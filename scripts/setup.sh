@@ -2,7 +2,8 @@
 # Set up everything ntksweep needs on a fresh Debian machine, idempotently:
 #   apt packages (MPI, libclang for bindgen, h5dump), a Python virtual environment in .venv
 #   with the pinned torch wheel (its libtorch is what `tch` links against), cmake >= 3.26
-#   (the bundled static HDF5 needs it), numpy, h5py, matplotlib, pytest; then the release build.
+#   (the bundled static HDF5 needs it), numpy, h5py, matplotlib, pytest, scipy, pyyaml, pandas,
+#   polars; then the release build.
 # Re-running skips every step that is already done. Set NTKSWEEP_NO_BUILD=1 to skip the build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,7 +35,7 @@ need_pip=0
 $VPY - 2>/dev/null <<PYEOF || need_pip=1
 import importlib.metadata as m, sys
 want = {"torch": "$TORCH_VERSION"}
-for pkg in ["numpy", "h5py", "matplotlib", "pytest", "cmake", "scipy"]:
+for pkg in ["numpy", "h5py", "matplotlib", "pytest", "cmake", "scipy", "pyyaml", "pandas", "polars"]:
     m.version(pkg)
 assert m.version("torch").split("+")[0] == want["torch"], m.version("torch")
 from packaging.version import Version
@@ -43,7 +44,10 @@ PYEOF
 if [ $need_pip = 1 ]; then
   log "installing Python packages (torch==$TORCH_VERSION is large: a few minutes)"
   $VPY -m pip install -q --upgrade pip
-  $VPY -m pip install -q "torch==$TORCH_VERSION" numpy h5py matplotlib pytest scipy packaging "cmake>=3.26"
+  # pyyaml: analysis/ reads the job files' `config` attribute; pandas: analysis.load.to_dataframe
+  # and the jobs.csv tests; polars: the test that jobs.csv loads there too.
+  $VPY -m pip install -q "torch==$TORCH_VERSION" numpy h5py matplotlib pytest scipy packaging "cmake>=3.26" \
+    pyyaml pandas polars
 else
   log "Python packages present"
 fi

@@ -9,6 +9,10 @@
 //! - `darcy sweep`: 80 darcy1d jobs (width 100, 3 hidden layers, 100 + 2 points, float32);
 //!   ntksweep trains them as batched networks, the references one after another; reported in
 //!   job-steps per second.
+//! - `expression step`: one Adam step of 8 batched jobs (different eps or seeds, width 50,
+//!   float32) of a problem written as `kind: expression`, against the same equation as a
+//!   built-in (darcy1d; klein_gordon1d with its four terms): the cost of writing a PDE in the
+//!   sweep file instead of in Rust. No external reference.
 //! - `ntk`: NTK of the [2, 500, 500, 500, 1] tanh network for 3 terms (wave residual, initial
 //!   value, initial velocity) x 300 points in float64: traces and Frobenius norms of every
 //!   block (ntksweep computes the whole 900 x 900 kernel on the way).
@@ -100,6 +104,35 @@ fn darcy_yaml(n_jobs: usize, steps: u64) -> String {
          collocation: {{residual: {{points: 100}}}}\nntk: {{enabled: false}}\nevaluation: {{points: 8}}\n\
          sweep:\n  eps: [0.5, 0.25, 0.125, 0.0625]\n  seed: [{}]\n",
         seeds.join(", ")
+    )
+}
+
+/// The built-in and the expression form of the same equation, for the `expression step` rows:
+/// (name, built-in `problem:` section, expression `problem:` section, `collocation:` section).
+const EXPRESSION_TWINS: &[(&str, &str, &str, &str)] = &[
+    (
+        "darcy1d",
+        "{kind: darcy1d, eps: 0.5}",
+        "{kind: expression, inputs: {x: [0, 1]}, constants: {eps: 0.5}, solution: 'sin(2*pi*x) + eps*sin(2*pi*x/eps)', \
+         operator: '-(2 + sin(2*pi*x/eps))*u_xx - (2*pi/eps)*cos(2*pi*x/eps)*u_x'}",
+        "{residual: {points: 100}}",
+    ),
+    (
+        "klein_gordon1d",
+        "{kind: klein_gordon1d}",
+        "{kind: expression, inputs: {t: [0, 1], x: [0, 1]}, constants: {alpha: -1, beta: 0, gamma: 1}, \
+         solution: 'x*cos(5*pi*t) + (x*t)^3', operator: 'u_tt + alpha*u_xx + beta*u + gamma*u^3'}",
+        "{residual: {points: 128, sampling: uniform, resample: true}, initial: {points: 128, sampling: uniform, resample: true}, \
+         initial_velocity: {points: 128, sampling: uniform, resample: true}, boundary: {points: 128, sampling: uniform, resample: true}}",
+    ),
+];
+
+/// 8 jobs of `problem` (eps 0.5 and 0.25 where there is an eps, 4 seeds) as one batch.
+fn twin_yaml(problem: &str, collocation: &str, steps: u64) -> String {
+    let eps = if problem.contains("eps") { "  eps: [0.5, 0.25]\n  seed: [0, 1, 2, 3]\n" } else { "  seed: [0, 1, 2, 3, 4, 5, 6, 7]\n" };
+    format!(
+        "problem: {problem}\nmodel: {{width: 50, depth: 3}}\ntraining: {{steps: {steps}, log_every: 100000}}\ncollocation: {collocation}\n\
+         ntk: {{enabled: false}}\nevaluation: {{points: 8}}\nsweep:\n{eps}"
     )
 }
 
@@ -256,6 +289,30 @@ pub fn run(repo: &Path, o: &BenchOptions) -> Vec<Row> {
         lower_is_better: false,
         note: "references run the jobs one after another".into(),
     });
+
+    // --- expression problems against the equivalent built-ins --------------------------------
+    for (name, builtin, expression, collocation) in EXPRESSION_TWINS {
+        eprintln!("bench: {name} step as an expression vs built-in, 8 jobs (best of {reps}) ...");
+        let (short, long) = if o.quick { (2, 12) } else { (5, 105) };
+        let (mut ours, mut theirs): (Option<f64>, Option<f64>) = (None, None);
+        for _ in 0..reps {
+            for (problem, best) in [(expression, &mut ours), (builtin, &mut theirs)] {
+                match per_step(&|s| twin_yaml(problem, collocation, s), short, long, o.device) {
+                    Ok(v) if v > 0.0 => *best = Some(best.map_or(v * 1e3, |b: f64| b.min(v * 1e3))),
+                    Ok(_) => {}
+                    Err(e) => eprintln!("  ntksweep: {e}"),
+                }
+            }
+        }
+        rows.push(Row {
+            workload: format!("{name} as `kind: expression`, 8 jobs, width 50"),
+            unit: "ms/step",
+            ours,
+            refs: vec![(format!("built-in {name}"), theirs)],
+            lower_is_better: true,
+            note: "speed-up below 1: the expression form is slower (goal: at least 0.77, within 1.3x)".into(),
+        });
+    }
 
     // --- NTK -----------------------------------------------------------------------------------
     let (width, points) = if o.quick && cpu { (100, 100) } else { (500, 300) };

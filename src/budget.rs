@@ -7,7 +7,7 @@
 
 use tch::Device;
 
-use crate::config::job::Dtype;
+use crate::model::config::Dtype;
 use crate::config::JobSpec;
 use crate::model::mlp::layer_sizes;
 

@@ -3,9 +3,54 @@
 //! Each job draws from its own random stream ([`crate::rng`]), so its points do not depend on
 //! the batch it is trained in. Points are returned row-major [n, d] in physical coordinates.
 
-use crate::config::job::Sampling;
-use crate::problem::{Domain, Region};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Domain, Region};
 use crate::rng::{self, JobRng};
+use crate::validation::Invalid;
+
+/// How a term's points are placed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Sampling {
+    /// Equispaced grid (including the end points), fixed for the whole run.
+    #[default]
+    Grid,
+    /// Uniform random points, drawn once.
+    Uniform,
+    /// Quasi-random Halton points (bases 2, 3), fixed.
+    Halton,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TermSampling {
+    pub points: usize,
+    #[serde(default)]
+    pub sampling: Sampling,
+    /// Draw new uniform random points at every step, the first included (seeds 000/001 do
+    /// this). Resampling always means uniform: `sampling` is then ignored (and `halton`, whose
+    /// points are deterministic, is rejected). An L-BFGS phase keeps the last Adam step's
+    /// points fixed (it needs a deterministic loss).
+    #[serde(default)]
+    pub resample: bool,
+}
+
+impl TermSampling {
+    /// Range checks of one term's `collocation.<term>` entry (`path`).
+    pub fn validate(&self, path: &str) -> Vec<Invalid> {
+        if self.points == 0 {
+            vec![Invalid::new(format!("{path}.points"), "must be at least 1")]
+        } else if self.resample && self.sampling == Sampling::Halton {
+            vec![Invalid::new(
+                format!("{path}.sampling"),
+                "`resample: true` draws new uniform random points every step; use `sampling: uniform` (or drop `resample` to keep fixed Halton points)",
+            )]
+        } else {
+            Vec::new()
+        }
+    }
+}
 
 /// Radical inverse of `i` in `base` (van der Corput); the Halton sequence uses bases 2, 3.
 fn radical_inverse(mut i: u64, base: u64) -> f64 {

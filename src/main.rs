@@ -86,7 +86,9 @@ enum Command {
         #[arg(long)]
         output: Option<PathBuf>,
     },
-    /// Reduce a results folder: DIR/summary.h5 and DIR/report.md (also printed).
+    /// Reduce a results folder: DIR/summary.h5 (trial groups, NTK scaling fits, comparisons
+    /// between the values of every swept setting), DIR/report.md (also printed) and
+    /// DIR/jobs.csv (one row per job file, for pandas or polars).
     Reduce {
         dir: PathBuf,
         /// Do not print the report.
@@ -195,7 +197,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{}", r.report_markdown());
             }
             eprintln!(
-                "reduced {} done job(s) ({} failed, {} diverged, {} unreadable, {} missing) in {:.2}s -> {} and {}",
+                "reduced {} done job(s) ({} failed, {} diverged, {} unreadable, {} missing) in {:.2}s -> {}, {} and {}",
                 r.counts.done,
                 r.counts.failed,
                 r.counts.diverged,
@@ -203,7 +205,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 r.counts.missing.unwrap_or(0),
                 t.elapsed().as_secs_f64(),
                 r.summary_path().display(),
-                r.report_path().display()
+                r.report_path().display(),
+                r.jobs_csv_path().display()
             );
             Ok(ExitCode::SUCCESS)
         }

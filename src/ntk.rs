@@ -178,7 +178,7 @@ pub fn snapshot(f: &Factors, spectra: bool) -> Result<Snapshot, TchError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::job::{Init, Normalization};
+    use crate::model::config::{Init, Normalization};
     use crate::model::mlp::layer_sizes;
     use crate::problem::darcy1d::Darcy1dConfig;
     use crate::problem::multiscale::Coefficient;

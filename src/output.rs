@@ -82,7 +82,7 @@ fn write_params(g: &hdf5::Group, params: &Params, sizes: &[usize]) -> hdf5::Resu
 fn write_contents(file: &hdf5::File, spec: &JobSpec, rec: &JobRecord, meta: &RunMeta) -> hdf5::Result<()> {
     let c = &spec.config;
     attr_str(file, "job_id", &spec.id)?;
-    attr_str(file, "problem", c.problem.kind_name())?;
+    attr_str(file, "problem", c.problem.label())?;
     attr_f64(file, "eps", c.problem.eps().unwrap_or(f64::NAN))?;
     attr_i64(file, "width", c.model.width as i64)?;
     attr_i64(file, "depth", c.model.depth as i64)?;

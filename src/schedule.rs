@@ -1,7 +1,8 @@
 //! Which jobs train together, and in which order.
 //!
-//! Jobs whose configurations differ only in per-member values (seed, eps, learning-rate
-//! schedule, fixed weights, eps rescaling, normalisation, initialisation) share a batch key and
+//! Jobs whose configurations differ only in per-member values (seed, eps, an expression
+//! problem's constants, learning-rate schedule, fixed weights, eps rescaling, normalisation,
+//! initialisation) share a batch key and
 //! can train as one batched network. Batches are formed from the job list alone, never from the
 //! number of ranks, so a job's batch (and therefore its numbers) is the same on 1, 2 or 3
 //! ranks. Batches are handed out longest first so ranks finish together.
@@ -28,6 +29,13 @@ pub fn batch_key(spec: &JobSpec) -> String {
             m.remove(path[path.len() - 1]);
         }
     };
+    // An expression problem's constants are per member ([E, 1] columns); its members must
+    // only agree on which constants there are.
+    if let Some(c) = v.pointer_mut("/problem/constants") {
+        if let Some(m) = c.as_object() {
+            *c = m.keys().cloned().collect::<Vec<_>>().into();
+        }
+    }
     for path in [
         &["seed"][..],
         &["problem", "eps"],

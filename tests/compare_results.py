@@ -1,8 +1,12 @@
-"""Compare two results folders dataset by dataset (used by the MPI rank-count tests).
+"""Compare two results folders dataset by dataset (used by the MPI rank-count tests, the
+batching tests, and the expression-problem tests).
 
-Usage: python tests/compare_results.py DIR_A DIR_B [--rtol 0]
-Prints the largest difference (max |a - b| / max |a| per dataset); exits non-zero if the job sets differ or any dataset
-differs by more than rtol (0 = bit-identical).
+Usage: python tests/compare_results.py DIR_A DIR_B [--rtol 0] [--by-attributes]
+Jobs are paired by file name (job id); with --by-attributes by their attributes (seed, eps,
+width, depth, normalization, balancer) instead, for the same equations written two ways (a
+built-in problem and its `kind: expression` twin have different job ids).
+Prints the largest difference (max |a - b| / max |a| per dataset); exits non-zero if the job
+sets differ or any dataset differs by more than rtol (0 = bit-identical).
 """
 import argparse
 import glob
@@ -12,15 +16,20 @@ import sys
 import h5py
 import numpy as np
 
+KEY = ("seed", "eps", "width", "depth", "normalization", "balancer")
 
-def load(d):
+
+def load(d, by_attributes):
     out = {}
     for f in sorted(glob.glob(os.path.join(d, "jobs", "*.h5"))):
         vals = {}
         with h5py.File(f, "r") as h:
             h.visititems(lambda n, o: vals.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset) else None)
             vals["@status"] = h.attrs["status"]
-        out[os.path.basename(f)] = vals
+            key = tuple(str(h.attrs[k]) for k in KEY) if by_attributes else os.path.basename(f)
+        if key in out:
+            sys.exit(f"{d}: two jobs with attributes {key}")
+        out[key] = vals
     return out
 
 
@@ -29,11 +38,12 @@ def main():
     p.add_argument("a")
     p.add_argument("b")
     p.add_argument("--rtol", type=float, default=0.0)
+    p.add_argument("--by-attributes", action="store_true")
     args = p.parse_args()
-    a, b = load(args.a), load(args.b)
-    if a.keys() != b.keys():
-        sys.exit(f"different job sets: {sorted(a.keys() ^ b.keys())}")
-    worst = 0.0
+    a, b = load(args.a, args.by_attributes), load(args.b, args.by_attributes)
+    if not a or a.keys() != b.keys():
+        sys.exit(f"different job sets: {sorted(a.keys() ^ b.keys())} ({len(a)} and {len(b)} jobs)")
+    worst, where = 0.0, ""
     for job in a:
         if a[job].keys() != b[job].keys():
             sys.exit(f"{job}: different datasets {sorted(a[job].keys() ^ b[job].keys())}")
@@ -51,9 +61,10 @@ def main():
                 # sign), where an elementwise relative difference means nothing.
                 scale = max(np.max(np.abs(va)), 1e-300)
                 rel = np.max(np.abs(va - vb)) / scale
-                worst = max(worst, rel)
-    print(f"{len(a)} jobs compared; largest relative difference {worst:.3e}")
-    if worst > args.rtol:
+                if not rel <= worst:
+                    worst, where = rel, f" ({job}/{name})"
+    print(f"{len(a)} jobs compared; largest relative difference {worst:.3e}{where}")
+    if not worst <= args.rtol:
         sys.exit(f"difference {worst} exceeds rtol {args.rtol}")
 
 

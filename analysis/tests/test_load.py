@@ -170,3 +170,42 @@ def test_read_summary(tmp_path):
     assert s.trials[0].key == {"problem": "darcy1d", "eps": 0.25, "width": 20,
                                "balancer": "ntk", "normalization": "none"}
     assert s.trials[0].x.shape == (5, 1)
+
+
+def test_settings_flatten_the_config_attribute_and_select_by_dotted_path(results):
+    job = select(results.done(), {"problem": "darcy1d", "eps": 0.25, "width": 20, "seed": 0})[0]
+    assert job.settings["problem.kind"] == "darcy1d" and job.settings["model.width"] == 20
+    assert job.settings["balancer.kind"] == "ntk" and job.settings["seed"] == 0
+    assert "sweep" not in job.settings  # the synthetic files have no sweep attribute
+    # dotted settings select like attributes; a tuple means "any of"
+    assert len(select(results.done(), {"balancer.kind": "ntk"})) == 6
+    ids = tuple(j.job_id for j in results.done()[:2])
+    assert [j.job_id for j in select(results.done(), {"job_id": ids})] == list(ids)
+
+
+def test_to_dataframe_without_pandas_says_what_to_install(tmp_path, monkeypatch):
+    import sys
+
+    from analysis.load import to_dataframe
+
+    (tmp_path / "jobs.csv").write_text("job_id,status\nabc,done\n")
+    monkeypatch.setitem(sys.modules, "pandas", None)  # import pandas now raises ImportError
+    with pytest.raises(ImportError, match="pip install pandas"):
+        to_dataframe(tmp_path)
+
+
+def test_to_dataframe_keeps_job_ids_as_strings(tmp_path):
+    from analysis.load import to_dataframe
+
+    (tmp_path / "jobs.csv").write_text("job_id,status,training.lr\n0123456789012345,done,1e-8\n")
+    df = to_dataframe(tmp_path)
+    assert df["job_id"][0] == "0123456789012345" and df["training.lr"][0] == 1e-8
+
+
+def test_config_settings_read_old_and_new_float_spellings_alike():
+    from analysis.load import config_settings
+
+    old = config_settings("training: {adam_eps: 1e-8, lr: 0.001, steps: 10}\nname: '1e-8'\n")
+    new = config_settings("training: {adam_eps: 1.0e-8, lr: 0.001, steps: 10}\nname: '1e-8'\n")
+    assert old == new and old["training.adam_eps"] == 1e-8 and type(old["training.adam_eps"]) is float
+    assert old["name"] == "1e-8" and type(old["training.steps"]) is int  # quoted stays a string

@@ -27,7 +27,7 @@ use tch::{TchError, Tensor};
 
 use super::update::{ema, Interval};
 use super::{weight_gradients, BalanceInputs, Balancer, BuildContext, Weights};
-use crate::config::job::Invalid;
+use crate::validation::Invalid;
 
 /// Added to the denominator (seed 001).
 const DENOMINATOR_GUARD: f64 = 1e-10;

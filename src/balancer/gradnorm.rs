@@ -28,7 +28,7 @@ use tch::{TchError, Tensor};
 
 use super::update::{ema, Interval};
 use super::{BalanceInputs, Balancer, BuildContext, Weights};
-use crate::config::job::Invalid;
+use crate::validation::Invalid;
 
 /// Floor of a weight before renormalisation.
 const MIN_WEIGHT: f64 = 1e-8;

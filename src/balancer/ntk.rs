@@ -31,7 +31,7 @@ use tch::{TchError, Tensor};
 
 use super::update::{all_positive, ema, unless, Interval};
 use super::{BalanceInputs, Balancer, BuildContext, Weights};
-use crate::config::job::Invalid;
+use crate::validation::Invalid;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -34,7 +34,7 @@ use tch::{TchError, Tensor};
 use super::softadapt::scaled_softmax;
 use super::update::{ema, ema_per_member, Interval};
 use super::{member_column, BalanceInputs, Balancer, BuildContext, Weights};
-use crate::config::job::Invalid;
+use crate::validation::Invalid;
 use crate::rng::{self, JobRng, Purpose};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -28,7 +28,7 @@ use tch::{TchError, Tensor};
 
 use super::update::{ema, Interval};
 use super::{member_column, BalanceInputs, Balancer, BuildContext, Weights};
-use crate::config::job::Invalid;
+use crate::validation::Invalid;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tch::{TchError, Tensor};
 
 use super::{member_column, BalanceInputs, Balancer, BuildContext, Weights};
-use crate::config::job::Invalid;
+use crate::validation::Invalid;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -12,7 +12,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::balancer::BalancerConfig;
 use crate::problem::ProblemConfig;
-use crate::train::lbfgs::LbfgsConfig;
+pub use crate::collocation::{Sampling, TermSampling};
+pub use crate::model::config::{Dtype, Init, ModelConfig, Normalization};
+pub use crate::validation::Invalid;
+pub use super::training::{LbfgsConfig, Stage, TrainingConfig};
 
 /// One job, fully resolved.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,192 +41,6 @@ pub struct JobConfig {
     pub ntk: NtkConfig,
     #[serde(default)]
     pub evaluation: EvalConfig,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Init {
-    /// Xavier/Glorot normal: N(0, 2 / (fan_in + fan_out)), biases 0.
-    #[default]
-    XavierNormal,
-    /// Standard normal N(0, 1) for weights and biases (the paper's "normal" initialisation).
-    Normal,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Normalization {
-    /// The network sees physical coordinates.
-    #[default]
-    None,
-    /// (x - mean) / std per input, mean and std of the uniform distribution on the domain.
-    Zscore,
-    /// Affine map of the domain onto [-1, 1] per input.
-    Minmax,
-}
-
-impl Normalization {
-    pub fn name(self) -> &'static str {
-        match self {
-            Normalization::None => "none",
-            Normalization::Zscore => "zscore",
-            Normalization::Minmax => "minmax",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Dtype {
-    #[default]
-    Float32,
-    Float64,
-}
-
-impl Dtype {
-    pub fn kind(self) -> tch::Kind {
-        match self {
-            Dtype::Float32 => tch::Kind::Float,
-            Dtype::Float64 => tch::Kind::Double,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ModelConfig {
-    /// Neurons per hidden layer.
-    pub width: usize,
-    /// Number of hidden layers.
-    pub depth: usize,
-    pub init: Init,
-    pub normalization: Normalization,
-    /// Training precision (NTK spectra use `ntk.dtype`).
-    pub dtype: Dtype,
-}
-
-impl Default for ModelConfig {
-    fn default() -> Self {
-        ModelConfig {
-            width: 50,
-            depth: 3,
-            init: Init::XavierNormal,
-            normalization: Normalization::None,
-            dtype: Dtype::Float32,
-        }
-    }
-}
-
-/// One stage of a staged learning-rate schedule.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Stage {
-    pub steps: u64,
-    pub lr: f64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TrainingConfig {
-    /// Adam steps (ignored when `stages` is given: then it is their sum).
-    pub steps: u64,
-    /// Initial Adam learning rate.
-    pub lr: f64,
-    /// Exponential decay: lr * decay_rate^(step / decay_every) (continuous, as optax's
-    /// `exponential_decay` with `staircase: false` unless `staircase: true`).
-    pub decay_rate: f64,
-    pub decay_every: u64,
-    pub staircase: bool,
-    /// Staged schedule: a list of (steps, lr) run one after another, replacing steps/lr/decay.
-    pub stages: Vec<Stage>,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub adam_eps: f64,
-    /// Record histories every this many steps (and at the last step).
-    pub log_every: u64,
-    /// Optional L-BFGS phase after the Adam steps (absent: none). Left out of the resolved
-    /// configuration when absent, so job ids of sweeps without it do not change.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub lbfgs: Option<LbfgsConfig>,
-}
-
-impl Default for TrainingConfig {
-    fn default() -> Self {
-        TrainingConfig {
-            steps: 1000,
-            lr: 1e-3,
-            decay_rate: 0.9,
-            decay_every: 1000,
-            staircase: false,
-            stages: Vec::new(),
-            beta1: 0.9,
-            beta2: 0.999,
-            adam_eps: 1e-8,
-            log_every: 10,
-            lbfgs: None,
-        }
-    }
-}
-
-impl TrainingConfig {
-    /// Total number of Adam steps (the L-BFGS phase, if any, comes after them).
-    pub fn total_steps(&self) -> u64 {
-        if self.stages.is_empty() {
-            self.steps
-        } else {
-            self.stages.iter().map(|s| s.steps).sum()
-        }
-    }
-
-    /// Adam steps plus L-BFGS iterations (at most; the phase may stop early): the unit of
-    /// the progress bar and of `plan`'s cost.
-    pub fn all_steps(&self) -> u64 {
-        self.total_steps() + self.lbfgs.as_ref().map_or(0, |l| l.steps)
-    }
-
-    /// Learning rate used at `step` (0-based).
-    pub fn lr_at(&self, step: u64) -> f64 {
-        if !self.stages.is_empty() {
-            let mut start = 0;
-            for s in &self.stages {
-                if step < start + s.steps {
-                    return s.lr;
-                }
-                start += s.steps;
-            }
-            return self.stages.last().map(|s| s.lr).unwrap_or(self.lr);
-        }
-        let t = step as f64 / self.decay_every as f64;
-        let t = if self.staircase { t.floor() } else { t };
-        self.lr * self.decay_rate.powf(t)
-    }
-}
-
-/// How a term's points are placed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Sampling {
-    /// Equispaced grid (including the end points), fixed for the whole run.
-    #[default]
-    Grid,
-    /// Uniform random points, drawn once.
-    Uniform,
-    /// Quasi-random Halton points (bases 2, 3), fixed.
-    Halton,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TermSampling {
-    pub points: usize,
-    #[serde(default)]
-    pub sampling: Sampling,
-    /// Draw new uniform random points at every step, the first included (seeds 000/001 do
-    /// this). Resampling always means uniform: `sampling` is then ignored (and `halton`, whose
-    /// points are deterministic, is rejected). An L-BFGS phase keeps the last Adam step's
-    /// points fixed (it needs a deterministic loss).
-    #[serde(default)]
-    pub resample: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -286,31 +103,12 @@ impl Default for EvalConfig {
     }
 }
 
-/// A problem with a value at a dotted path.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Invalid {
-    pub path: String,
-    pub message: String,
-}
-
-impl Invalid {
-    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Invalid { path: path.into(), message: message.into() }
-    }
-}
-
 impl JobConfig {
     /// Range and cross-field checks. Every returned item names the dotted path it is about.
     pub fn validate(&self) -> Vec<Invalid> {
         let mut out = Vec::new();
         out.extend(self.problem.validate());
-        let m = &self.model;
-        if m.width == 0 {
-            out.push(Invalid::new("model.width", "must be at least 1"));
-        }
-        if m.depth == 0 {
-            out.push(Invalid::new("model.depth", "must be at least 1 hidden layer"));
-        }
+        out.extend(self.model.validate());
         let t = &self.training;
         if t.stages.is_empty() {
             if !(t.lr > 0.0 && t.lr.is_finite()) {
@@ -350,13 +148,8 @@ impl JobConfig {
                     format!("collocation.{name}"),
                     format!("`{name}` is not a loss term of {}; its terms are: {list}", self.problem.kind_name()),
                 ));
-            } else if s.points == 0 {
-                out.push(Invalid::new(format!("collocation.{name}.points"), "must be at least 1"));
-            } else if s.resample && s.sampling == Sampling::Halton {
-                out.push(Invalid::new(
-                    format!("collocation.{name}.sampling"),
-                    "`resample: true` draws new uniform random points every step; use `sampling: uniform` (or drop `resample` to keep fixed Halton points)",
-                ));
+            } else {
+                out.extend(s.validate(&format!("collocation.{name}")));
             }
         }
         for (name, w) in &self.loss.weights {

@@ -11,7 +11,8 @@
 //!   training.lr: [1.0e-3, 1.0e-4]  # any scalar by dotted path
 //! ```
 //!
-//! Axis shorthands: `eps` = `problem.eps`, `width` = `model.width`, `depth` = `model.depth`,
+//! Axis shorthands: `eps` = `problem.eps` (`problem.constants.eps` for an expression
+//! problem), `width` = `model.width`, `depth` = `model.depth`,
 //! `normalization` = `model.normalization`, `seed`, `balancer`. The last axis varies fastest.
 //! A job id is the first 16 hex digits of the SHA-256 of the job's resolved configuration in
 //! canonical JSON (sorted keys, defaults filled in), so it does not depend on how the sweep was
@@ -26,6 +27,7 @@ use sha2::{Digest, Sha256};
 use super::error::{ConfigError, Origin, SweepError};
 use super::job::JobConfig;
 use super::location::LocationIndex;
+use crate::validation::path_segments;
 
 /// Top-level keys that are not part of a job's configuration.
 const SWEEP_KEYS: &[&str] = &["name", "description", "sweep"];
@@ -65,9 +67,11 @@ pub struct JobSpec {
 }
 
 impl JobSpec {
-    /// The resolved configuration as YAML (stored in the job file's `config` attribute).
+    /// The resolved configuration as YAML (stored in the job file's `config` attribute),
+    /// spelled so that YAML 1.1 readers (PyYAML) load the same numbers ([`crate::yaml_text`]).
     pub fn config_yaml(&self) -> String {
-        serde_yaml_ng::to_string(&self.config).unwrap_or_default()
+        crate::yaml_text::to_yaml(&self.config)
+            .unwrap_or_else(|_| serde_yaml_ng::to_string(&self.config).unwrap_or_default())
     }
 
     /// Rough cost in GFLOP (forward + backward of every Adam step and L-BFGS iteration plus NTK
@@ -189,6 +193,7 @@ fn expand_shorthand(tree: &mut Value) {
 
 struct Ctx<'a> {
     path: &'a str,
+    text: &'a str,
     index: &'a LocationIndex,
     /// Base paths set on the command line, with the `--set` argument.
     cli_paths: Vec<(Vec<String>, String)>,
@@ -211,6 +216,23 @@ impl Ctx<'_> {
             key: key.to_string(),
             message: message.into(),
         }
+    }
+
+    /// `e` moved to column `column` (1-based) inside the value it points at, when that value
+    /// is a plain or quoted scalar on one line (block scalars keep the value's position).
+    fn inside(&self, mut e: ConfigError, column: Option<usize>) -> ConfigError {
+        let (Some(k), Origin::File { line: Some(l), col: Some(c), .. }) = (column, &mut e.origin) else { return e };
+        let Some(line) = self.text.lines().nth(*l - 1) else { return e };
+        let rest: Vec<char> = line.chars().skip(*c - 1).collect();
+        let skip = match rest.first() {
+            Some('"' | '\'') => 1,
+            Some('|' | '>') | None => return e,
+            Some(_) => 0,
+        };
+        if rest.len() >= skip + k {
+            *c += skip + k - 1;
+        }
+        e
     }
 
     fn at_cli(arg: &str, key: &str, message: impl Into<String>) -> ConfigError {
@@ -246,19 +268,6 @@ fn parse_axis_values(key: &str, v: &Value) -> Result<Vec<Value>, String> {
         }
         other => Err(format!("axis `{key}` must be a list of values or {{range: [start, end]}}, got a {}", kind_of(other))),
     }
-}
-
-/// serde path segments as strings.
-pub(crate) fn path_segments(p: &serde_path_to_error::Path) -> Vec<String> {
-    use serde_path_to_error::Segment;
-    p.iter()
-        .filter_map(|s| match s {
-            Segment::Seq { index } => Some(index.to_string()),
-            Segment::Map { key } => Some(key.clone()),
-            Segment::Enum { variant } => Some(variant.clone()),
-            Segment::Unknown => None,
-        })
-        .collect()
 }
 
 /// Path and message of a typing error, refined for unknown keys (serde reports the parent)
@@ -300,7 +309,7 @@ impl Sweep {
     /// Validate and expand a sweep given as text (`path` is used in messages).
     pub fn parse(text: &str, path: &str, default_name: &str, sets: &[String]) -> Result<Sweep, SweepError> {
         let index = LocationIndex::build(text);
-        let mut ctx = Ctx { path, index: &index, cli_paths: Vec::new() };
+        let mut ctx = Ctx { path, text, index: &index, cli_paths: Vec::new() };
         let mut errors = Vec::new();
         let root: Value = serde_yaml_ng::from_str(text).map_err(|e| {
             let loc = e.location();
@@ -415,6 +424,7 @@ impl Sweep {
             }
         }
         expand_shorthand(&mut base);
+        redirect_eps(&mut base, &mut axes, &mut ctx.cli_paths);
         if !errors.is_empty() {
             return Err(SweepError::Invalid(errors));
         }
@@ -439,13 +449,17 @@ impl Sweep {
                 }
                 axis_values.push((a.key.clone(), yaml_text(&a.values[p])));
             }
-            let locate = |path: &[String], message: String| -> ConfigError {
+            // `column`: a position inside the value (an expression), see [`Ctx::inside`].
+            let locate = |path: &[String], message: String, column: Option<usize>| -> ConfigError {
                 let key = path.join(".");
                 for (a, &p) in axes.iter().zip(&picks) {
                     if path.starts_with(&a.path) || a.path.starts_with(path) && !path.is_empty() {
                         return match &a.from_cli {
                             Some(arg) => Ctx::at_cli(arg, &key, message),
-                            None => ctx.at_value(&["sweep".into(), a.key.clone(), p.to_string()], &key, format!("{message} (value {} of axis `{}`)", yaml_text(&a.values[p]), a.key)),
+                            None => {
+                                let e = ctx.at_value(&["sweep".into(), a.key.clone(), p.to_string()], &key, format!("{message} (value {} of axis `{}`)", yaml_text(&a.values[p]), a.key));
+                                ctx.inside(e, column.filter(|_| a.path == path))
+                            }
                         };
                     }
                 }
@@ -454,17 +468,20 @@ impl Sweep {
                         return Ctx::at_cli(arg, &key, message);
                     }
                 }
-                ctx.at_file(path, &key, message)
+                match column {
+                    Some(_) => ctx.inside(ctx.at_value(path, &key, message), column),
+                    None => ctx.at_file(path, &key, message),
+                }
             };
             if let Some((path, msg)) = typing_error(&tree) {
-                push_unique(&mut seen_errors, locate(&path, msg));
+                push_unique(&mut seen_errors, locate(&path, msg, None));
                 continue;
             }
             let config: JobConfig = serde_yaml_ng::from_value(tree).expect("typed above");
             let invalid = config.validate();
             if !invalid.is_empty() {
                 for inv in invalid {
-                    push_unique(&mut seen_errors, locate(&split_path(&inv.path), inv.message));
+                    push_unique(&mut seen_errors, locate(&split_path(&inv.path), inv.message, inv.column));
                 }
                 continue;
             }
@@ -481,6 +498,25 @@ impl Sweep {
             return Err(SweepError::Invalid(seen_errors));
         }
         Ok(Sweep { name, path: path.to_string(), axes, jobs })
+    }
+}
+
+/// For an expression problem, `eps` (the axis shorthand, `--set eps=...`, and `problem.eps`)
+/// means its constant `problem.constants.eps`.
+fn redirect_eps(base: &mut Value, axes: &mut [Axis], cli_paths: &mut [(Vec<String>, String)]) {
+    let Some(Value::Mapping(problem)) = base.get_mut("problem") else { return };
+    if problem.get("kind").and_then(Value::as_str) != Some("expression") {
+        return;
+    }
+    let (from, to) = (split_path("problem.eps"), split_path("problem.constants.eps"));
+    if let Some(v) = problem.remove("eps") {
+        let _ = set_path(base, &to, v);
+    }
+    for a in axes.iter_mut().filter(|a| a.path == from) {
+        a.path = to.clone();
+    }
+    for (p, _) in cli_paths.iter_mut().filter(|(p, _)| *p == from) {
+        *p = to.clone();
     }
 }
 
@@ -608,5 +644,37 @@ sweep:
     fn yaml_syntax_error_has_a_position() {
         let e = errs("problem: {kind: darcy1d\n", &[]);
         assert!(line_of(&e[0]).is_some());
+    }
+
+    /// The `config` attribute of every job of every shipped sweep (plus an L-BFGS phase and
+    /// staged rates) reads back as the resolved configuration, and has no YAML 1.1 trap left
+    /// (`1e-8`-style floats). The Python side checks the same with PyYAML on real job files.
+    #[test]
+    fn every_shipped_job_config_round_trips() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sweeps");
+        let sets = [
+            vec![],
+            vec!["training.lbfgs.steps=5".to_owned(), "training.stages=[{steps: 10, lr: 1e-5}]".to_owned()],
+        ];
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "yaml") {
+                continue;
+            }
+            for set in &sets {
+                let sweep = Sweep::load(&path, set).unwrap();
+                for job in &sweep.jobs {
+                    let text = job.config_yaml();
+                    let back: crate::config::JobConfig = serde_yaml_ng::from_str(&text)
+                        .unwrap_or_else(|e| panic!("{}: {e}\n{text}", path.display()));
+                    assert_eq!(back, job.config, "{}", path.display());
+                    assert_eq!(crate::yaml_text::to_yaml(&job.config).unwrap(), text, "no fallback");
+                    assert!(!text.contains("1e-"), "{text}");
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= 10, "{checked}");
     }
 }

@@ -19,8 +19,8 @@ use tch::{Kind, Tensor};
 
 use super::normalize::Normalizer;
 use super::streams::{Segment, SegmentedStreams, StreamLayout, Streams};
-use crate::config::job::Init;
-use crate::problem::TensorOpts;
+use crate::model::config::Init;
+use crate::tensor::TensorOpts;
 use crate::rng::{self, JobRng};
 
 /// One affine layer of every member.
@@ -354,8 +354,8 @@ pub fn autograd_streams(mlp: &Mlp, x: &Tensor, norm: &Normalizer, layout: &Strea
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::job::Normalization;
-    use crate::problem::Domain;
+    use crate::model::config::Normalization;
+    use crate::domain::Domain;
     use tch::Device;
 
     fn opts() -> TensorOpts {

@@ -15,8 +15,9 @@
 
 use tch::Tensor;
 
-use crate::config::job::Normalization;
-use crate::problem::{Domain, TensorOpts};
+use crate::model::config::Normalization;
+use crate::domain::Domain;
+use crate::tensor::TensorOpts;
 
 /// Per-member affine input map.
 ///

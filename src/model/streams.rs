@@ -12,7 +12,7 @@
 use tch::Tensor;
 
 /// One stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Stream {
     Value,
     /// du/dx_i.

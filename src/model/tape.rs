@@ -199,11 +199,12 @@ impl Tape {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::job::{Init, Normalization};
+    use crate::model::config::{Init, Normalization};
     use crate::model::mlp::{layer_sizes, Mlp};
     use crate::model::normalize::Normalizer;
     use crate::model::streams::{Segment, SegmentedStreams, StreamLayout};
-    use crate::problem::{Domain, TensorOpts};
+    use crate::domain::Domain;
+    use crate::tensor::TensorOpts;
     use crate::rng;
     use tch::{Device, Kind, Tensor};
 

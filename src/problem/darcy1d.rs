@@ -11,15 +11,10 @@
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-use super::multiscale::{validate_eps, Coefficient, TwoScale};
-use super::{coord, Domain, Problem, Reads, Region, TensorOpts, TermSpec};
-use crate::config::job::Invalid;
+use super::multiscale::{self, validate_eps, Coefficient, TwoScale};
+use super::{coord, Domain, Equation, TensorOpts, TermSpec};
 use crate::model::streams::{StreamLayout, Streams};
-
-pub const TERMS: &[TermSpec] = &[
-    TermSpec { name: "residual", region: Region::Interior, default_points: 100, pde: true, reads: Reads::Layout },
-    TermSpec { name: "boundary", region: Region::Boundary, default_points: 2, pde: false, reads: Reads::Value },
-];
+use crate::validation::Invalid;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,43 +49,36 @@ impl Darcy1d {
             },
         }
     }
-
-    /// f = -a(x/eps) u_exact'' - (1/eps) a'(x/eps) u_exact', so the exact solution has zero
-    /// residual.
-    fn forcing(&self, x: &Tensor) -> Tensor {
-        let s = &self.sol;
-        -(s.a(x) * s.ddu(x)) - s.da(x) * s.du(x) / &s.eps
-    }
 }
 
-impl Problem for Darcy1d {
+impl Equation for Darcy1d {
     fn domain(&self) -> Domain {
-        Domain { lo: vec![0.0], hi: vec![1.0], time_dependent: false }
+        multiscale::domain()
     }
 
-    fn terms(&self) -> &'static [TermSpec] {
-        TERMS
+    fn terms(&self) -> &[TermSpec] {
+        multiscale::TERMS
     }
 
     fn layout(&self) -> StreamLayout {
         StreamLayout::second_order(1)
     }
 
-
-    fn residual(&self, term: &str, x: &Tensor, u: &Streams) -> Tensor {
-        let x = coord(x, 0);
-        match term {
-            "residual" => {
-                let s = &self.sol;
-                -(s.a(&x) * u.dd(0, 0)) - s.da(&x) * u.d(0) / &s.eps - self.forcing(&x)
-            }
-            "boundary" => u.u() - self.sol.u(&x),
-            other => panic!("darcy1d has no term {other}"),
-        }
+    fn solution(&self, x: &Tensor) -> Tensor {
+        self.sol.u(&coord(x, 0))
     }
 
-    fn exact(&self, x: &Tensor) -> Tensor {
-        self.sol.u(&coord(x, 0))
+    /// -(a(x/eps) u')' = -a(x/eps) u'' - (1/eps) a'(x/eps) u'.
+    fn operator(&self, x: &Tensor, u: &Streams) -> Tensor {
+        let (s, x) = (&self.sol, coord(x, 0));
+        -(s.a(&x) * u.dd(0, 0)) - s.da(&x) * u.d(0) / &s.eps
+    }
+
+    /// f = -a(x/eps) u_exact'' - (1/eps) a'(x/eps) u_exact', so the exact solution has zero
+    /// residual.
+    fn forcing(&self, x: &Tensor) -> Option<Tensor> {
+        let (s, x) = (&self.sol, coord(x, 0));
+        Some(-(s.a(&x) * s.ddu(&x)) - s.da(&x) * s.du(&x) / &s.eps)
     }
 
     fn eps(&self) -> Option<Tensor> {
@@ -102,6 +90,7 @@ impl Problem for Darcy1d {
 mod tests {
     use super::*;
     use crate::problem::testing::{exact_streams_1d, opts64};
+    use crate::problem::Problem;
 
     #[test]
     fn exact_solution_has_zero_residual_and_boundary_values() {
@@ -114,7 +103,7 @@ mod tests {
         let u = exact_streams_1d(&p.sol, &x);
         let r = p.residual("residual", &x, &u);
         // Residual terms are O(1/eps^2) in size; compare relative to that scale.
-        let scale = p.forcing(&coord(&x, 0)).abs().max().double_value(&[]);
+        let scale = p.forcing(&x).unwrap().abs().max().double_value(&[]);
         assert!(r.abs().max().double_value(&[]) < 1e-12 * scale, "residual of exact solution not ~0");
         let xb = Tensor::from_slice(&[0.0f64, 1.0, 0.0, 1.0, 0.0, 1.0]).view([3, 2, 1]);
         let ub = exact_streams_1d(&p.sol, &xb);

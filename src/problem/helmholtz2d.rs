@@ -16,14 +16,11 @@ use std::f64::consts::PI;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-use super::{coord, Domain, Problem, Reads, Region, TensorOpts, TermSpec};
-use crate::config::job::Invalid;
+use super::{coord, Domain, Equation, TensorOpts, TermSpec};
 use crate::model::streams::{StreamLayout, Streams};
+use crate::validation::Invalid;
 
-pub const TERMS: &[TermSpec] = &[
-    TermSpec { name: "residual", region: Region::Interior, default_points: 400, pde: true, reads: Reads::Layout },
-    TermSpec { name: "boundary", region: Region::Boundary, default_points: 200, pde: false, reads: Reads::Value },
-];
+pub const TERMS: &[TermSpec] = &[TermSpec::residual(400), TermSpec::boundary(200)];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -84,12 +81,12 @@ impl Helmholtz2d {
     }
 }
 
-impl Problem for Helmholtz2d {
+impl Equation for Helmholtz2d {
     fn domain(&self) -> Domain {
         Domain { lo: vec![-1.0, -1.0], hi: vec![1.0, 1.0], time_dependent: false }
     }
 
-    fn terms(&self) -> &'static [TermSpec] {
+    fn terms(&self) -> &[TermSpec] {
         TERMS
     }
 
@@ -97,28 +94,24 @@ impl Problem for Helmholtz2d {
         StreamLayout::second_order(2)
     }
 
-
-    fn residual(&self, term: &str, x: &Tensor, u: &Streams) -> Tensor {
-        let (xs, ys) = (coord(x, 0), coord(x, 1));
-        match term {
-            "residual" => u.dd(0, 0) + u.dd(1, 1) + self.k.square() * u.u() - self.source(&xs, &ys),
-            "boundary" => u.u() - self.u(&xs, &ys),
-            other => panic!("helmholtz2d has no term {other}"),
-        }
-    }
-
-    fn exact(&self, x: &Tensor) -> Tensor {
+    fn solution(&self, x: &Tensor) -> Tensor {
         self.u(&coord(x, 0), &coord(x, 1))
     }
 
-    fn eps(&self) -> Option<Tensor> {
-        None
+    /// u_xx + u_yy + k^2 u.
+    fn operator(&self, _x: &Tensor, u: &Streams) -> Tensor {
+        u.dd(0, 0) + u.dd(1, 1) + self.k.square() * u.u()
+    }
+
+    fn forcing(&self, x: &Tensor) -> Option<Tensor> {
+        Some(self.source(&coord(x, 0), &coord(x, 1)))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::problem::{Problem, Region};
     use crate::problem::testing::{assert_derivatives_match_differences, assert_small, opts64, points_2d, streams_2d};
 
     fn problem() -> Helmholtz2d {

@@ -21,16 +21,9 @@ use std::f64::consts::PI;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-use super::{coord, Domain, Problem, Reads, Region, TensorOpts, TermSpec};
-use crate::config::job::Invalid;
+use super::{coord, Domain, Equation, TensorOpts, TermSpec, SECOND_ORDER_IN_TIME_TERMS};
 use crate::model::streams::{StreamLayout, Streams};
-
-pub const TERMS: &[TermSpec] = &[
-    TermSpec { name: "residual", region: Region::Interior, default_points: 400, pde: true, reads: Reads::Layout },
-    TermSpec { name: "initial", region: Region::Initial, default_points: 100, pde: false, reads: Reads::Value },
-    TermSpec { name: "initial_velocity", region: Region::Initial, default_points: 100, pde: false, reads: Reads::TimeDerivative },
-    TermSpec { name: "boundary", region: Region::Boundary, default_points: 100, pde: false, reads: Reads::Value },
-];
+use crate::validation::Invalid;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -129,48 +122,44 @@ impl KleinGordon1d {
         u_tt + &self.alpha * u_xx + &self.beta * u + &self.gamma * self.power(u)
     }
 
-    /// f: the left-hand side of the exact solution.
-    fn forcing(&self, t: &Tensor, x: &Tensor) -> Tensor {
-        self.lhs(&exact::u(t, x), &exact::u_tt(t, x), &exact::u_xx(t, x))
-    }
 }
 
-impl Problem for KleinGordon1d {
+impl Equation for KleinGordon1d {
     fn domain(&self) -> Domain {
         Domain { lo: vec![0.0, 0.0], hi: vec![1.0, 1.0], time_dependent: true }
     }
 
-    fn terms(&self) -> &'static [TermSpec] {
-        TERMS
+    fn terms(&self) -> &[TermSpec] {
+        SECOND_ORDER_IN_TIME_TERMS
     }
 
     fn layout(&self) -> StreamLayout {
         StreamLayout::second_order(2)
     }
 
-
-    fn residual(&self, term: &str, x: &Tensor, u: &Streams) -> Tensor {
-        let (t, xs) = (coord(x, 0), coord(x, 1));
-        match term {
-            "residual" => self.lhs(&u.u(), &u.dd(0, 0), &u.dd(1, 1)) - self.forcing(&t, &xs),
-            "initial" | "boundary" => u.u() - exact::u(&t, &xs),
-            "initial_velocity" => u.d(0) - exact::u_t(&t, &xs),
-            other => panic!("klein_gordon1d has no term {other}"),
-        }
-    }
-
-    fn exact(&self, x: &Tensor) -> Tensor {
+    fn solution(&self, x: &Tensor) -> Tensor {
         exact::u(&coord(x, 0), &coord(x, 1))
     }
 
-    fn eps(&self) -> Option<Tensor> {
-        None
+    fn solution_t(&self, x: &Tensor) -> Tensor {
+        exact::u_t(&coord(x, 0), &coord(x, 1))
+    }
+
+    fn operator(&self, _x: &Tensor, u: &Streams) -> Tensor {
+        self.lhs(&u.u(), &u.dd(0, 0), &u.dd(1, 1))
+    }
+
+    /// f: the left-hand side of the exact solution.
+    fn forcing(&self, x: &Tensor) -> Option<Tensor> {
+        let (t, x) = (coord(x, 0), coord(x, 1));
+        Some(self.lhs(&exact::u(&t, &x), &exact::u_tt(&t, &x), &exact::u_xx(&t, &x)))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::problem::{Problem, Region};
     use crate::problem::testing::{assert_derivatives_match_differences, assert_small, opts64, points_2d, streams_2d};
 
     fn exact_streams(x: &Tensor) -> Streams {
@@ -192,7 +181,7 @@ mod tests {
         for cfgs in [configs(), vec![KleinGordon1dConfig::default(); 3]] {
             let p = KleinGordon1d::new(&cfgs, opts64());
             let dom = p.domain();
-            for (term, region) in TERMS.iter().map(|t| (t.name, t.region)) {
+            for (term, region) in SECOND_ORDER_IN_TIME_TERMS.iter().map(|t| (t.name, t.region)) {
                 let x = points_2d(&dom, region, 3, 300);
                 let r = p.residual(term, &x, &exact_streams(&x));
                 let scale = if term == "residual" { exact_streams(&x).dd(0, 0).abs().max().double_value(&[]) } else { 1.0 };
@@ -210,7 +199,7 @@ mod tests {
         let u_xx = 6.0 * x * t.powi(3);
         let expect = u_tt - u_xx + u.powi(3);
         let p = KleinGordon1d::new(&[KleinGordon1dConfig::default()], opts64());
-        let f = p.forcing(&Tensor::from_slice(&[t]).view([1, 1]), &Tensor::from_slice(&[x]).view([1, 1]));
+        let f = p.forcing(&Tensor::from_slice(&[t, x]).view([1, 1, 2])).unwrap();
         assert!((f.double_value(&[0, 0]) - expect).abs() < 1e-12 * expect.abs());
     }
 

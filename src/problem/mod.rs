@@ -1,11 +1,15 @@
 //! Problems: a domain, named loss terms with their residuals, and an exact solution.
 //!
-//! A new PDE is one file here, one variant of [`ProblemConfig`] and one exact-solution test.
+//! A new PDE needs no Rust: `kind: expression` ([`expression`]) takes the operator and the
+//! solution as text. A built-in is one file here implementing [`Equation`] (domain, terms,
+//! solution, operator N, forcing f = N[u_exact]), one variant of [`ProblemConfig`] and one
+//! exact-solution test; the residual of every kind of term is written once, in [`Problem`].
 //! Runtime problems serve a whole batch of members (jobs trained together as one batched
 //! network), so every per-job constant (eps, coefficients) is a tensor with a leading member
 //! dimension `[E, 1]` that broadcasts against `[E, N]` point tensors.
 
 pub mod darcy1d;
+pub mod expression;
 pub mod helmholtz2d;
 pub mod klein_gordon1d;
 pub mod multiscale;
@@ -14,31 +18,27 @@ pub mod regression1d;
 pub mod wave1d;
 
 use serde::{Deserialize, Serialize};
-use tch::{Device, Kind, Tensor};
+use tch::Tensor;
 
-use crate::config::job::Invalid;
+use crate::validation::Invalid;
 use crate::model::streams::{StreamLayout, Streams};
 
+pub use crate::domain::{Domain, Region};
+pub use crate::tensor::TensorOpts;
+
 pub use darcy1d::{Darcy1d, Darcy1dConfig};
+pub use expression::{Expression, ExpressionConfig};
 pub use helmholtz2d::{Helmholtz2d, Helmholtz2dConfig};
 pub use klein_gordon1d::{KleinGordon1d, KleinGordon1dConfig};
 pub use poisson1d::{Poisson1d, Poisson1dConfig};
 pub use regression1d::{Regression1d, Regression1dConfig};
 pub use wave1d::{Wave1d, Wave1dConfig};
 
-/// Where a term's points live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Region {
-    /// The open domain.
-    Interior,
-    /// The spatial boundary (1-D: both end points; 2-D: the faces of the box, for
-    /// time-dependent problems the faces x = lo and x = hi for every t).
-    Boundary,
-    /// The initial face t = t0 (input 0 is time).
-    Initial,
-}
-
-/// A named loss term.
+/// A named loss term and the condition it enforces.
+///
+/// The condition follows from `pde` and `reads` (see [`Equation`]): the PDE term is
+/// N[u] - f, a term reading [`Reads::Value`] is u - u_exact, a term reading
+/// [`Reads::TimeDerivative`] is u_t - u_exact_t.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TermSpec {
     pub name: &'static str,
@@ -50,6 +50,38 @@ pub struct TermSpec {
     /// Which network streams the term's residual reads.
     pub reads: Reads,
 }
+
+impl TermSpec {
+    /// `residual`: the PDE N[u] - f at interior points.
+    pub const fn residual(default_points: usize) -> Self {
+        TermSpec { name: "residual", region: Region::Interior, default_points, pde: true, reads: Reads::Layout }
+    }
+
+    /// `boundary`: u - u_exact on the (spatial) boundary.
+    pub const fn boundary(default_points: usize) -> Self {
+        TermSpec { name: "boundary", region: Region::Boundary, default_points, pde: false, reads: Reads::Value }
+    }
+
+    /// `initial`: u - u_exact at t = t0.
+    pub const fn initial(default_points: usize) -> Self {
+        TermSpec { name: "initial", region: Region::Initial, default_points, pde: false, reads: Reads::Value }
+    }
+
+    /// `initial_velocity`: u_t - u_exact_t at t = t0.
+    pub const fn initial_velocity(default_points: usize) -> Self {
+        TermSpec { name: "initial_velocity", region: Region::Initial, default_points, pde: false, reads: Reads::TimeDerivative }
+    }
+
+    /// `data`: u - u_exact at interior points (regression).
+    pub const fn data(default_points: usize) -> Self {
+        TermSpec { name: "data", region: Region::Interior, default_points, pde: false, reads: Reads::Value }
+    }
+}
+
+/// The terms of an equation second order in time on a (t, x) box: the PDE, the initial value
+/// and velocity, and the spatial boundary (`wave1d`, `klein_gordon1d`).
+pub const SECOND_ORDER_IN_TIME_TERMS: &[TermSpec] =
+    &[TermSpec::residual(400), TermSpec::initial(100), TermSpec::initial_velocity(100), TermSpec::boundary(100)];
 
 /// The derivative streams a loss term reads. The training step computes only these at the
 /// term's points (value-only boundary terms are cheap); see [`Problem::term_layout`].
@@ -63,42 +95,11 @@ pub enum Reads {
     Layout,
 }
 
-/// An axis-aligned box domain.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Domain {
-    pub lo: Vec<f64>,
-    pub hi: Vec<f64>,
-    /// True when input 0 is time (then `Boundary` means the spatial faces only).
-    pub time_dependent: bool,
-}
-
-impl Domain {
-    pub fn dim(&self) -> usize {
-        self.lo.len()
-    }
-}
-
-/// Tensor options shared by a batch.
-#[derive(Debug, Clone, Copy)]
-pub struct TensorOpts {
-    pub kind: Kind,
-    pub device: Device,
-}
-
-impl TensorOpts {
-    /// One value per member as a [E, 1] column.
-    pub fn column(&self, values: &[f64]) -> Tensor {
-        Tensor::from_slice(values).to_kind(self.kind).to_device(self.device).view([-1, 1])
-    }
-}
-
-/// The runtime side of a problem for a batch of members.
-pub trait Problem: Send {
-    fn domain(&self) -> Domain;
-    fn terms(&self) -> &'static [TermSpec];
-    /// Streams the residuals read (the union over all terms).
-    fn layout(&self) -> StreamLayout;
-    /// Streams the residual of `term` reads, a sub-layout of [`Problem::layout`], from the
+/// The runtime side of a problem for a batch of members, as the trainer and the NTK see it:
+/// an [`Equation`] with its loss terms' residuals. Every equation is one (blanket impl), so
+/// the residual of each kind of term is written once.
+pub trait Problem: Equation {
+    /// Streams the residual of `term` reads, a sub-layout of [`Equation::layout`], from the
     /// term's [`TermSpec::reads`].
     fn term_layout(&self, term: &str) -> StreamLayout {
         let dim = self.domain().dim();
@@ -108,15 +109,68 @@ pub trait Problem: Send {
             Some(Reads::Layout) | None => self.layout(),
         }
     }
-    /// Residual of `term` at points `x` from the network streams at those points.
+
+    /// Residual of `term` at points `x` from the network streams at those points: N[u] - f
+    /// for the PDE term, u - u_exact or u_t - u_exact_t for the others (see [`TermSpec`]).
     ///
     /// # Shapes
     /// `x`: [E, N, d]; `u`: streams [E, S, N]; returns [E, N].
-    fn residual(&self, term: &str, x: &Tensor, u: &Streams) -> Tensor;
+    fn residual(&self, term: &str, x: &Tensor, u: &Streams) -> Tensor {
+        let spec = self.terms().iter().find(|t| t.name == term).unwrap_or_else(|| panic!("no loss term {term}"));
+        match (spec.pde, spec.reads) {
+            (true, _) => self.pde_residual(x, u),
+            (false, Reads::Value) => u.u() - self.solution(x),
+            (false, Reads::TimeDerivative) => u.d(0) - self.solution_t(x),
+            (false, Reads::Layout) => unreachable!("term {term}: a data term reads u or u_t"),
+        }
+    }
+
     /// Exact solution at `x` [E, N, d]; returns [E, N].
-    fn exact(&self, x: &Tensor) -> Tensor;
-    /// Per-member eps (for `loss.eps_rescale`), [E, 1]; None for problems without a scale.
-    fn eps(&self) -> Option<Tensor>;
+    fn exact(&self, x: &Tensor) -> Tensor {
+        self.solution(x)
+    }
+}
+
+impl<T: Equation> Problem for T {}
+
+/// What is particular to one equation: its domain, its terms, its exact solution and its
+/// operator N. Everything else is shared: the PDE term is N[u] - f with f = N[u_exact]
+/// ([`Equation::forcing`]), and the other terms compare u (or u_t) with the exact solution
+/// (see [`TermSpec`]), so a built-in file holds its equation and nothing else.
+///
+/// # Shapes
+/// `x`: [E, N, d] points (member dimension first); `u`: the network's streams at them; every
+/// method returns [E, N]; per-member constants are [E, 1] columns.
+pub trait Equation: Send {
+    fn domain(&self) -> Domain;
+    fn terms(&self) -> &[TermSpec];
+    /// The streams N reads (and u_t where a term reads the time derivative).
+    fn layout(&self) -> StreamLayout;
+    /// The exact (or manufactured) solution u_exact.
+    fn solution(&self, x: &Tensor) -> Tensor;
+    /// d u_exact / dt (input 0), read by an `initial_velocity` term.
+    fn solution_t(&self, _x: &Tensor) -> Tensor {
+        unreachable!("this equation has no initial velocity term")
+    }
+    /// The differential operator applied to the network, N[u].
+    fn operator(&self, _x: &Tensor, _u: &Streams) -> Tensor {
+        unreachable!("this problem has no PDE term")
+    }
+    /// f = N[u_exact], which makes the exact solution's residual vanish; None when the exact
+    /// solution solves the homogeneous equation (f = 0 then is exact, not rounded).
+    fn forcing(&self, x: &Tensor) -> Option<Tensor>;
+    /// The PDE term's residual N[u] - f (N[u] when there is no forcing). An equation that
+    /// computes both in one pass overrides it.
+    fn pde_residual(&self, x: &Tensor, u: &Streams) -> Tensor {
+        match self.forcing(x) {
+            Some(f) => self.operator(x, u) - f,
+            None => self.operator(x, u),
+        }
+    }
+    /// Per-member eps, [E, 1], for problems with a scale.
+    fn eps(&self) -> Option<Tensor> {
+        None
+    }
 }
 
 /// Problem configuration: the `problem:` section, tagged by `kind`.
@@ -129,6 +183,8 @@ pub enum ProblemConfig {
     Wave1d(Wave1dConfig),
     KleinGordon1d(KleinGordon1dConfig),
     Helmholtz2d(Helmholtz2dConfig),
+    /// Any PDE written in the sweep file (no Rust).
+    Expression(ExpressionConfig),
 }
 
 impl ProblemConfig {
@@ -140,17 +196,25 @@ impl ProblemConfig {
             ProblemConfig::Wave1d(_) => "wave1d",
             ProblemConfig::KleinGordon1d(_) => "klein_gordon1d",
             ProblemConfig::Helmholtz2d(_) => "helmholtz2d",
+            ProblemConfig::Expression(_) => "expression",
         }
     }
 
-    pub fn terms(&self) -> &'static [TermSpec] {
+    /// The job files' `problem` attribute: the kind, or an expression problem's `name`.
+    pub fn label(&self) -> &str {
         match self {
-            ProblemConfig::Darcy1d(_) => darcy1d::TERMS,
-            ProblemConfig::Poisson1d(_) => poisson1d::TERMS,
-            ProblemConfig::Regression1d(_) => regression1d::TERMS,
-            ProblemConfig::Wave1d(_) => wave1d::TERMS,
-            ProblemConfig::KleinGordon1d(_) => klein_gordon1d::TERMS,
-            ProblemConfig::Helmholtz2d(_) => helmholtz2d::TERMS,
+            ProblemConfig::Expression(c) => c.label(),
+            other => other.kind_name(),
+        }
+    }
+
+    pub fn terms(&self) -> Vec<TermSpec> {
+        match self {
+            ProblemConfig::Darcy1d(_) | ProblemConfig::Poisson1d(_) => multiscale::TERMS.to_vec(),
+            ProblemConfig::Regression1d(_) => regression1d::TERMS.to_vec(),
+            ProblemConfig::Wave1d(_) | ProblemConfig::KleinGordon1d(_) => SECOND_ORDER_IN_TIME_TERMS.to_vec(),
+            ProblemConfig::Helmholtz2d(_) => helmholtz2d::TERMS.to_vec(),
+            ProblemConfig::Expression(c) => c.terms(),
         }
     }
 
@@ -162,9 +226,11 @@ impl ProblemConfig {
         self.terms().iter().find(|t| t.name == term).map(|t| t.default_points).unwrap_or(0)
     }
 
-    /// The scale parameter, for problems that have one.
+    /// The scale parameter, for problems that have one (an expression problem's constant
+    /// named eps).
     pub fn eps(&self) -> Option<f64> {
         match self {
+            ProblemConfig::Expression(c) => c.eps(),
             ProblemConfig::Darcy1d(c) => Some(c.eps),
             ProblemConfig::Poisson1d(c) => Some(c.eps),
             ProblemConfig::Regression1d(c) => Some(c.eps),
@@ -176,6 +242,7 @@ impl ProblemConfig {
         match self {
             ProblemConfig::Darcy1d(_) | ProblemConfig::Poisson1d(_) | ProblemConfig::Regression1d(_) => 1,
             ProblemConfig::Wave1d(_) | ProblemConfig::KleinGordon1d(_) | ProblemConfig::Helmholtz2d(_) => 2,
+            ProblemConfig::Expression(c) => c.input_dim(),
         }
     }
 
@@ -187,6 +254,7 @@ impl ProblemConfig {
             ProblemConfig::Wave1d(c) => c.validate(),
             ProblemConfig::KleinGordon1d(c) => c.validate(),
             ProblemConfig::Helmholtz2d(c) => c.validate(),
+            ProblemConfig::Expression(c) => c.validate(),
         }
     }
 
@@ -210,6 +278,7 @@ impl ProblemConfig {
             ProblemConfig::Wave1d(_) => Box::new(Wave1d::new(&collect!(Wave1d), opts)),
             ProblemConfig::KleinGordon1d(_) => Box::new(KleinGordon1d::new(&collect!(KleinGordon1d), opts)),
             ProblemConfig::Helmholtz2d(_) => Box::new(Helmholtz2d::new(&collect!(Helmholtz2d), opts)),
+            ProblemConfig::Expression(_) => Box::new(Expression::new(&collect!(Expression), opts)),
         }
     }
 }
@@ -224,6 +293,7 @@ pub(crate) mod testing {
     //! Helpers for the exact-solution tests: streams built from the analytic derivatives.
     use super::multiscale::TwoScale;
     use super::*;
+    use tch::{Device, Kind};
 
     pub fn opts64() -> TensorOpts {
         TensorOpts { kind: Kind::Double, device: Device::Cpu }
@@ -246,7 +316,7 @@ pub(crate) mod testing {
         let mut all = Vec::new();
         for k in 0..e {
             let mut r = crate::rng::stream(k as u64 + 11, crate::rng::Purpose::Collocation, region as u64);
-            all.extend(crate::collocation::sample(domain, region, n, crate::config::job::Sampling::Uniform, &mut r));
+            all.extend(crate::collocation::sample(domain, region, n, crate::collocation::Sampling::Uniform, &mut r));
         }
         Tensor::from_slice(&all).view([e as i64, n as i64, 2])
     }
@@ -282,7 +352,8 @@ mod tests {
     //! inputs, so every residual (which reads physical derivatives) must agree.
     use super::testing::points_2d;
     use super::*;
-    use crate::config::job::{Init, Normalization};
+    use tch::{Device, Kind};
+    use crate::model::config::{Init, Normalization};
     use crate::model::mlp::{layer_sizes, Linear, Mlp};
     use crate::model::normalize::Normalizer;
     use crate::rng;
@@ -414,12 +485,13 @@ pub(crate) fn refine_error(tree: &serde_yaml_ng::Value, path: &[String]) -> Opti
     let section = tree.get("problem")?;
     let kind = section.get("kind")?.as_str()?;
     match kind {
-        "darcy1d" => crate::config::sweep_refine::<Darcy1dConfig>("problem", section),
-        "poisson1d" => crate::config::sweep_refine::<Poisson1dConfig>("problem", section),
-        "regression1d" => crate::config::sweep_refine::<Regression1dConfig>("problem", section),
-        "wave1d" => crate::config::sweep_refine::<Wave1dConfig>("problem", section),
-        "klein_gordon1d" => crate::config::sweep_refine::<KleinGordon1dConfig>("problem", section),
-        "helmholtz2d" => crate::config::sweep_refine::<Helmholtz2dConfig>("problem", section),
+        "darcy1d" => crate::validation::sweep_refine::<Darcy1dConfig>("problem", section),
+        "poisson1d" => crate::validation::sweep_refine::<Poisson1dConfig>("problem", section),
+        "regression1d" => crate::validation::sweep_refine::<Regression1dConfig>("problem", section),
+        "wave1d" => crate::validation::sweep_refine::<Wave1dConfig>("problem", section),
+        "klein_gordon1d" => crate::validation::sweep_refine::<KleinGordon1dConfig>("problem", section),
+        "helmholtz2d" => crate::validation::sweep_refine::<Helmholtz2dConfig>("problem", section),
+        "expression" => crate::validation::sweep_refine::<ExpressionConfig>("problem", section),
         _ => None,
     }
 }

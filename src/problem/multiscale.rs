@@ -10,7 +10,17 @@ use std::f64::consts::PI;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-use crate::config::job::Invalid;
+use super::{Domain, TermSpec};
+use crate::validation::Invalid;
+
+/// The terms of the 1-D PINNs of paper 003 (`darcy1d`, `poisson1d`): the PDE at 100 interior
+/// points and u(0) = u(1) = 0.
+pub const TERMS: &[TermSpec] = &[TermSpec::residual(100), TermSpec::boundary(2)];
+
+/// (0, 1).
+pub fn domain() -> Domain {
+    Domain { lo: vec![0.0], hi: vec![1.0], time_dependent: false }
+}
 
 /// a(y) = mean + amplitude * sin(2 pi y): 1-periodic, coercive when mean > |amplitude|.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

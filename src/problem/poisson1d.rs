@@ -8,15 +8,10 @@
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-use super::multiscale::{validate_eps, TwoScale};
-use super::{coord, Domain, Problem, Reads, Region, TensorOpts, TermSpec};
-use crate::config::job::Invalid;
+use super::multiscale::{self, validate_eps, TwoScale};
+use super::{coord, Domain, Equation, TensorOpts, TermSpec};
 use crate::model::streams::{StreamLayout, Streams};
-
-pub const TERMS: &[TermSpec] = &[
-    TermSpec { name: "residual", region: Region::Interior, default_points: 100, pde: true, reads: Reads::Layout },
-    TermSpec { name: "boundary", region: Region::Boundary, default_points: 2, pde: false, reads: Reads::Value },
-];
+use crate::validation::Invalid;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,32 +40,30 @@ impl Poisson1d {
     }
 }
 
-impl Problem for Poisson1d {
+impl Equation for Poisson1d {
     fn domain(&self) -> Domain {
-        Domain { lo: vec![0.0], hi: vec![1.0], time_dependent: false }
+        multiscale::domain()
     }
 
-    fn terms(&self) -> &'static [TermSpec] {
-        TERMS
+    fn terms(&self) -> &[TermSpec] {
+        multiscale::TERMS
     }
 
     fn layout(&self) -> StreamLayout {
         StreamLayout::second_order(1)
     }
 
-
-    fn residual(&self, term: &str, x: &Tensor, u: &Streams) -> Tensor {
-        let x = coord(x, 0);
-        match term {
-            // -u'' - f with f = -u_exact''.
-            "residual" => -u.dd(0, 0) + self.sol.ddu(&x),
-            "boundary" => u.u() - self.sol.u(&x),
-            other => panic!("poisson1d has no term {other}"),
-        }
+    fn solution(&self, x: &Tensor) -> Tensor {
+        self.sol.u(&coord(x, 0))
     }
 
-    fn exact(&self, x: &Tensor) -> Tensor {
-        self.sol.u(&coord(x, 0))
+    fn operator(&self, _x: &Tensor, u: &Streams) -> Tensor {
+        -u.dd(0, 0)
+    }
+
+    /// f = -u_exact''.
+    fn forcing(&self, x: &Tensor) -> Option<Tensor> {
+        Some(-self.sol.ddu(&coord(x, 0)))
     }
 
     fn eps(&self) -> Option<Tensor> {
@@ -82,6 +75,7 @@ impl Problem for Poisson1d {
 mod tests {
     use super::*;
     use crate::problem::testing::{exact_streams_1d, opts64};
+    use crate::problem::Problem;
 
     #[test]
     fn exact_solution_has_zero_residual() {

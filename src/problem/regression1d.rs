@@ -8,13 +8,12 @@
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-use super::multiscale::{validate_eps, TwoScale};
-use super::{coord, Domain, Problem, Reads, Region, TensorOpts, TermSpec};
-use crate::config::job::Invalid;
-use crate::model::streams::{StreamLayout, Streams};
+use super::multiscale::{self, validate_eps, TwoScale};
+use super::{coord, Domain, Equation, TensorOpts, TermSpec};
+use crate::model::streams::StreamLayout;
+use crate::validation::Invalid;
 
-pub const TERMS: &[TermSpec] =
-    &[TermSpec { name: "data", region: Region::Interior, default_points: 100, pde: false, reads: Reads::Value }];
+pub const TERMS: &[TermSpec] = &[TermSpec::data(100)];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,12 +42,13 @@ impl Regression1d {
     }
 }
 
-impl Problem for Regression1d {
+/// No operator: the one term compares u with the two-scale function.
+impl Equation for Regression1d {
     fn domain(&self) -> Domain {
-        Domain { lo: vec![0.0], hi: vec![1.0], time_dependent: false }
+        multiscale::domain()
     }
 
-    fn terms(&self) -> &'static [TermSpec] {
+    fn terms(&self) -> &[TermSpec] {
         TERMS
     }
 
@@ -56,15 +56,12 @@ impl Problem for Regression1d {
         StreamLayout::value(1)
     }
 
-    fn residual(&self, term: &str, x: &Tensor, u: &Streams) -> Tensor {
-        match term {
-            "data" => u.u() - self.sol.u(&coord(x, 0)),
-            other => panic!("regression1d has no term {other}"),
-        }
+    fn solution(&self, x: &Tensor) -> Tensor {
+        self.sol.u(&coord(x, 0))
     }
 
-    fn exact(&self, x: &Tensor) -> Tensor {
-        self.sol.u(&coord(x, 0))
+    fn forcing(&self, _x: &Tensor) -> Option<Tensor> {
+        None
     }
 
     fn eps(&self) -> Option<Tensor> {

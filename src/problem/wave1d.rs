@@ -28,16 +28,9 @@ use std::f64::consts::PI;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-use super::{coord, Domain, Problem, Reads, Region, TensorOpts, TermSpec};
-use crate::config::job::Invalid;
+use super::{coord, Domain, Equation, TensorOpts, TermSpec, SECOND_ORDER_IN_TIME_TERMS};
 use crate::model::streams::{StreamLayout, Streams};
-
-pub const TERMS: &[TermSpec] = &[
-    TermSpec { name: "residual", region: Region::Interior, default_points: 400, pde: true, reads: Reads::Layout },
-    TermSpec { name: "initial", region: Region::Initial, default_points: 100, pde: false, reads: Reads::Value },
-    TermSpec { name: "initial_velocity", region: Region::Initial, default_points: 100, pde: false, reads: Reads::TimeDerivative },
-    TermSpec { name: "boundary", region: Region::Boundary, default_points: 100, pde: false, reads: Reads::Value },
-];
+use crate::validation::Invalid;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -141,35 +134,34 @@ impl Wave1d {
     }
 }
 
-impl Problem for Wave1d {
+impl Equation for Wave1d {
     fn domain(&self) -> Domain {
         Domain { lo: vec![0.0, 0.0], hi: vec![1.0, 1.0], time_dependent: true }
     }
 
-    fn terms(&self) -> &'static [TermSpec] {
-        TERMS
+    fn terms(&self) -> &[TermSpec] {
+        SECOND_ORDER_IN_TIME_TERMS
     }
 
     fn layout(&self) -> StreamLayout {
         StreamLayout::second_order(2)
     }
 
-
-    fn residual(&self, term: &str, x: &Tensor, u: &Streams) -> Tensor {
-        let (t, xs) = (coord(x, 0), coord(x, 1));
-        match term {
-            "residual" => u.dd(0, 0) - self.exact.c.square() * u.dd(1, 1),
-            "initial" | "boundary" => u.u() - self.exact.u(&t, &xs),
-            "initial_velocity" => u.d(0) - self.exact.u_t(&t, &xs),
-            other => panic!("wave1d has no term {other}"),
-        }
-    }
-
-    fn exact(&self, x: &Tensor) -> Tensor {
+    fn solution(&self, x: &Tensor) -> Tensor {
         self.exact.u(&coord(x, 0), &coord(x, 1))
     }
 
-    fn eps(&self) -> Option<Tensor> {
+    fn solution_t(&self, x: &Tensor) -> Tensor {
+        self.exact.u_t(&coord(x, 0), &coord(x, 1))
+    }
+
+    /// u_tt - c^2 u_xx.
+    fn operator(&self, _x: &Tensor, u: &Streams) -> Tensor {
+        u.dd(0, 0) - self.exact.c.square() * u.dd(1, 1)
+    }
+
+    /// Homogeneous: every mode of the exact solution solves the wave equation.
+    fn forcing(&self, _x: &Tensor) -> Option<Tensor> {
         None
     }
 }
@@ -177,6 +169,7 @@ impl Problem for Wave1d {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::problem::{Problem, Region};
     use crate::problem::testing::{assert_derivatives_match_differences, assert_small, opts64, points_2d, streams_2d};
 
     fn members() -> (Vec<Wave1dConfig>, Wave1d) {
@@ -199,7 +192,7 @@ mod tests {
     fn exact_solution_has_zero_residual_and_matches_initial_and_boundary_data() {
         let (_, p) = members();
         let dom = p.domain();
-        for (term, region) in TERMS.iter().map(|t| (t.name, t.region)) {
+        for (term, region) in SECOND_ORDER_IN_TIME_TERMS.iter().map(|t| (t.name, t.region)) {
             let x = points_2d(&dom, region, 3, 300);
             let r = p.residual(term, &x, &exact_streams(&p, &x));
             // The residual's two parts are O((a c pi)^2); compare with that scale.

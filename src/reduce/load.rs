@@ -1,10 +1,13 @@
 //! Reading one job file: exactly the attributes and datasets the reducer needs, in one open.
 //!
-//! A sweep can have ten thousand job files, so this reads the status first and stops there for
-//! failed and diverged jobs, and never touches what the reduction does not use (eigenvalue
-//! spectra, training history, parameters, the `config` attribute). Anything wrong with one
-//! file (cannot be opened, missing dataset, unknown status, shape mismatch) makes that job
-//! *unreadable* with a reason; it never stops the reduction.
+//! A sweep can have ten thousand job files, so this reads each file once and never touches
+//! what the reduction does not use (eigenvalue spectra, training history, parameters). Every
+//! file, whatever its status, gives a [`JobFacts`] (one row of `jobs.csv`: identifying
+//! attributes, settings from the `config` attribute, headline numbers, NTK norms at the first
+//! and last snapshot), read leniently: what a failed job lacks is simply absent. A finished job
+//! also gives a [`DoneJob`] with what the statistics need, read strictly: anything wrong (missing
+//! dataset, shape mismatch, a `config` attribute that is not YAML) makes the job *unreadable*
+//! with a reason; it never stops the reduction.
 //!
 //! String attributes are written by ntksweep as variable-length UTF-8 scalars, but files
 //! touched by other tools (h5py with `np.bytes_`, older writers) may hold fixed-length or
@@ -16,6 +19,8 @@ use std::path::{Path, PathBuf};
 use hdf5::types::{FixedAscii, FixedUnicode, TypeDescriptor, VarLenAscii, VarLenUnicode};
 use hdf5::{Attribute, Location};
 use ndarray::Array2;
+
+use super::settings::{self, Setting, Settings};
 
 /// Why a job did not enter the reduction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -73,6 +78,8 @@ pub(crate) struct Evaluation {
     pub error: Vec<f64>,
     /// `eval` attribute `rel_l2`.
     pub rel_l2: f64,
+    /// `eval` attribute `max_abs_error` (NaN when a foreign file lacks it).
+    pub max_abs_error: f64,
 }
 
 /// A job with `status = done` and everything the reduction reads.
@@ -81,31 +88,110 @@ pub(crate) struct DoneJob {
     pub file: PathBuf,
     pub job_id: String,
     pub problem: String,
-    pub eps: f64,
+    /// `None` for problems without eps (the file stores NaN).
+    pub eps: Option<f64>,
     pub width: i64,
     pub seed: i64,
     pub balancer: String,
     pub normalization: String,
+    /// The flattened `config` attribute plus `sweep` (empty when a file has neither).
+    pub settings: Settings,
     pub ntk: NtkNorms,
     pub eval: Evaluation,
 }
 
+/// First and last snapshot of one NTK term (`full` has no trace).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NtkEnds {
+    pub term: String,
+    pub frobenius: (f64, f64),
+    pub trace: Option<(f64, f64)>,
+}
+
+/// What `jobs.csv` shows of one job file; every field is read leniently (absent: `None`).
+#[derive(Debug, Clone)]
+pub struct JobFacts {
+    pub file: PathBuf,
+    /// The `job_id` attribute, else the file stem.
+    pub job_id: String,
+    /// `done`, `failed`, `diverged`, or `unreadable` for a file that is not a job file.
+    pub status: String,
+    /// The job's `message`, or why the file is unreadable.
+    pub message: String,
+    /// The flattened `config` attribute plus `sweep`.
+    pub settings: Settings,
+    pub problem: Option<String>,
+    /// `None` for a missing attribute or NaN (problems without eps).
+    pub eps: Option<f64>,
+    pub width: Option<i64>,
+    pub depth: Option<i64>,
+    pub seed: Option<i64>,
+    pub balancer: Option<String>,
+    pub normalization: Option<String>,
+    pub sweep: Option<String>,
+    pub rel_l2: Option<f64>,
+    pub max_abs_error: Option<f64>,
+    pub boundary_error: Option<f64>,
+    pub wall_seconds: Option<f64>,
+    pub diverged_step: Option<i64>,
+    /// `ntk/step` first and last value.
+    pub ntk_steps: Option<(i64, i64)>,
+    /// Per term, sorted by name (`full` included).
+    pub ntk: Vec<NtkEnds>,
+}
+
+impl JobFacts {
+    fn unreadable(path: &Path, stem: &str, message: String) -> Self {
+        JobFacts {
+            file: path.to_path_buf(),
+            job_id: stem.to_owned(),
+            status: ExclusionKind::Unreadable.as_str().to_owned(),
+            message,
+            settings: Settings::new(),
+            problem: None,
+            eps: None,
+            width: None,
+            depth: None,
+            seed: None,
+            balancer: None,
+            normalization: None,
+            sweep: None,
+            rel_l2: None,
+            max_abs_error: None,
+            boundary_error: None,
+            wall_seconds: None,
+            diverged_step: None,
+            ntk_steps: None,
+            ntk: Vec::new(),
+        }
+    }
+}
+
+/// What became of a job file in the reduction.
 #[derive(Debug)]
-pub(crate) enum LoadedJob {
+pub(crate) enum Outcome {
     Done(Box<DoneJob>),
     Excluded(ExcludedJob),
+}
+
+/// One job file as read: its `jobs.csv` row and its part in the statistics.
+#[derive(Debug)]
+pub(crate) struct LoadedJob {
+    pub facts: JobFacts,
+    pub outcome: Outcome,
 }
 
 /// Opens `path` once and reads what the reducer needs.
 pub(crate) fn load_job(path: &Path) -> LoadedJob {
     let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let unreadable = |message: String| {
-        LoadedJob::Excluded(ExcludedJob {
+    let unreadable = |message: String| LoadedJob {
+        facts: JobFacts::unreadable(path, &stem, message.clone()),
+        outcome: Outcome::Excluded(ExcludedJob {
             job_id: stem.clone(),
             file: path.to_path_buf(),
             kind: ExclusionKind::Unreadable,
             message,
-        })
+        }),
     };
     let file = match hdf5::File::open(path) {
         Ok(f) => f,
@@ -121,41 +207,106 @@ pub(crate) fn load_job(path: &Path) -> LoadedJob {
         "diverged" => Some(ExclusionKind::Diverged),
         other => return unreadable(format!("unknown status '{other}'")),
     };
+    let settings = match read_settings(&file) {
+        Ok(s) => s,
+        Err(e) => return unreadable(e),
+    };
+    let ntk = read_ntk(&file);
+    let facts = read_facts(&file, path, &stem, status, settings, ntk.as_ref().ok());
     if let Some(kind) = kind {
         // Failed and diverged files may lack almost everything; be content with what is there.
-        let job_id = read_str_attr(&file, "job_id").unwrap_or_else(|_| stem.clone());
-        let message = read_str_attr(&file, "message").unwrap_or_default();
-        return LoadedJob::Excluded(ExcludedJob {
-            job_id,
+        let excluded = ExcludedJob {
+            job_id: facts.job_id.clone(),
             file: path.to_path_buf(),
             kind,
-            message,
-        });
+            message: facts.message.clone(),
+        };
+        return LoadedJob { facts, outcome: Outcome::Excluded(excluded) };
     }
-    match read_done(&file, path) {
-        Ok(job) => LoadedJob::Done(Box::new(job)),
-        Err(e) => unreadable(e),
+    match ntk.and_then(|ntk| read_done(&file, path, &facts, ntk)) {
+        Ok(job) => LoadedJob { facts, outcome: Outcome::Done(Box::new(job)) },
+        Err(e) => {
+            // Keep what could be read for jobs.csv, but say why the job is left out.
+            let bad = unreadable(e);
+            LoadedJob { facts: JobFacts { status: bad.facts.status, message: bad.facts.message, ..facts }, ..bad }
+        }
     }
 }
 
-fn read_done(file: &hdf5::File, path: &Path) -> Result<DoneJob, String> {
-    let job_id = read_str_attr(file, "job_id")?;
-    let problem = read_str_attr(file, "problem")?;
-    let eps = read_f64_attr(file, "eps")?;
-    let width = read_i64_attr(file, "width")?;
-    let seed = read_i64_attr(file, "seed")?;
-    let balancer = read_str_attr(file, "balancer")?;
-    let normalization = read_str_attr(file, "normalization")?;
-    if !(eps.is_finite() && eps > 0.0) {
-        return Err(format!("attribute 'eps' = {eps} is not a positive number"));
+/// The `config` attribute flattened into dotted paths, plus the `sweep` attribute. Files
+/// without them (other writers) have none; a `config` that is not YAML is an error.
+fn read_settings(file: &hdf5::File) -> Result<Settings, String> {
+    let mut out = match read_str_attr(file, "config") {
+        Ok(text) => settings::flatten(&text).map_err(|e| format!("attribute 'config': {e}"))?,
+        Err(_) => Settings::new(),
+    };
+    if let Ok(sweep) = read_str_attr(file, "sweep") {
+        out.insert("sweep".to_owned(), Setting::Str(sweep));
     }
+    Ok(out)
+}
 
+/// Every `jobs.csv` field that the file has.
+fn read_facts(
+    file: &hdf5::File, path: &Path, stem: &str, status: String, settings: Settings, ntk: Option<&NtkRead>,
+) -> JobFacts {
+    let s = |name: &str| read_str_attr(file, name).ok();
+    let i = |name: &str| read_i64_attr(file, name).ok();
+    let eval = file.group("eval").ok();
+    let eval_attr = |name: &str| eval.as_ref().and_then(|g| read_f64_attr(g, name).ok());
+    let ends = |v: &[f64]| v.first().zip(v.last()).map(|(a, b)| (*a, *b));
+    let ntk_steps = ntk.and_then(|n| n.steps.first().zip(n.steps.last()).map(|(a, b)| (*a, *b)));
+    let ntk_ends = ntk.map_or_else(Vec::new, |n| {
+        n.terms
+            .iter()
+            .filter_map(|(term, frob, trace)| {
+                let frobenius = ends(frob)?;
+                Some(NtkEnds { term: term.clone(), frobenius, trace: trace.as_deref().and_then(ends) })
+            })
+            .collect()
+    });
+    JobFacts {
+        file: path.to_path_buf(),
+        job_id: s("job_id").unwrap_or_else(|| stem.to_owned()),
+        status,
+        message: s("message").unwrap_or_default(),
+        settings,
+        problem: s("problem"),
+        eps: read_f64_attr(file, "eps").ok().filter(|e| !e.is_nan()),
+        width: i("width"),
+        depth: i("depth"),
+        seed: i("seed"),
+        balancer: s("balancer"),
+        normalization: s("normalization"),
+        sweep: s("sweep"),
+        rel_l2: eval_attr("rel_l2"),
+        max_abs_error: eval_attr("max_abs_error"),
+        boundary_error: eval_attr("boundary_error"),
+        wall_seconds: read_f64_attr(file, "wall_seconds").ok(),
+        diverged_step: i("diverged_step"),
+        ntk_steps,
+        ntk: ntk_ends,
+    }
+}
+
+/// The `ntk` group, read once for the statistics and for `jobs.csv`.
+pub(crate) struct NtkRead {
+    /// `ntk/step`, shape [S].
+    steps: Vec<i64>,
+    /// (term, `frobenius` [S], `trace` [S] if present), sorted by name, `full` included.
+    terms: Vec<(String, Vec<f64>, Option<Vec<f64>>)>,
+}
+
+/// Reads `ntk/step` and every term's Frobenius norms (and traces, when present). Errors on
+/// anything the statistics cannot use (no group, a norm list whose length is not the step
+/// list's).
+fn read_ntk(file: &hdf5::File) -> Result<NtkRead, String> {
     let ntk = file.group("ntk").map_err(|e| format!("group 'ntk': {e}"))?;
     let steps: Vec<i64> = read_vec(&ntk, "step", "ntk/step")?;
     let mut names = ntk.member_names().map_err(|e| format!("listing group 'ntk': {e}"))?;
     names.retain(|n| n != "step");
     names.sort();
-    let mut frobenius = Vec::with_capacity(names.len());
+    let mut terms = Vec::with_capacity(names.len());
     for name in names {
         let rel = format!("{name}/frobenius");
         let values: Vec<f64> = match read_vec(&ntk, &rel, &format!("ntk/{rel}")) {
@@ -165,14 +316,36 @@ fn read_done(file: &hdf5::File, path: &Path) -> Result<DoneJob, String> {
             Err(e) => return Err(e),
         };
         if values.len() != steps.len() {
-            return Err(format!(
-                "ntk/{rel} has {} entries but ntk/step has {}",
-                values.len(),
-                steps.len()
-            ));
+            return Err(format!("ntk/{rel} has {} entries but ntk/step has {}", values.len(), steps.len()));
         }
-        frobenius.push((name, values));
+        let trace = read_vec::<f64>(&ntk, &format!("{name}/trace"), "").ok();
+        terms.push((name, values, trace));
     }
+    Ok(NtkRead { steps, terms })
+}
+
+/// The statistics' part of a finished job: the identifying attributes (read into `facts`
+/// already, but required here), the NTK norms and the evaluation.
+fn read_done(file: &hdf5::File, path: &Path, facts: &JobFacts, ntk: NtkRead) -> Result<DoneJob, String> {
+    let text = |v: &Option<String>, name: &str| {
+        v.clone().ok_or_else(|| format!("attribute '{name}' is missing or not a string"))
+    };
+    let int = |v: Option<i64>, name: &str| v.ok_or_else(|| format!("attribute '{name}' is missing or not an integer"));
+    let problem = text(&facts.problem, "problem")?;
+    let balancer = text(&facts.balancer, "balancer")?;
+    let normalization = text(&facts.normalization, "normalization")?;
+    let width = int(facts.width, "width")?;
+    let seed = int(facts.seed, "seed")?;
+    let eps = read_f64_attr(file, "eps")?;
+    // NaN is how a problem without eps (wave1d, klein_gordon1d, helmholtz2d) writes it.
+    let eps = if eps.is_nan() {
+        None
+    } else if eps.is_finite() && eps > 0.0 {
+        Some(eps)
+    } else {
+        return Err(format!("attribute 'eps' = {eps} is neither a positive number nor NaN (no eps)"));
+    };
+    let frobenius = ntk.terms.into_iter().map(|(term, values, _)| (term, values)).collect();
 
     let eval = file.group("eval").map_err(|e| format!("group 'eval': {e}"))?;
     let x_ds = eval.dataset("x").map_err(|e| format!("dataset 'eval/x': {e}"))?;
@@ -189,18 +362,20 @@ fn read_done(file: &hdf5::File, path: &Path) -> Result<DoneJob, String> {
         return Err(format!("eval/error has {} entries but eval/x has {m} points", error.len()));
     }
     let rel_l2 = read_f64_attr(&eval, "rel_l2").map_err(|e| format!("eval: {e}"))?;
+    let max_abs_error = read_f64_attr(&eval, "max_abs_error").unwrap_or(f64::NAN);
 
     Ok(DoneJob {
         file: path.to_path_buf(),
-        job_id,
+        job_id: facts.job_id.clone(),
         problem,
         eps,
         width,
         seed,
         balancer,
         normalization,
-        ntk: NtkNorms { steps, frobenius },
-        eval: Evaluation { x, error, rel_l2 },
+        settings: facts.settings.clone(),
+        ntk: NtkNorms { steps: ntk.steps, frobenius },
+        eval: Evaluation { x, error, rel_l2, max_abs_error },
     })
 }
 

@@ -1,27 +1,37 @@
 //! The reducer: turns a results directory of job files into the published numbers.
 //!
 //! `DIR/jobs/*.h5` (one file per job, see the HDF5 contract in the README) becomes
-//! `DIR/summary.h5` and `DIR/report.md`:
+//! `DIR/summary.h5`, `DIR/report.md` and `DIR/jobs.csv`:
 //!
-//! * `scaling/<key>`: for every (problem, width, balancer, normalization, NTK term, snapshot)
-//!   the Frobenius norm of the NTK block as a function of eps, with the exponent p of
-//!   `||K||_F ~ eps^p` fitted over every trial (paper section 4.1: p = -2 for the Darcy
-//!   residual block).
-//! * `trials/<key>`: for every (problem, eps, width, balancer, normalization) the seed average
-//!   of the evaluation error, its pointwise variance and their norms (paper section 4.3,
-//!   Tables 1 and 2: ten-trial averages).
+//! * `trials/<key>`: for every trial group (all settings equal except the seed) the seed
+//!   average of the evaluation error, its pointwise variance and their norms (paper section
+//!   4.3, Tables 1 and 2: ten-trial averages).
+//! * `scaling/<key>`: for every scaling series (all settings equal except seed and eps), NTK
+//!   term and snapshot, the Frobenius norm of the NTK block as a function of eps, with the
+//!   exponent p of `||K||_F ~ eps^p` fitted over every trial (paper section 4.1: p = -2 for
+//!   the Darcy residual block). Problems without eps have none.
+//! * `compare/<axis>/<key>`: for every sweep axis other than seed and eps, the trial groups
+//!   side by side with relative changes and Welch's t-test ([`compare`]).
+//! * `jobs.csv`: one row per job file ([`jobs_csv`]).
 //!
-//! Key formats are in [`scaling_key`] and [`trial_key`]. Failed, diverged and unreadable jobs
-//! are counted and listed, never silently dropped; jobs that were planned but have no file are
-//! reported as missing when the caller passes the planned ids ([`ReduceOptions`]).
+//! Settings come from the job files themselves ([`settings`]): any swept path separates
+//! groups. Key formats are in [`scaling_key`] and [`trial_key`]. Failed, diverged and
+//! unreadable jobs are counted and listed, never silently dropped; jobs that were planned but
+//! have no file are reported as missing when the caller passes the planned ids
+//! ([`ReduceOptions`]).
 //!
-//! The module is split by concern: `load` reads one job file, `stats` holds the formulas,
-//! `aggregate` groups jobs, `summary` writes the HDF5 file, `report` the Markdown, and
-//! `synthetic` writes fake job files for tests and the benchmark.
+//! The module is split by concern: `load` reads one job file, `settings` flattens
+//! configurations and picks the distinguishing ones, `stats` holds the formulas, `aggregate`
+//! groups jobs, `compare` sets groups side by side, `summary` writes the HDF5 file, `report`
+//! the Markdown, `jobs_csv` the table, and `synthetic` writes fake job files for tests and
+//! the benchmark.
 
 mod aggregate;
+pub mod compare;
+pub mod jobs_csv;
 pub(crate) mod load;
 mod report;
+pub mod settings;
 pub mod stats;
 mod summary;
 pub mod synthetic;
@@ -30,14 +40,16 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub use aggregate::{
-    boundary_mask, key_field, scaling_key, theory_exponent, trial_key, ScalingGroup, TrialGroup,
-    GRID_RTOL,
+    boundary_mask, key_field, scaling_key, theory_exponent, trial_key, Groups, ScalingGroup,
+    TrialGroup, GRID_RTOL,
 };
-pub use load::{ExcludedJob, ExclusionKind};
+pub use compare::{CompareRow, Comparison};
+pub use jobs_csv::JOBS_CSV_FILE;
+pub use load::{ExcludedJob, ExclusionKind, JobFacts, NtkEnds};
 pub use synthetic::{bench_reduce, write_synthetic_job, ReduceBench, SyntheticEval, SyntheticJob};
 
 use aggregate::Aggregator;
-use load::LoadedJob;
+use load::Outcome;
 
 /// Everything that can stop a reduction. A bad *job file* is not an error (it is counted as
 /// unreadable); these are problems with the directory or with the outputs.
@@ -58,6 +70,9 @@ pub enum ReduceError {
     /// An HDF5 call failed while writing `path`.
     #[error("cannot write {path} ({what}): {source}")]
     WriteHdf5 { path: PathBuf, what: String, source: hdf5::Error },
+    /// The CSV writer failed on `path`.
+    #[error("cannot write {path}: {source}")]
+    WriteCsv { path: PathBuf, source: csv::Error },
     /// A plain file operation failed on `path`.
     #[error("{what} {path}: {source}")]
     Io { path: PathBuf, what: &'static str, source: io::Error },
@@ -93,10 +108,12 @@ pub struct Reduction {
     pub excluded: Vec<ExcludedJob>,
     /// Expected job ids without a file, sorted.
     pub missing: Vec<String>,
-    /// Sorted by problem, width, balancer, normalization, term, step.
-    pub scaling: Vec<ScalingGroup>,
-    /// Sorted by problem, width, balancer, normalization, then eps descending.
-    pub trials: Vec<TrialGroup>,
+    /// Trial groups and scaling series with their statistics.
+    pub groups: Groups,
+    /// Every axis other than seed and eps, value against value.
+    pub comparisons: Vec<Comparison>,
+    /// One entry per job file, file name order (the rows of `jobs.csv`).
+    pub jobs: Vec<JobFacts>,
     /// Things a reader should know (pooled seeds, differing step lists, invalid norms).
     pub warnings: Vec<String>,
 }
@@ -112,6 +129,11 @@ impl Reduction {
         self.dir.join(REPORT_FILE)
     }
 
+    /// `DIR/jobs.csv`.
+    pub fn jobs_csv_path(&self) -> PathBuf {
+        self.dir.join(JOBS_CSV_FILE)
+    }
+
     /// The Markdown report (the content of `report.md`), with aligned tables for a terminal.
     pub fn report_markdown(&self) -> String {
         report::render(self)
@@ -123,10 +145,10 @@ pub const SUMMARY_FILE: &str = "summary.h5";
 /// File name of the Markdown report inside the results directory.
 pub const REPORT_FILE: &str = "report.md";
 
-/// Reduces `dir/jobs/*.h5` into `dir/summary.h5` and `dir/report.md`.
+/// Reduces `dir/jobs/*.h5` into `dir/summary.h5`, `dir/report.md` and `dir/jobs.csv`.
 ///
 /// Files whose names start with `.` (temporary files of running jobs) are skipped. Files are
-/// read in name order, each opened once. Both outputs are written under a temporary name and
+/// read in name order, each opened once. Every output is written under a temporary name and
 /// renamed, so a reader never sees half a file.
 ///
 /// # Errors
@@ -139,10 +161,13 @@ pub fn reduce(dir: &Path, opts: &ReduceOptions) -> Result<Reduction, ReduceError
 
     let mut counts = JobCounts::default();
     let mut excluded = Vec::new();
+    let mut jobs = Vec::with_capacity(files.len());
     let mut aggregator = Aggregator::default();
     for path in &files {
-        match load::load_job(path) {
-            LoadedJob::Done(job) => {
+        let loaded = load::load_job(path);
+        jobs.push(loaded.facts);
+        match loaded.outcome {
+            Outcome::Done(job) => {
                 let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
                 if stem.as_deref() != Some(job.job_id.as_str()) {
                     aggregator.warnings.push(format!(
@@ -154,7 +179,7 @@ pub fn reduce(dir: &Path, opts: &ReduceOptions) -> Result<Reduction, ReduceError
                 counts.done += 1;
                 aggregator.add(*job)?;
             }
-            LoadedJob::Excluded(job) => {
+            Outcome::Excluded(job) => {
                 match job.kind {
                     ExclusionKind::Failed => counts.failed += 1,
                     ExclusionKind::Diverged => counts.diverged += 1,
@@ -166,6 +191,7 @@ pub fn reduce(dir: &Path, opts: &ReduceOptions) -> Result<Reduction, ReduceError
     }
 
     let mut missing = Vec::new();
+    let mut plan_index = std::collections::HashMap::new();
     if let Some(expected) = &opts.expected_job_ids {
         let present: std::collections::HashSet<String> = files
             .iter()
@@ -175,18 +201,14 @@ pub fn reduce(dir: &Path, opts: &ReduceOptions) -> Result<Reduction, ReduceError
         missing.sort();
         missing.dedup();
         counts.missing = Some(missing.len());
+        for (i, id) in expected.iter().enumerate() {
+            plan_index.entry(id.clone()).or_insert(i);
+        }
     }
 
-    let (scaling, trials, warnings) = aggregator.finish();
-    let reduction = Reduction {
-        dir: dir.to_path_buf(),
-        counts,
-        excluded,
-        missing,
-        scaling,
-        trials,
-        warnings,
-    };
+    let (groups, warnings) = aggregator.finish();
+    let comparisons = compare::compare(&groups.trials, &groups.trial_axes, &plan_index);
+    let reduction = Reduction { dir: dir.to_path_buf(), counts, excluded, missing, groups, comparisons, jobs, warnings };
 
     let summary_path = reduction.summary_path();
     let tmp = temp_sibling(&summary_path);
@@ -201,6 +223,14 @@ pub fn reduce(dir: &Path, opts: &ReduceOptions) -> Result<Reduction, ReduceError
     std::fs::write(&tmp, reduction.report_markdown())
         .map_err(|source| ReduceError::Io { path: tmp.clone(), what: "cannot write", source })?;
     rename(&tmp, &report_path)?;
+
+    let csv_path = reduction.jobs_csv_path();
+    let tmp = temp_sibling(&csv_path);
+    if let Err(e) = jobs_csv::write(&tmp, &reduction.jobs) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    rename(&tmp, &csv_path)?;
     Ok(reduction)
 }
 

@@ -2,11 +2,15 @@
 //!
 //! Tables are padded so their columns line up in plain text. The trial tables follow the
 //! paper's Tables 1 and 2 (seed 003, section 4.3): one row per eps with the L2 norm of the
-//! mean error, the maximum boundary error, and the L2 norm of the variance.
+//! mean error, the maximum boundary error, and the L2 norm of the variance. The comparison
+//! tables set the values of one sweep axis side by side (see [`super::compare`]).
 
 use std::fmt::Write as _;
 
 use super::aggregate::{ScalingGroup, TrialGroup};
+use super::compare::{value_text, Comparison};
+use super::settings::KEY_ATTRS;
+use super::stats::CONFIDENCE;
 use super::Reduction;
 
 /// At most this many missing ids and warnings are listed (the counts are always complete;
@@ -24,9 +28,10 @@ pub(crate) fn render(r: &Reduction) -> String {
     let _ = writeln!(
         out,
         "Jobs: {} done, {} failed, {} diverged, {} unreadable{missing}. Only done jobs enter the \
-         tables.\n",
+         tables; `jobs.csv` has one row per job file.\n",
         c.done, c.failed, c.diverged, c.unreadable
     );
+    let _ = writeln!(out, "{}\n", groups_sentence(r));
 
     out.push_str("## NTK scaling: ||K_T||_F ~ eps^p\n\n");
     out.push_str(
@@ -34,11 +39,20 @@ pub(crate) fn render(r: &Reduction) -> String {
          95% Student t interval (n-2 degrees of freedom); n/a with fewer than 3 trials or fewer \
          than 2 distinct eps. Theory: -2 for the Darcy residual block (paper, section 4.1).\n\n",
     );
-    if r.scaling.is_empty() {
+    if r.groups.scaling.is_empty() && r.groups.problems_without_eps.is_empty() {
         out.push_str("(no NTK snapshots)\n\n");
-    } else {
-        out.push_str(&scaling_table(&r.scaling));
+    } else if !r.groups.scaling.is_empty() {
+        out.push_str(&scaling_table(&r.groups.scaling, &extra_axes(&r.groups.scaling_axes)));
         out.push('\n');
+    }
+    if !r.groups.problems_without_eps.is_empty() {
+        let _ = writeln!(
+            out,
+            "No scaling table for {}: the problem has no eps (the job files store eps = NaN), so \
+             there is nothing to fit ||K_T||_F against. Their NTK norms at the first and last \
+             snapshot are in `jobs.csv` (`ntk_<term>_frobenius_first`, `..._last`).\n",
+            r.groups.problems_without_eps.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ")
+        );
     }
 
     out.push_str("## Trial averages over seeds\n\n");
@@ -49,31 +63,22 @@ pub(crate) fn render(r: &Reduction) -> String {
          coordinate takes its extreme value), max boundary variance likewise; rel L2 = mean of \
          the per-trial relative L2 errors with its 95% Student t interval.\n\n",
     );
-    if r.trials.is_empty() {
+    if r.groups.trials.is_empty() {
         out.push_str("(no finished jobs)\n\n");
     }
+    let extras = extra_axes(&r.groups.trial_axes);
     let mut start = 0;
-    while start < r.trials.len() {
-        let first = &r.trials[start];
-        let end = start
-            + r.trials[start..]
-                .iter()
-                .take_while(|t| {
-                    t.problem == first.problem
-                        && t.width == first.width
-                        && t.balancer == first.balancer
-                        && t.normalization == first.normalization
-                })
-                .count();
-        let _ = writeln!(
-            out,
-            "### {}, width {}, balancer {}, normalization {}\n",
-            first.problem, first.width, first.balancer, first.normalization
-        );
-        out.push_str(&trial_table(&r.trials[start..end]));
+    while start < r.groups.trials.len() {
+        let first = &r.groups.trials[start];
+        let end = start + r.groups.trials[start..].iter().take_while(|t| same_series(t, first)).count();
+        let _ = writeln!(out, "### {}\n", series_heading(first, &extras));
+        out.push_str(&trial_table(&r.groups.trials[start..end]));
         out.push('\n');
         start = end;
     }
+
+    out.push_str("## Comparisons\n\n");
+    comparisons(&mut out, &r.comparisons);
 
     if !r.excluded.is_empty() {
         out.push_str("## Excluded jobs\n\n");
@@ -96,6 +101,124 @@ pub(crate) fn render(r: &Reduction) -> String {
     out
 }
 
+/// Which settings tell the groups apart, in one sentence.
+fn groups_sentence(r: &Reduction) -> String {
+    let shown = |axes: &[String]| {
+        if axes.is_empty() {
+            "nothing but the seed".to_owned()
+        } else {
+            axes.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", ")
+        }
+    };
+    format!(
+        "Groups: {} trial groups (all settings equal but the seed), told apart by {}; {} NTK \
+         scaling series (all equal but seed and eps){}.",
+        r.groups.trials.len(),
+        shown(&r.groups.trial_axes),
+        r.groups.scaling.iter().map(|s| &s.settings).collect::<std::collections::BTreeSet<_>>().len(),
+        if r.groups.scaling_axes.is_empty() { String::new() } else { format!(", told apart by {}", shown(&r.groups.scaling_axes)) }
+    )
+}
+
+/// Distinguishing settings that the identifying attributes do not already show.
+fn extra_axes(axes: &[String]) -> Vec<String> {
+    axes.iter().filter(|a| !KEY_ATTRS.contains(&a.as_str())).cloned().collect()
+}
+
+/// Whether `a` and `b` differ at most in eps.
+fn same_series(a: &TrialGroup, b: &TrialGroup) -> bool {
+    let strip = |t: &TrialGroup| {
+        let mut s = t.settings.clone();
+        s.remove("eps");
+        s
+    };
+    strip(a) == strip(b)
+}
+
+/// `darcy1d, width 50, balancer none, normalization none` and any extra settings.
+fn series_heading(t: &TrialGroup, extras: &[String]) -> String {
+    let mut text =
+        format!("{}, width {}, balancer {}, normalization {}", t.problem, t.width, t.balancer, t.normalization);
+    for path in extras {
+        let _ = write!(text, ", {path} {}", value_text(&t.settings.get(path).cloned()));
+    }
+    text
+}
+
+fn comparisons(out: &mut String, all: &[Comparison]) {
+    if all.is_empty() {
+        out.push_str("(no sweep axis other than seed and eps takes two or more values)\n\n");
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "For each axis other than seed and eps, at each setting of the other axes: rel L2 = mean \
+         over seeds of the per-trial relative L2 error with its {:.0}% Student t interval; change \
+         = relative change of that mean against the axis's first value; p = Welch's t-test of \
+         the per-trial rel L2 against the first value (two-sided; n/a with fewer than 2 seeds); \
+         max abs error = mean over seeds of the per-trial maximum absolute error.\n",
+        100.0 * CONFIDENCE
+    );
+    for c in all {
+        let base = value_text(&c.rows[0].value);
+        if c.fixed.is_empty() {
+            let _ = writeln!(out, "### {}\n", c.axis);
+        } else {
+            let _ = writeln!(out, "### {}, at {}\n", c.axis, c.setting_text());
+        }
+        let rows = c
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(i, row)| {
+                let rel = if row.rel_l2.ci_low.is_finite() {
+                    format!("{} [{}, {}]", sci(row.rel_l2.mean), sci(row.rel_l2.ci_low), sci(row.rel_l2.ci_high))
+                } else {
+                    sci(row.rel_l2.mean)
+                };
+                let baseline = |v: f64| if i == 0 { "baseline".to_owned() } else { percent(v) };
+                vec![
+                    value_text(&row.value),
+                    row.rel_l2.n.to_string(),
+                    rel,
+                    baseline(row.rel_l2_change),
+                    if i == 0 { "-".to_owned() } else { pvalue(row.welch.p_value) },
+                    sci(row.max_abs_error.mean),
+                    baseline(row.max_abs_error_change),
+                ]
+            })
+            .collect();
+        let change = format!("change vs {base}");
+        let p = format!("p vs {base}");
+        out.push_str(&table(
+            &[c.axis.as_str(), "n", "rel L2 mean [95% CI]", &change, &p, "max abs error", &change],
+            &[false, true, true, true, true, true, true],
+            rows,
+        ));
+        out.push('\n');
+    }
+}
+
+/// `-95.0%`, `+12.3%`, n/a.
+fn percent(v: f64) -> String {
+    if v.is_finite() {
+        format!("{:+.1}%", 100.0 * v)
+    } else {
+        "n/a".to_owned()
+    }
+}
+
+/// `0.031`, `2.1e-5`, n/a.
+fn pvalue(p: f64) -> String {
+    if !p.is_finite() {
+        "n/a".to_owned()
+    } else if p >= 1e-3 {
+        format!("{p:.3}")
+    } else {
+        format!("{p:.1e}")
+    }
+}
+
 fn list(out: &mut String, items: &[String]) {
     for item in items.iter().take(LIST_LIMIT) {
         let _ = writeln!(out, "- {}", one_line(item, 300));
@@ -106,15 +229,13 @@ fn list(out: &mut String, items: &[String]) {
     out.push('\n');
 }
 
-fn scaling_table(groups: &[ScalingGroup]) -> String {
+fn scaling_table(groups: &[ScalingGroup], extras: &[String]) -> String {
     let rows = groups
         .iter()
         .map(|s| {
-            vec![
-                s.problem.clone(),
-                s.width.to_string(),
-                s.balancer.clone(),
-                s.normalization.clone(),
+            let mut row = vec![s.problem.clone(), s.width.to_string(), s.balancer.clone(), s.normalization.clone()];
+            row.extend(extras.iter().map(|p| value_text(&s.settings.get(p).cloned())));
+            row.extend([
                 s.term.clone(),
                 s.step.to_string(),
                 if s.fit.exponent.is_finite() {
@@ -130,25 +251,17 @@ fn scaling_table(groups: &[ScalingGroup]) -> String {
                 fixed(s.fit.r_squared, 4),
                 s.fit.n.to_string(),
                 s.theory_exponent.map_or("-".to_owned(), |p| format!("{p}")),
-            ]
+            ]);
+            row
         })
         .collect();
-    table(
-        &[
-            "problem",
-            "width",
-            "balancer",
-            "normalization",
-            "term",
-            "step",
-            "exponent p [95% CI]",
-            "r^2",
-            "n",
-            "theory",
-        ],
-        &[false, true, false, false, false, true, true, true, true, true],
-        rows,
-    )
+    let mut headers: Vec<&str> = vec!["problem", "width", "balancer", "normalization"];
+    headers.extend(extras.iter().map(String::as_str));
+    headers.extend(["term", "step", "exponent p [95% CI]", "r^2", "n", "theory"]);
+    let mut right = vec![false, true, false, false];
+    right.extend(extras.iter().map(|_| false));
+    right.extend([false, true, true, true, true, true]);
+    table(&headers, &right, rows)
 }
 
 fn trial_table(groups: &[TrialGroup]) -> String {
@@ -161,7 +274,7 @@ fn trial_table(groups: &[TrialGroup]) -> String {
                 sci(t.rel_l2.mean)
             };
             vec![
-                format!("{}", t.eps),
+                if t.eps.is_nan() { "-".to_owned() } else { format!("{}", t.eps) },
                 sci(t.l2_mean_error),
                 sci(t.max_boundary_error),
                 sci(t.l2_variance),

@@ -75,6 +75,52 @@ pub fn mean_ci(values: &[f64]) -> MeanCi {
     MeanCi { mean: m, ci_low: m - half, ci_high: m + half, n }
 }
 
+/// Welch's unequal-variance t-test of two samples.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Welch {
+    /// `(mean_a - mean_b) / sqrt(s_a^2 / n_a + s_b^2 / n_b)`.
+    pub t: f64,
+    /// Welch-Satterthwaite degrees of freedom.
+    pub dof: f64,
+    /// Two-sided p-value `2 (1 - F_t(|t|; dof))`.
+    pub p_value: f64,
+}
+
+impl Welch {
+    const UNDETERMINED: Welch = Welch { t: f64::NAN, dof: f64::NAN, p_value: f64::NAN };
+}
+
+/// Welch's t-test of `a` against `b`: whether two settings differ by more than seed noise.
+///
+/// NaN (every field) when a sample has fewer than two values or both have zero variance,
+/// as scipy gives for those cases.
+///
+/// # Reference
+/// B. L. Welch, "The generalization of Student's problem when several different population
+/// variances are involved", Biometrika 34 (1947); F. E. Satterthwaite, Biometrics Bulletin 2
+/// (1946) for the degrees of freedom; as in `scipy.stats.ttest_ind(a, b, equal_var=False)`:
+/// `v = s^2 / n` (ddof 1), `t = (mean_a - mean_b) / sqrt(v_a + v_b)`,
+/// `dof = (v_a + v_b)^2 / (v_a^2 / (n_a - 1) + v_b^2 / (n_b - 1))`.
+pub fn welch_t_test(a: &[f64], b: &[f64]) -> Welch {
+    let (na, nb) = (a.len() as f64, b.len() as f64);
+    if a.len() < 2 || b.len() < 2 {
+        return Welch::UNDETERMINED;
+    }
+    let (sa, sb) = (sample_std(a), sample_std(b));
+    let (va, vb) = (sa * sa / na, sb * sb / nb);
+    let se2 = va + vb;
+    if se2.is_nan() || se2 <= 0.0 {
+        return Welch::UNDETERMINED;
+    }
+    let t = (mean(a) - mean(b)) / se2.sqrt();
+    let dof = se2 * se2 / (va * va / (na - 1.0) + vb * vb / (nb - 1.0));
+    let p_value = match StudentsT::new(0.0, 1.0, dof) {
+        Ok(dist) => 2.0 * dist.sf(t.abs()),
+        Err(_) => f64::NAN,
+    };
+    Welch { t, dof, p_value }
+}
+
 /// Ordinary least squares fit of `log(y) = a + p log(x)`: the exponent `p` of a power law.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PowerLawFit {
@@ -246,6 +292,19 @@ mod tests {
         assert!(fit_power_law(&[0.5, 0.5, 0.5], &[1.0, 2.0, 3.0]).exponent.is_nan());
         let ok = fit_power_law(&[0.5, 0.5, 0.25], &[1.0, 1.1, 4.0]);
         assert!(ok.exponent.is_finite() && ok.ci_low.is_finite());
+    }
+
+    #[test]
+    fn welch_matches_scipy() {
+        // python -c "from scipy import stats; r = stats.ttest_ind([0.1, 0.12, 0.11],
+        //   [0.05, 0.09, 0.02, 0.04], equal_var=False); print(r.statistic, r.pvalue, r.df)"
+        // -> 3.7947331922020555 0.02050804765932282 3.857142857142856
+        let w = welch_t_test(&[0.1, 0.12, 0.11], &[0.05, 0.09, 0.02, 0.04]);
+        assert!((w.t - 3.794_733_192_202_055_5).abs() < 1e-9, "{w:?}");
+        assert!((w.dof - 3.857_142_857_142_856).abs() < 1e-9, "{w:?}");
+        assert!((w.p_value - 0.020_508_047_659_322_82).abs() < 1e-9, "{w:?}");
+        assert!(welch_t_test(&[1.0], &[1.0, 2.0]).p_value.is_nan());
+        assert!(welch_t_test(&[1.0, 1.0], &[2.0, 2.0]).p_value.is_nan());
     }
 
     #[test]

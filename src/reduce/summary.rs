@@ -6,7 +6,9 @@
 //! /                      attrs format="ntksweep-summary", version, confidence=0.95,
 //!                              l2_norm="rms over evaluation points",
 //!                              n_done, n_failed, n_diverged, n_unreadable (int64),
-//!                              n_missing (int64, -1 when no expected ids were given)
+//!                              n_missing (int64, -1 when no expected ids were given),
+//!                              trial_axes, scaling_axes (str: space-separated settings that
+//!                              tell groups apart), problems_without_eps (str, space-separated)
 //! /excluded/job_id       [K] str   failed, diverged and unreadable jobs, file name order
 //! /excluded/status       [K] str   "failed" | "diverged" | "unreadable"
 //! /excluded/message      [K] str   the job's message, or the read error
@@ -20,24 +22,37 @@
 //!     attrs exponent, exponent_ci_low, exponent_ci_high, r_squared (f64; NaN when fewer than
 //!           3 trials or fewer than 2 distinct eps), n_trials, step, snapshot (int64),
 //!           theory_exponent (f64, NaN where the theory predicts none),
-//!           problem, width, balancer, normalization, term
+//!           problem, width, balancer, normalization, term, name (str),
+//!           and every setting that differs between series, by dotted path
 //! /trials/<key>/x                [M, d] f64
 //! /trials/<key>/mean_error       [M] f64
 //! /trials/<key>/error_variance   [M] f64 (ddof = 1; zeros for one trial)
 //! /trials/<key>/job_ids          [n] str
 //! /trials/<key>/seeds            [n] int64
+//! /trials/<key>/rel_l2           [n] f64  per-trial eval rel_l2, job_ids order
+//! /trials/<key>/max_abs_error    [n] f64  per-trial eval max_abs_error
 //!     attrs l2_mean_error, max_boundary_error, l2_variance, max_boundary_variance,
 //!           rel_l2_mean, rel_l2_ci_low, rel_l2_ci_high (NaN for one trial), n_trials,
-//!           problem, eps, width, balancer, normalization
+//!           problem, eps (NaN for problems without eps), width, balancer, normalization,
+//!           name (str), and every setting that differs between trial groups, by dotted path
+//! /compare/<axis>/<setting>/value, trial_key   [V] str (first value first)
+//!     n [V] int64; rel_l2_mean, rel_l2_ci_low, rel_l2_ci_high, max_abs_error_mean,
+//!     max_abs_error_ci_low, max_abs_error_ci_high, rel_l2_change, max_abs_error_change,
+//!     welch_t, welch_dof, p_value [V] f64 (NaN in row 0, the baseline)
+//!     attrs axis, baseline, name (str), and the other axes' values by name
 //! ```
 //!
-//! Strings are variable-length UTF-8, as in the job files.
+//! Settings are written with their own type: int64, f64, bool (HDF5 enum, numpy bool in
+//! h5py) or string. Strings are variable-length UTF-8, as in the job files.
 
 use std::path::Path;
 
 use hdf5::types::VarLenUnicode;
 use hdf5::{Group, Location};
 
+use super::aggregate::key_field;
+use super::compare::{value_text, Comparison};
+use super::settings::{Setting, Settings, KEY_ATTRS};
 use super::{ReduceError, Reduction};
 
 type Ctx = (String, hdf5::Error);
@@ -69,6 +84,9 @@ fn write_inner(path: &Path, r: &Reduction) -> Result<(), Ctx> {
         attr_i64(&file, "n_diverged", c.diverged as i64)?;
         attr_i64(&file, "n_unreadable", c.unreadable as i64)?;
         attr_i64(&file, "n_missing", c.missing.map_or(-1, |m| m as i64))?;
+        attr_str(&file, "trial_axes", &r.groups.trial_axes.join(" "))?;
+        attr_str(&file, "scaling_axes", &r.groups.scaling_axes.join(" "))?;
+        attr_str(&file, "problems_without_eps", &r.groups.problems_without_eps.join(" "))?;
         Ok(())
     })()
     .map_err(at("root attributes"))?;
@@ -88,7 +106,7 @@ fn write_inner(path: &Path, r: &Reduction) -> Result<(), Ctx> {
     .map_err(at("excluded jobs"))?;
 
     let scaling = file.create_group("scaling").map_err(at("group scaling"))?;
-    for s in &r.scaling {
+    for s in &r.groups.scaling {
         (|| -> hdf5::Result<()> {
             let g = scaling.create_group(&s.key)?;
             ds_f64(&g, "eps", &s.eps)?;
@@ -109,13 +127,15 @@ fn write_inner(path: &Path, r: &Reduction) -> Result<(), Ctx> {
             attr_str(&g, "balancer", &s.balancer)?;
             attr_str(&g, "normalization", &s.normalization)?;
             attr_str(&g, "term", &s.term)?;
+            attr_str(&g, "name", &s.name)?;
+            attr_settings(&g, &s.settings, &r.groups.scaling_varying)?;
             Ok(())
         })()
         .map_err(at(format!("scaling/{}", s.key)))?;
     }
 
     let trials = file.create_group("trials").map_err(at("group trials"))?;
-    for t in &r.trials {
+    for t in &r.groups.trials {
         (|| -> hdf5::Result<()> {
             let g = trials.create_group(&t.key)?;
             ds_2d(&g, "x", &t.x)?;
@@ -123,6 +143,8 @@ fn write_inner(path: &Path, r: &Reduction) -> Result<(), Ctx> {
             ds_f64(&g, "error_variance", &t.error_variance)?;
             ds_str(&g, "job_ids", t.job_ids.iter().map(String::as_str))?;
             g.new_dataset_builder().with_data(t.seeds.as_slice()).create("seeds")?;
+            ds_f64(&g, "rel_l2", &t.rel_l2_values)?;
+            ds_f64(&g, "max_abs_error", &t.max_abs_errors)?;
             attr_f64(&g, "l2_mean_error", t.l2_mean_error)?;
             attr_f64(&g, "max_boundary_error", t.max_boundary_error)?;
             attr_f64(&g, "l2_variance", t.l2_variance)?;
@@ -136,12 +158,77 @@ fn write_inner(path: &Path, r: &Reduction) -> Result<(), Ctx> {
             attr_i64(&g, "width", t.width)?;
             attr_str(&g, "balancer", &t.balancer)?;
             attr_str(&g, "normalization", &t.normalization)?;
+            attr_str(&g, "name", &t.name)?;
+            attr_settings(&g, &t.settings, &r.groups.trial_varying)?;
             Ok(())
         })()
         .map_err(at(format!("trials/{}", t.key)))?;
     }
+
+    let compare = file.create_group("compare").map_err(at("group compare"))?;
+    for c in &r.comparisons {
+        let what = format!("compare/{}/{}", c.axis, c.key);
+        write_comparison(&compare, c).map_err(at(what))?;
+    }
     file.close().map_err(at("closing the file"))?;
     Ok(())
+}
+
+fn write_comparison(compare: &Group, c: &Comparison) -> hdf5::Result<()> {
+    let axis_name = key_field(&c.axis);
+    let axis = match compare.group(&axis_name) {
+        Ok(g) => g,
+        Err(_) => compare.create_group(&axis_name)?,
+    };
+    let g = axis.create_group(&c.key)?;
+    let col = |f: &dyn Fn(&super::compare::CompareRow) -> f64| c.rows.iter().map(f).collect::<Vec<f64>>();
+    let values: Vec<String> = c.rows.iter().map(|r| value_text(&r.value)).collect();
+    ds_str(&g, "value", values.iter().map(String::as_str))?;
+    ds_str(&g, "trial_key", c.rows.iter().map(|r| r.trial_key.as_str()))?;
+    let n: Vec<i64> = c.rows.iter().map(|r| r.rel_l2.n as i64).collect();
+    g.new_dataset_builder().with_data(n.as_slice()).create("n")?;
+    ds_f64(&g, "rel_l2_mean", &col(&|r| r.rel_l2.mean))?;
+    ds_f64(&g, "rel_l2_ci_low", &col(&|r| r.rel_l2.ci_low))?;
+    ds_f64(&g, "rel_l2_ci_high", &col(&|r| r.rel_l2.ci_high))?;
+    ds_f64(&g, "max_abs_error_mean", &col(&|r| r.max_abs_error.mean))?;
+    ds_f64(&g, "max_abs_error_ci_low", &col(&|r| r.max_abs_error.ci_low))?;
+    ds_f64(&g, "max_abs_error_ci_high", &col(&|r| r.max_abs_error.ci_high))?;
+    ds_f64(&g, "rel_l2_change", &col(&|r| r.rel_l2_change))?;
+    ds_f64(&g, "max_abs_error_change", &col(&|r| r.max_abs_error_change))?;
+    ds_f64(&g, "welch_t", &col(&|r| r.welch.t))?;
+    ds_f64(&g, "welch_dof", &col(&|r| r.welch.dof))?;
+    ds_f64(&g, "p_value", &col(&|r| r.welch.p_value))?;
+    attr_str(&g, "axis", &c.axis)?;
+    attr_str(&g, "baseline", values.first().map_or("", String::as_str))?;
+    attr_str(&g, "name", &c.setting_text())?;
+    for (path, value) in &c.fixed {
+        match value {
+            Some(v) => attr_setting(&g, path, v)?,
+            None => attr_str(&g, path, "unset")?,
+        }
+    }
+    Ok(())
+}
+
+/// The group's value of each of `varying` (dotted paths; the identifying attributes, written
+/// already, are skipped; a setting the group lacks gets no attribute).
+fn attr_settings(g: &Group, settings: &Settings, varying: &[String]) -> hdf5::Result<()> {
+    for path in varying.iter().filter(|p| !KEY_ATTRS.contains(&p.as_str())) {
+        if let Some(v) = settings.get(path) {
+            attr_setting(g, path, v)?;
+        }
+    }
+    Ok(())
+}
+
+fn attr_setting(loc: &Location, name: &str, value: &Setting) -> hdf5::Result<()> {
+    match value {
+        Setting::Null => attr_str(loc, name, "null"),
+        Setting::Bool(b) => loc.new_attr::<bool>().shape(()).create(name)?.write_scalar(b),
+        Setting::Int(i) => attr_i64(loc, name, *i),
+        Setting::Float(f) => attr_f64(loc, name, *f),
+        Setting::Str(s) => attr_str(loc, name, s),
+    }
 }
 
 /// UTF-8 variable-length string; interior NUL bytes (not representable) become U+FFFD.

@@ -48,6 +48,11 @@ pub struct SyntheticJob {
     /// Write string attributes as fixed-length ASCII (as h5py does for `np.bytes_`) instead of
     /// variable-length UTF-8, to exercise the reader's leniency.
     pub fixed_length_strings: bool,
+    /// YAML appended to the generated `config` attribute (which holds seed, problem kind and
+    /// eps, and width), e.g. `"training:\n  lr: 0.01\n"`.
+    pub config_extra: String,
+    /// The `sweep` attribute.
+    pub sweep: String,
 }
 
 impl SyntheticJob {
@@ -67,7 +72,19 @@ impl SyntheticJob {
             frobenius: Vec::new(),
             eval: None,
             fixed_length_strings: false,
+            config_extra: String::new(),
+            sweep: "synthetic".to_owned(),
         }
+    }
+
+    /// The `config` attribute: seed, problem (kind, eps unless NaN), model width, then
+    /// [`SyntheticJob::config_extra`].
+    pub fn config(&self) -> String {
+        let eps = if self.eps.is_nan() { String::new() } else { format!("  eps: {}\n", crate::yaml_text::float(self.eps)) };
+        format!(
+            "seed: {}\nproblem:\n  kind: {}\n{eps}model:\n  width: {}\n{}",
+            self.seed, self.problem, self.width, self.config_extra
+        )
     }
 }
 
@@ -111,7 +128,9 @@ fn write_inner(path: &Path, job: &SyntheticJob) -> hdf5::Result<()> {
     s(&file, "normalization", &job.normalization)?;
     s(&file, "status", &job.status)?;
     s(&file, "message", &job.message)?;
-    s(&file, "config", "problem: synthetic\n")?;
+    s(&file, "config", &job.config())?;
+    s(&file, "sweep", &job.sweep)?;
+    i(&file, "diverged_step", -1)?;
     f(&file, "wall_seconds", 0.0)?;
     s(&file, "device", "cpu")?;
     i(&file, "rank", 0)?;
@@ -166,8 +185,8 @@ impl std::fmt::Display for ReduceBench {
             self.n_files,
             self.reduce_seconds,
             1e6 * self.reduce_seconds / self.n_files.max(1) as f64,
-            self.reduction.scaling.len(),
-            self.reduction.trials.len(),
+            self.reduction.groups.scaling.len(),
+            self.reduction.groups.trials.len(),
             self.write_seconds
         )
     }

@@ -76,7 +76,7 @@ fn scaling_exponent_matches_closed_form_ols() {
     let r = reduce(dir.path(), &ReduceOptions::default()).unwrap();
     assert_eq!(r.counts.done, 20);
 
-    let res = r.scaling.iter().find(|s| s.term == "residual").unwrap();
+    let res = r.groups.scaling.iter().find(|s| s.term == "residual").unwrap();
     assert_eq!(res.key, "darcy1d_w50_none_none_residual_s0");
     let (slope, se, r2) = ols_by_hand(&lx, &ly);
     assert!((res.fit.exponent - slope).abs() < 1e-10, "{} vs {slope}", res.fit.exponent);
@@ -102,12 +102,12 @@ fn scaling_exponent_matches_closed_form_ols() {
     assert_eq!(res.n_per_eps, vec![4; 5]);
 
     // Exactly C eps^-2: exponent -2 to 1e-12, r^2 = 1.
-    let full = r.scaling.iter().find(|s| s.term == "full").unwrap();
+    let full = r.groups.scaling.iter().find(|s| s.term == "full").unwrap();
     assert!((full.fit.exponent + 2.0).abs() < 1e-12, "{}", full.fit.exponent);
     assert!((full.fit.r_squared - 1.0).abs() < 1e-12);
     assert_eq!(full.theory_exponent, None);
     // Constant boundary norm: exponent 0, SST = 0 so r^2 is undefined (NaN).
-    let boundary = r.scaling.iter().find(|s| s.term == "boundary").unwrap();
+    let boundary = r.groups.scaling.iter().find(|s| s.term == "boundary").unwrap();
     assert!(boundary.fit.exponent.abs() < 1e-12);
     assert!(boundary.fit.r_squared.is_nan());
 
@@ -123,7 +123,7 @@ fn too_few_trials_or_eps_give_nan_fit() {
     write(dir.path(), &done_job("a", 0.5, 0, 4.0, 4.0));
     write(dir.path(), &done_job("b", 0.25, 0, 16.0, 16.0));
     let r = reduce(dir.path(), &ReduceOptions::default()).unwrap();
-    let s = &r.scaling[0];
+    let s = &r.groups.scaling[0];
     assert_eq!(s.fit.n, 2);
     assert!(s.fit.exponent.is_nan() && s.fit.ci_low.is_nan() && s.fit.r_squared.is_nan());
     assert!(r.report_markdown().contains("n/a"));
@@ -132,8 +132,8 @@ fn too_few_trials_or_eps_give_nan_fit() {
     std::fs::remove_file(dir.path().join("jobs/b.h5")).unwrap();
     write(dir.path(), &done_job("d", 0.5, 2, 4.2, 4.0));
     let r = reduce(dir.path(), &ReduceOptions::default()).unwrap();
-    assert_eq!(r.scaling[0].fit.n, 3);
-    assert!(r.scaling[0].fit.exponent.is_nan());
+    assert_eq!(r.groups.scaling[0].fit.n, 3);
+    assert!(r.groups.scaling[0].fit.exponent.is_nan());
 }
 
 #[test]
@@ -153,9 +153,9 @@ fn trial_statistics_match_hand_values() {
     write(dir.path(), &lone);
 
     let r = reduce(dir.path(), &ReduceOptions::default()).unwrap();
-    assert_eq!(r.trials.len(), 2);
+    assert_eq!(r.groups.trials.len(), 2);
     // Sorted by eps descending: 0.25 first.
-    let (single, t) = (&r.trials[0], &r.trials[1]);
+    let (single, t) = (&r.groups.trials[0], &r.groups.trials[1]);
     assert_eq!(t.key, "darcy1d_eps0.125_w50_none_none");
     assert_eq!(t.n_trials, 3);
     // mean = [2, 3, 1]; variance (ddof 1): [(1+1+0)/2, (1+1+4)/2, (4+0+4)/2] = [1, 3, 4].
@@ -231,10 +231,10 @@ fn failed_diverged_unreadable_are_excluded_and_missing_reported() {
     assert_eq!(r.excluded[0].message, "tch error: shape mismatch");
     assert!(r.excluded[3].message.contains("eval"), "{}", r.excluded[3].message);
     // Only the three done jobs are in the fit (exactly eps^-2).
-    let res = r.scaling.iter().find(|s| s.term == "residual").unwrap();
+    let res = r.groups.scaling.iter().find(|s| s.term == "residual").unwrap();
     assert_eq!(res.fit.n, 3);
     assert!((res.fit.exponent + 2.0).abs() < 1e-12);
-    assert!(r.trials.iter().all(|t| t.n_trials == 1));
+    assert!(r.groups.trials.iter().all(|t| t.n_trials == 1));
 
     let report = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
     assert_eq!(report, r.report_markdown());
@@ -271,7 +271,7 @@ fn summary_reads_back_with_contract_names_and_shapes() {
         }
     }
     let r = reduce(dir.path(), &ReduceOptions::default()).unwrap();
-    assert_eq!(r.scaling.len(), 4); // {full, residual} x {step 0, step 500}
+    assert_eq!(r.groups.scaling.len(), 4); // {full, residual} x {step 0, step 500}
     let f = hdf5::File::open(dir.path().join("summary.h5")).unwrap();
     assert_eq!(f.attr("n_missing").unwrap().read_scalar::<i64>().unwrap(), -1);
     let mut keys = f.group("scaling").unwrap().member_names().unwrap();
@@ -345,8 +345,8 @@ fn fixed_length_ascii_strings_are_accepted() {
     write(dir.path(), &job);
     let r = reduce(dir.path(), &ReduceOptions::default()).unwrap();
     assert_eq!(r.counts.done, 1, "{:?}", r.excluded);
-    assert_eq!(r.trials[0].problem, "darcy1d");
-    assert_eq!(r.trials[0].balancer, "none");
+    assert_eq!(r.groups.trials[0].problem, "darcy1d");
+    assert_eq!(r.groups.trials[0].balancer, "none");
 }
 
 #[test]
@@ -375,7 +375,7 @@ fn differing_step_lists_group_by_step_value() {
     }
     let r = reduce(dir.path(), &ReduceOptions::default()).unwrap();
     let got: Vec<(usize, i64, usize)> =
-        r.scaling.iter().map(|s| (s.snapshot, s.step, s.fit.n)).collect();
+        r.groups.scaling.iter().map(|s| (s.snapshot, s.step, s.fit.n)).collect();
     assert_eq!(got, vec![(0, 0, 3), (1, 1000, 2), (2, 2000, 1)]);
     assert!(r.warnings.iter().any(|w| w.contains("different NTK step lists")), "{:?}", r.warnings);
 }
@@ -422,4 +422,206 @@ fn bench_reduce_existing() {
         r.counts.done + r.counts.failed + r.counts.diverged + r.counts.unreadable,
         started.elapsed().as_secs_f64()
     );
+}
+
+/// A finished darcy1d job with `training.lr` in its config; `eval/error` is zero but for one
+/// point equal to `rel`, so its max abs error is `rel` too.
+fn lr_job(id: &str, eps: f64, seed: i64, lr: f64, rel: f64) -> SyntheticJob {
+    let mut job = done_job(id, eps, seed, eps.powi(-2), eps.powi(-2));
+    job.config_extra = format!("training:\n  lr: {}\n", crate::yaml_text::float(lr));
+    job.eval = Some(SyntheticEval { x: grid(5), error: vec![0.0, 0.0, rel, 0.0, 0.0], rel_l2: rel });
+    job
+}
+
+/// Relative L2 errors of the three seeds at each learning rate (same at both eps).
+const REL_LR_1E2: [f64; 3] = [0.30, 0.32, 0.34];
+const REL_LR_1E3: [f64; 3] = [0.10, 0.11, 0.13];
+
+#[test]
+fn a_swept_setting_separates_groups_names_them_and_is_compared() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut plan = Vec::new();
+    // The plan lists lr = 0.01 first, so it is the comparisons' baseline although 0.001 < 0.01.
+    for (lr, rel) in [(1e-2, REL_LR_1E2), (1e-3, REL_LR_1E3)] {
+        for eps in [0.5, 0.25] {
+            for seed in 0..3 {
+                let id = format!("lr{lr}-{eps}-{seed}");
+                write(dir.path(), &lr_job(&id, eps, seed, lr, rel[seed as usize]));
+                plan.push(id);
+            }
+        }
+    }
+    let r = reduce(dir.path(), &ReduceOptions { expected_job_ids: Some(plan) }).unwrap();
+    assert!(r.warnings.is_empty(), "no pooling: {:?}", r.warnings);
+    assert_eq!(r.groups.trial_axes, ["eps", "training.lr"]);
+    assert_eq!(r.groups.scaling_axes, ["training.lr"]);
+    assert_eq!(r.groups.trials.len(), 4);
+    assert!(r.groups.trials.iter().all(|t| t.n_trials == 3 && t.seeds == [0, 1, 2]));
+    let keys: Vec<&str> = r.groups.trials.iter().map(|t| t.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "darcy1d_eps0.5_w50_none_none_training.lr=0.001",
+            "darcy1d_eps0.25_w50_none_none_training.lr=0.001",
+            "darcy1d_eps0.5_w50_none_none_training.lr=0.01",
+            "darcy1d_eps0.25_w50_none_none_training.lr=0.01",
+        ]
+    );
+    assert_eq!(r.groups.trials[0].name, "darcy1d, eps=0.5, width=50, balancer=none, normalization=none, training.lr=0.001");
+    let res: Vec<&str> = r.groups.scaling.iter().filter(|s| s.term == "residual").map(|s| s.key.as_str()).collect();
+    assert_eq!(res, ["darcy1d_w50_none_none_training.lr=0.001_residual_s0", "darcy1d_w50_none_none_training.lr=0.01_residual_s0"]);
+
+    // One comparison per eps, baseline lr = 0.01 (plan order).
+    assert_eq!(r.comparisons.len(), 2);
+    let c = r.comparisons.iter().find(|c| c.key == "eps=0.5").unwrap();
+    assert_eq!(c.axis, "training.lr");
+    let values: Vec<String> = c.rows.iter().map(|row| compare::value_text(&row.value)).collect();
+    assert_eq!(values, ["0.01", "0.001"]);
+    // Means 0.32 and 0.11333..: change (0.11333 - 0.32) / 0.32 = -0.64583...
+    let (m0, m1) = (0.32, (0.10 + 0.11 + 0.13) / 3.0);
+    assert!((c.rows[1].rel_l2_change - (m1 - m0) / m0).abs() < 1e-12);
+    assert!((c.rows[1].max_abs_error_change - (m1 - m0) / m0).abs() < 1e-12);
+    assert_eq!(c.rows[0].rel_l2_change, 0.0);
+    assert!(c.rows[0].welch.p_value.is_nan());
+    // scipy.stats.ttest_ind([0.10, 0.11, 0.13], [0.30, 0.32, 0.34], equal_var=False)
+    // -> statistic -14.22377549997482, pvalue 0.00021519907166850952, df 3.740932642487045
+    let w = c.rows[1].welch;
+    assert!((w.t + 14.223_775_499_974_82).abs() < 1e-9, "{w:?}");
+    assert!((w.p_value - 0.000_215_199_071_668_509_52).abs() < 1e-12, "{w:?}");
+    assert!((w.dof - 3.740_932_642_487_045).abs() < 1e-9, "{w:?}");
+
+    let report = r.report_markdown();
+    assert!(report.contains("### training.lr, at eps=0.5"), "{report}");
+    assert!(report.contains("-64.6%") && report.contains("p vs 0.01"), "{report}");
+    assert!(report.contains("### darcy1d, width 50, balancer none, normalization none, training.lr 0.001"), "{report}");
+
+    let f = hdf5::File::open(dir.path().join("summary.h5")).unwrap();
+    let t = f.group("trials/darcy1d_eps0.5_w50_none_none_training.lr=0.01").unwrap();
+    assert_eq!(t.attr("training.lr").unwrap().read_scalar::<f64>().unwrap(), 0.01);
+    assert_eq!(t.dataset("rel_l2").unwrap().read_raw::<f64>().unwrap(), REL_LR_1E2);
+    let g = f.group("compare/training.lr/eps=0.5").unwrap();
+    let strings = |n: &str| -> Vec<String> {
+        g.dataset(n).unwrap().read_raw::<VarLenUnicode>().unwrap().iter().map(|s| s.to_string()).collect()
+    };
+    assert_eq!(strings("value"), ["0.01", "0.001"]);
+    assert_eq!(strings("trial_key")[1], "darcy1d_eps0.5_w50_none_none_training.lr=0.001");
+    let p = g.dataset("p_value").unwrap().read_raw::<f64>().unwrap();
+    assert!(p[0].is_nan() && (p[1] - w.p_value).abs() < 1e-15);
+    assert_eq!(g.attr("eps").unwrap().read_scalar::<f64>().unwrap(), 0.5);
+    assert_eq!(g.attr("axis").unwrap().read_scalar::<VarLenUnicode>().unwrap().as_str(), "training.lr");
+}
+
+#[test]
+fn problems_without_eps_give_trial_tables_and_no_scaling() {
+    let dir = tempfile::tempdir().unwrap();
+    for (balancer, rels) in [("none", [0.30, 0.32, 0.34]), ("grad_stats", [0.2, 0.25, f64::NAN])] {
+        for (seed, rel) in rels.iter().enumerate().filter(|(_, r)| r.is_finite()) {
+            let mut job = SyntheticJob::done(&format!("{balancer}{seed}"), "wave1d", f64::NAN, 50, seed as i64);
+            job.balancer = balancer.into();
+            job.config_extra = if balancer == "none" {
+                "balancer:\n  kind: none\n".into()
+            } else {
+                "balancer:\n  kind: grad_stats\n  every: 10\n".into()
+            };
+            job.steps = vec![0, 10];
+            job.frobenius = vec![("residual".into(), vec![1.0, 2.0]), ("full".into(), vec![1.5, 2.5])];
+            let x = Array2::from_shape_fn((9, 2), |(i, j)| if j == 0 { (i / 3) as f64 } else { (i % 3) as f64 });
+            job.eval = Some(SyntheticEval { x, error: vec![*rel; 9], rel_l2: *rel });
+            write(dir.path(), &job);
+        }
+    }
+    let r = reduce(dir.path(), &ReduceOptions::default()).unwrap();
+    assert_eq!(r.counts.done, 5, "{:?}", r.excluded);
+    assert!(r.groups.scaling.is_empty());
+    assert_eq!(r.groups.problems_without_eps, ["wave1d"]);
+    let keys: Vec<&str> = r.groups.trials.iter().map(|t| t.key.as_str()).collect();
+    assert_eq!(keys, ["wave1d_w50_grad_stats_none", "wave1d_w50_none_none"]);
+    assert!(r.groups.trials.iter().all(|t| t.eps.is_nan()));
+    // balancer.kind and balancer.every vary with the balancer attribute: one axis.
+    assert_eq!(r.groups.trial_axes, ["balancer"]);
+    assert_eq!(r.groups.trial_varying, ["balancer", "balancer.kind", "balancer.every"]);
+    assert_eq!(r.comparisons.len(), 1);
+    let c = &r.comparisons[0];
+    assert_eq!((c.axis.as_str(), c.key.as_str()), ("balancer", "all"));
+    // No plan: values in natural order, grad_stats first. Means 0.225 and 0.32.
+    assert!((c.rows[1].rel_l2_change - (0.32 - 0.225) / 0.225).abs() < 1e-12);
+    // scipy.stats.ttest_ind([0.30, 0.32, 0.34], [0.2, 0.25], equal_var=False).pvalue
+    assert!((c.rows[1].welch.p_value - 0.116_414_796_122_562_72).abs() < 1e-12, "{:?}", c.rows[1].welch);
+
+    let report = r.report_markdown();
+    assert!(report.contains("No scaling table for `wave1d`"), "{report}");
+    assert!(report.contains("### balancer\n"), "{report}");
+    let f = hdf5::File::open(dir.path().join("summary.h5")).unwrap();
+    let t = f.group("trials/wave1d_w50_grad_stats_none").unwrap();
+    assert!(t.attr("eps").unwrap().read_scalar::<f64>().unwrap().is_nan());
+    assert_eq!(t.attr("balancer.every").unwrap().read_scalar::<i64>().unwrap(), 10);
+    assert!(f.group("trials/wave1d_w50_none_none").unwrap().attr("balancer.every").is_err());
+    assert_eq!(f.attr("problems_without_eps").unwrap().read_scalar::<VarLenUnicode>().unwrap().as_str(), "wave1d");
+}
+
+#[test]
+fn two_sweeps_in_one_folder_never_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    for sweep in ["first", "second"] {
+        for seed in 0..2 {
+            let mut job = done_job(&format!("{sweep}{seed}"), 0.5, seed, 4.0, 4.0);
+            job.sweep = sweep.into();
+            write(dir.path(), &job);
+        }
+    }
+    let r = reduce(dir.path(), &ReduceOptions::default()).unwrap();
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    let keys: Vec<&str> = r.groups.trials.iter().map(|t| t.key.as_str()).collect();
+    assert_eq!(keys, ["darcy1d_eps0.5_w50_none_none_sweep=first", "darcy1d_eps0.5_w50_none_none_sweep=second"]);
+    assert!(r.groups.trials.iter().all(|t| t.n_trials == 2));
+}
+
+#[test]
+fn jobs_csv_has_one_row_per_file_with_swept_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), &lr_job("a", 0.5, 0, 1e-3, 0.25));
+    let mut b = lr_job("b", 0.25, 1, 1e-8, 0.5);
+    b.steps = vec![0, 7];
+    b.frobenius = vec![("residual".into(), vec![2.0, 3.0])];
+    write(dir.path(), &b);
+    let mut failed = SyntheticJob::done("c", "darcy1d", 0.5, 50, 2);
+    failed.status = "failed".into();
+    failed.message = "tch error: \"bad\", line 1\nline 2".into();
+    failed.config_extra = "training:\n  lr: 0.1\n".into();
+    write(dir.path(), &failed);
+    std::fs::write(jobs_dir(dir.path()).join("junk.h5"), b"not an hdf5 file").unwrap();
+    let r = reduce(dir.path(), &ReduceOptions::default()).unwrap();
+
+    let mut reader = csv::Reader::from_path(dir.path().join("jobs.csv")).unwrap();
+    let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_owned).collect();
+    let rows: Vec<Vec<String>> =
+        reader.records().map(|r| r.unwrap().iter().map(str::to_owned).collect()).collect();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap_or_else(|| panic!("{name}: {header:?}"));
+    assert_eq!(&header[..3], ["job_id", "status", "training.lr"]);
+    assert_eq!(header.iter().filter(|h| *h == "seed").count(), 1, "seed is a fixed column only");
+    assert_eq!(header.last().unwrap(), "message");
+    assert_eq!(rows.len(), 4);
+    let ids: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(ids, ["a", "b", "c", "junk"]);
+    let cell = |row: usize, name: &str| rows[row][col(name)].clone();
+    assert_eq!(cell(1, "training.lr"), "1e-8");
+    assert_eq!(cell(2, "training.lr"), "0.1");
+    assert_eq!(cell(0, "eps"), "0.5");
+    assert_eq!(cell(1, "seed"), "1");
+    assert_eq!(cell(1, "rel_l2"), "0.5");
+    assert_eq!(cell(1, "max_abs_error"), "0.5");
+    assert_eq!(cell(1, "ntk_step_last"), "7");
+    assert_eq!(cell(1, "ntk_residual_frobenius_last"), "3.0");
+    assert_eq!(cell(1, "ntk_residual_trace_first"), "2.0");
+    assert_eq!(cell(0, "ntk_full_frobenius_first"), "4.0");
+    assert_eq!(cell(1, "ntk_full_frobenius_first"), "");
+    assert!(!header.contains(&"ntk_full_trace_first".to_owned()));
+    assert_eq!(cell(2, "status"), "failed");
+    assert_eq!(cell(2, "message"), "tch error: \"bad\", line 1\nline 2");
+    assert_eq!(cell(2, "rel_l2"), "");
+    assert_eq!(cell(3, "status"), "unreadable");
+    assert!(cell(3, "message").contains("HDF5"), "{}", cell(3, "message"));
+    assert_eq!(cell(0, "sweep"), "synthetic");
+    assert_eq!(cell(0, "diverged_step"), "-1");
+    assert_eq!(r.jobs.len(), 4);
 }

@@ -31,10 +31,9 @@
 
 use std::collections::VecDeque;
 
-use serde::{Deserialize, Serialize};
 use tch::{Kind, TchError, Tensor};
 
-use crate::config::job::Invalid;
+pub use crate::config::training::{LbfgsConfig, LineSearch};
 use crate::model::mlp::{Linear, Mlp};
 
 /// Sufficient decrease (Armijo) constant of the strong Wolfe conditions.
@@ -45,72 +44,6 @@ const C2: f64 = 0.9;
 const MAX_LINE_SEARCH: usize = 25;
 /// A (s, y) pair enters the history only when y.s exceeds this (torch's threshold).
 const CURVATURE_MIN: f64 = 1e-10;
-
-/// The line search of each iteration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum LineSearch {
-    /// Bracketing + zoom until the strong Wolfe conditions hold (Nocedal & Wright 3.5/3.6).
-    #[default]
-    StrongWolfe,
-}
-
-/// `training.lbfgs`: an L-BFGS phase after the Adam steps. Absent: no L-BFGS.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LbfgsConfig {
-    /// L-BFGS iterations (each one line search of up to 25 loss evaluations); they are
-    /// numbered after the Adam steps in the histories.
-    pub steps: u64,
-    /// Number of (s, y) pairs kept.
-    #[serde(default = "default_history")]
-    pub history: usize,
-    /// Stop when max |gradient| falls to this.
-    #[serde(default = "default_tolerance_grad")]
-    pub tolerance_grad: f64,
-    /// Stop when the loss or the step (max |t d|) changes by less than this; also the
-    /// smallest bracket the line search refines.
-    #[serde(default = "default_tolerance_change")]
-    pub tolerance_change: f64,
-    #[serde(default)]
-    pub line_search: LineSearch,
-}
-
-fn default_history() -> usize {
-    50
-}
-fn default_tolerance_grad() -> f64 {
-    1e-9
-}
-fn default_tolerance_change() -> f64 {
-    1e-12
-}
-
-impl LbfgsConfig {
-    /// A configuration with the default settings.
-    pub fn with_steps(steps: u64) -> Self {
-        LbfgsConfig {
-            steps,
-            history: default_history(),
-            tolerance_grad: default_tolerance_grad(),
-            tolerance_change: default_tolerance_change(),
-            line_search: LineSearch::StrongWolfe,
-        }
-    }
-
-    pub fn validate(&self) -> Vec<Invalid> {
-        let mut out = Vec::new();
-        if self.history == 0 {
-            out.push(Invalid::new("training.lbfgs.history", "must be at least 1"));
-        }
-        for (name, v) in [("tolerance_grad", self.tolerance_grad), ("tolerance_change", self.tolerance_change)] {
-            if !(v.is_finite() && v >= 0.0) {
-                out.push(Invalid::new(format!("training.lbfgs.{name}"), format!("must be a finite number >= 0, got {v}")));
-            }
-        }
-        out
-    }
-}
 
 /// The loss and its gradient [P] at a point [P].
 pub type Objective<'a> = dyn FnMut(&Tensor) -> Result<(f64, Tensor), TchError> + 'a;
@@ -615,7 +548,7 @@ sweep:
     fn flatten_and_member_views_round_trip() {
         use crate::config::job::Init;
         use crate::model::mlp::layer_sizes;
-        use crate::problem::TensorOpts;
+        use crate::tensor::TensorOpts;
         let o = TensorOpts { kind: Kind::Double, device: Device::Cpu };
         let sizes = layer_sizes(2, 5, 2);
         let mut m: Vec<_> = (0..3).map(|k| (Init::Normal, crate::rng::stream(k, crate::rng::Purpose::Init, 0))).collect();
