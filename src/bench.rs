@@ -15,7 +15,10 @@
 //!   sweep file instead of in Rust. No external reference.
 //! - `ntk`: NTK of the [2, 500, 500, 500, 1] tanh network for 3 terms (wave residual, initial
 //!   value, initial velocity) x 300 points in float64: traces and Frobenius norms of every
-//!   block (ntksweep computes the whole 900 x 900 kernel on the way).
+//!   block (ntksweep computes the whole 900 x 900 kernel on the way); and the same traces by
+//!   Hutchinson estimates (16 probes per term), timed against the exact kernel of this run.
+//! - network schemes: the width-50 wave step with SiLU, a global adaptive slope and 64 Fourier
+//!   features, each against the tanh step of the same invocation (no external reference).
 //!
 //! Timings use wall clock around whole phases after a warm-up; a training-step time is the
 //! difference between a long and a short run divided by the extra steps, so set-up costs
@@ -87,10 +90,10 @@ fn per_step(yaml_with_steps: &dyn Fn(u64) -> String, short: u64, long: u64, devi
     Ok(((tb - ta) / (long - short) as f64).max(0.0))
 }
 
-fn wave_yaml(width: usize, steps: u64, device_note: &str) -> String {
-    let _ = device_note;
+/// The wave step workload; `model_extra` adds model keys (", activation: silu").
+fn wave_yaml(width: usize, steps: u64, model_extra: &str) -> String {
     format!(
-        "problem: {{kind: wave1d}}\nmodel: {{width: {width}, depth: 3}}\ntraining: {{steps: {steps}, log_every: 100000}}\n\
+        "problem: {{kind: wave1d}}\nmodel: {{width: {width}, depth: 3{model_extra}}}\ntraining: {{steps: {steps}, log_every: 100000}}\n\
          collocation:\n  residual: {{points: 300, sampling: uniform, resample: true}}\n  initial: {{points: 300, sampling: uniform, resample: true}}\n  \
          initial_velocity: {{points: 300, sampling: uniform, resample: true}}\n  boundary: {{points: 300, sampling: uniform, resample: true}}\n\
          ntk: {{enabled: false}}\nevaluation: {{points: 8}}\n"
@@ -136,8 +139,9 @@ fn twin_yaml(problem: &str, collocation: &str, steps: u64) -> String {
     )
 }
 
-/// NTK time (seconds) of the wave network, 3 terms x `points`, float64.
-fn ntk_seconds(width: usize, points: usize, device: Device, reps: usize) -> Result<(f64, BTreeMap<String, f64>), String> {
+/// NTK time (seconds) of the wave network, 3 terms x `points`, float64: the exact kernel, or
+/// Hutchinson trace estimates with `probes` probes per term.
+fn ntk_seconds(width: usize, points: usize, device: Device, reps: usize, probes: Option<usize>) -> Result<(f64, BTreeMap<String, f64>), String> {
     let opts = TensorOpts { kind: Kind::Double, device };
     let specs = jobs(&wave_yaml(width, 1, ""))?;
     let pc: Vec<&ProblemConfig> = vec![&specs[0].config.problem];
@@ -153,10 +157,12 @@ fn ntk_seconds(width: usize, points: usize, device: Device, reps: usize) -> Resu
         pts.push(TermPoints { name: t.name.to_string(), x: Tensor::from_slice(&x).view([1, points as i64, 2]).to_device(device) });
     }
     let scale = BTreeMap::new();
-    let run = || -> Result<ntk::Snapshot, String> {
-        let f = ntk::factors(&mlp, &norm, problem.as_ref(), &pts, &scale, 4096).map_err(|e| e.to_string())?;
-        ntk::snapshot(&f, false).map_err(|e| e.to_string())
+    let est = match probes {
+        None => ntk::Estimator::Exact { spectra: false },
+        Some(count) => ntk::Estimator::Hutchinson(ntk::hutchinson::Probes { count, seeds: &[0], step: 0 }),
     };
+    let inputs = ntk::NtkInputs { mlp: &mlp, norm: &norm, problem: problem.as_ref(), points: &pts, scale: &scale, chunk: 4096 };
+    let run = || -> Result<ntk::Snapshot, String> { ntk::measure(&est, &inputs).map_err(|e| e.to_string()) };
     run()?; // warm-up
     sync(device);
     let t = Instant::now();
@@ -259,13 +265,35 @@ pub fn run(repo: &Path, o: &BenchOptions) -> Vec<Row> {
         let w = width.to_string();
         let args = ["--width", w.as_str(), "--steps", steps.as_str(), "--warmup", "2"];
         let (ours, refs) = best_of(
-            &|| per_step(&|s| wave_yaml(width, s, dev), short, long, o.device).map(|s| s * 1e3),
+            &|| per_step(&|s| wave_yaml(width, s, ""), short, long, o.device).map(|s| s * 1e3),
             ("torch_step.py", common(&args)),
             ("jax_step.py", jax_args(&args)),
             "ms_per_step",
             true,
         );
         rows.push(Row { workload: format!("wave step, 1 job, width {width}"), unit: "ms/step", ours, refs, lower_is_better: true, note: String::new() });
+    }
+
+    // --- network schemes against the tanh baseline, both timed here ---------------------------
+    let (short, long) = (5, if o.quick { 25 } else { 405 });
+    let scheme_step = |extra: &str| -> Option<f64> {
+        (0..reps).filter_map(|_| per_step(&|s| wave_yaml(50, s, extra), short, long, o.device).map_err(|e| eprintln!("  ntksweep: {e}")).ok()).map(|s| s * 1e3).reduce(f64::min)
+    };
+    eprintln!("bench: wave step, width 50, network schemes vs tanh (best of {reps}) ...");
+    let tanh = scheme_step("");
+    for (name, extra) in [
+        ("silu", ", activation: silu"),
+        ("tanh + global adaptive slope", ", adaptive_activation: global"),
+        ("tanh + 64 Fourier features", ", fourier: {features: 64, sigma: 1}"),
+    ] {
+        rows.push(Row {
+            workload: format!("wave step, 1 job, width 50, {name}"),
+            unit: "ms/step",
+            ours: scheme_step(extra),
+            refs: vec![("tanh (this run)".to_string(), tanh)],
+            lower_is_better: true,
+            note: String::new(),
+        });
     }
 
     // --- batched darcy sweep ------------------------------------------------------------------
@@ -318,7 +346,7 @@ pub fn run(repo: &Path, o: &BenchOptions) -> Vec<Row> {
     let (width, points) = if o.quick && cpu { (100, 100) } else { (500, 300) };
     eprintln!("bench: NTK, [2,{width},{width},{width},1], 3 terms x {points} points, float64 ...");
     let reps = if cpu { 1 } else { 10 };
-    let ours = ntk_seconds(width, points, o.device, reps);
+    let ours = ntk_seconds(width, points, o.device, reps, None);
     if let Err(e) = &ours {
         eprintln!("  ntksweep: {e}");
     }
@@ -337,13 +365,28 @@ pub fn run(repo: &Path, o: &BenchOptions) -> Vec<Row> {
             note = format!("traces ours {:?}, torch {}", tr.values().map(|v| format!("{v:.3e}")).collect::<Vec<_>>(), tj.get("trace").map(|v| v.to_string()).unwrap_or_default());
         }
     }
+    let exact_ms = ours.as_ref().ok().map(|(s, _)| s * 1e3);
     rows.push(Row {
         workload: format!("NTK traces, 3 x {points} points, [2,{width},{width},{width},1]"),
         unit: "ms",
-        ours: ours.ok().map(|(s, _)| s * 1e3),
+        ours: exact_ms,
         refs,
         lower_is_better: true,
         note,
+    });
+    let probes = 16;
+    eprintln!("bench: NTK traces by Hutchinson, {probes} probes, same network ...");
+    let hutch = ntk_seconds(width, points, o.device, reps, Some(probes));
+    if let Err(e) = &hutch {
+        eprintln!("  ntksweep: {e}");
+    }
+    rows.push(Row {
+        workload: format!("NTK traces, Hutchinson {probes} probes, 3 x {points} points, [2,{width},{width},{width},1]"),
+        unit: "ms",
+        ours: hutch.ok().map(|(s, _)| s * 1e3),
+        refs: vec![("exact (this run)".to_string(), exact_ms)],
+        lower_is_better: true,
+        note: String::new(),
     });
     rows
 }

@@ -10,6 +10,8 @@ use tch::Device;
 use crate::model::config::Dtype;
 use crate::config::JobSpec;
 use crate::model::mlp::layer_sizes;
+use crate::ntk::hutchinson::ACCUMULATOR_BYTES;
+use crate::ntk::NtkMethod;
 
 /// Bytes of one element.
 fn bytes(d: Dtype) -> f64 {
@@ -26,7 +28,8 @@ fn bytes(d: Dtype) -> f64 {
 /// - evaluation: the value at every grid point (3 [M, width] tensors, no graph);
 /// - NTK snapshot (when recorded or read by the balancer): the per-layer factors
 ///   S N sum_l (n_l + n_{l+1}), the [N, N] kernel with 4 more N^2 for its accumulation and
-///   eigensolver, and the graph of one chunk of points;
+///   eigensolver, and the graph of one chunk of points; with `ntk.method: hutchinson` only the
+///   chunk and the per-probe gradient accumulators (at most 512 MiB);
 /// - parameters with gradient and Adam state: 4 P_params.
 pub fn member_bytes(spec: &JobSpec) -> f64 {
     let c = &spec.config;
@@ -39,17 +42,22 @@ pub fn member_bytes(spec: &JobSpec) -> f64 {
     let points: f64 = terms.iter().map(|t| c.term_points(t).points as f64).sum();
     let train = 12.0 * s * points * width * depth * b;
     let eval = 3.0 * (c.evaluation.points as f64).powi(d as i32) * width * b;
-    let sizes = layer_sizes(d, c.model.width, c.model.depth);
+    let sizes = layer_sizes(c.model.inputs(d), c.model.width, c.model.depth);
+    let params: f64 = sizes.windows(2).map(|w| (w[0] * w[1] + w[1]) as f64).sum();
     let ntk = if c.ntk.enabled || c.balancer.uses_ntk() {
         let bn = bytes(c.ntk.dtype);
         let n: f64 = terms.iter().map(|t| c.ntk_points(t) as f64).sum();
         let fan: f64 = sizes.windows(2).map(|w| (w[0] + w[1]) as f64).sum();
         let chunk = (c.ntk.chunk as f64).min(n);
-        bn * (s * n * fan + 5.0 * n * n + 12.0 * s * chunk * width * depth)
+        let graph = 12.0 * s * chunk * width * depth;
+        match c.ntk.method {
+            NtkMethod::Exact => bn * (s * n * fan + 5.0 * n * n + graph),
+            // The tape of one chunk and the per-probe gradient accumulators; nothing ~ N^2.
+            NtkMethod::Hutchinson => bn * graph + (bn * params * c.ntk.probes as f64).min(ACCUMULATOR_BYTES),
+        }
     } else {
         0.0
     };
-    let params: f64 = sizes.windows(2).map(|w| (w[0] * w[1] + w[1]) as f64).sum();
     train.max(eval).max(ntk) + 4.0 * params * b
 }
 
@@ -197,6 +205,19 @@ mod tests {
         let with_ntk = spec("problem: {kind: wave1d}\nmodel: {width: 500, depth: 3}\ntraining: {steps: 1}\nevaluation: {points: 10}\n\
                              ntk: {enabled: true, dtype: float64, points: {residual: 3000, initial: 3000, initial_velocity: 3000, boundary: 3000}}\n");
         assert!(member_bytes(&with_ntk) > 8.0 * 5.0 * 12000.0 * 12000.0, "the kernel dominates at 12,000 NTK points");
+    }
+
+    /// Hutchinson snapshots hold no kernel: at 12,000 NTK points the estimate stays far below
+    /// one [N, N] matrix, and probes beyond the accumulator cap cost no more memory.
+    #[test]
+    fn hutchinson_estimate_has_no_kernel() {
+        let yaml = |ntk: &str| format!("problem: {{kind: wave1d}}\nmodel: {{width: 500, depth: 3}}\ntraining: {{steps: 1}}\nevaluation: {{points: 10}}\n\
+                                        ntk: {{dtype: float64, points: {{residual: 3000, initial: 3000, initial_velocity: 3000, boundary: 3000}}{ntk}}}\n");
+        let exact = member_bytes(&spec(&yaml("")));
+        let h = member_bytes(&spec(&yaml(", method: hutchinson, probes: 16")));
+        assert!(h < 8.0 * 12000.0 * 12000.0 && h < exact / 10.0, "hutchinson {h:e} vs exact {exact:e}");
+        let many = member_bytes(&spec(&yaml(", method: hutchinson, probes: 100000")));
+        assert!(many <= h + ACCUMULATOR_BYTES, "accumulators are capped: {many:e}");
     }
 
     #[test]

@@ -17,21 +17,87 @@
 //! parameters). [`jacobian`] materialises J from the same factors for tests and for users who
 //! want it; the tests compare both against one backward pass per point.
 //!
+//! Adaptive activation slopes ([`crate::model::adaptive`]) are folded into the weights,
+//! W' = c_l W with c_l = n a_l, so the factors above are taken on the effective network and
+//! converted: the weight and bias columns of hidden layer l are c_l times the effective ones
+//! (g is scaled by c_l), and the slope a_g has the per-point column
+//!
+//!   d r_n / d a_g = n sum_{l in g} [ sum_s g'_{s,n} . (W_l h_{s,n}) + g'_{0,n} . b_l ]
+//!
+//! ([`Factors::slopes`], Q [E, N, G]), which adds Q Q^T to the kernel.
+//!
 //! Memory: the factors take 8 * E * S * N * sum_l (in_l + out_l) bytes in float64 and the
 //! kernel 8 * E * N^2 (N = points of all terms together); the reverse passes run over chunks of
-//! `ntk.chunk` points, so the autograd graph is bounded by the chunk.
+//! `ntk.chunk` points, so the autograd graph is bounded by the chunk. When the kernel is too
+//! large, `ntk.method: hutchinson` ([`hutchinson`]) estimates the block traces from
+//! vector-Jacobian products without J or K.
 //!
 //! # Reference
 //! Jacot et al. (2018); Wang, Yu & Perdikaris (2022), eq. (3.4) for the PINN kernel blocks;
 //! paper 003, Lemma 3.1.
 
+pub mod hutchinson;
+
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
 use tch::{Kind, TchError, Tensor};
 
-use crate::model::mlp::Mlp;
+use crate::model::mlp::{Linear, Mlp};
 use crate::model::normalize::Normalizer;
 use crate::problem::Problem;
+
+/// `ntk.method`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum NtkMethod {
+    /// The kernel from exact per-point Jacobians: Frobenius norms, traces and spectra.
+    #[default]
+    Exact,
+    /// Trace estimates E[v^T K_ii v] with Rademacher v and their standard errors only.
+    Hutchinson,
+}
+
+impl NtkMethod {
+    pub fn name(self) -> &'static str {
+        match self {
+            NtkMethod::Exact => "exact",
+            NtkMethod::Hutchinson => "hutchinson",
+        }
+    }
+
+    pub fn is_exact(&self) -> bool {
+        *self == NtkMethod::Exact
+    }
+}
+
+/// How a snapshot is measured.
+pub enum Estimator<'a> {
+    /// [`factors`] + [`snapshot`], with or without eigenvalue spectra.
+    Exact { spectra: bool },
+    /// [`hutchinson::snapshot`].
+    Hutchinson(hutchinson::Probes<'a>),
+}
+
+/// What a snapshot is measured on: the network (in the kernel's precision), its input
+/// normalisation, the problem, every term's NTK points, the residual scales (eps rescaling,
+/// [E, 1] per term) and the points per reverse pass (`ntk.chunk`).
+pub struct NtkInputs<'a> {
+    pub mlp: &'a Mlp,
+    pub norm: &'a Normalizer,
+    pub problem: &'a dyn Problem,
+    pub points: &'a [TermPoints],
+    pub scale: &'a BTreeMap<String, Tensor>,
+    pub chunk: usize,
+}
+
+/// One snapshot of every term by `estimator`.
+pub fn measure(estimator: &Estimator<'_>, i: &NtkInputs<'_>) -> Result<Snapshot, TchError> {
+    match estimator {
+        Estimator::Exact { spectra } => snapshot(&factors(i.mlp, i.norm, i.problem, i.points, i.scale, i.chunk)?, *spectra),
+        Estimator::Hutchinson(probes) => hutchinson::snapshot(i, probes),
+    }
+}
 
 /// Points of one term for the NTK, [E, N, d], in the kernel's precision.
 pub struct TermPoints {
@@ -46,6 +112,9 @@ pub struct TermPoints {
 pub struct Factors {
     pub g: Vec<Tensor>,
     pub h: Vec<Tensor>,
+    /// Per-point derivatives of the residuals with respect to the adaptive slopes a,
+    /// [E, N, G] (None without adaptive activations).
+    pub slopes: Option<Tensor>,
     /// (term, start, len) along N.
     pub blocks: Vec<(String, i64, i64)>,
 }
@@ -64,6 +133,7 @@ pub fn factors(
     let n_layers = mlp.layers.len();
     let mut g: Vec<Vec<Tensor>> = (0..n_layers).map(|_| Vec::new()).collect();
     let mut h: Vec<Vec<Tensor>> = (0..n_layers).map(|_| Vec::new()).collect();
+    let mut q: Vec<Tensor> = Vec::new();
     let mut blocks = Vec::new();
     let mut start = 0;
     for tp in points {
@@ -81,15 +151,42 @@ pub fn factors(
             }
             let pre: Vec<&Tensor> = rec.iter().map(|l| &l.pre).collect();
             let grads = Tensor::f_run_backward(&[r.f_sum(r.kind())?], &pre, false, false)?;
+            let mut dc = Vec::new();
             for (l, (gr, lr)) in grads.into_iter().zip(rec).enumerate() {
+                let input = lr.input.detach();
+                let gr = match &mlp.slopes {
+                    Some(s) if l + 1 < n_layers => {
+                        dc.push(slope_column(&mlp.layers[l], &gr, &input)?);
+                        gr.f_mul(&s.factor(l).detach().f_view([-1, 1, 1, 1])?)?
+                    }
+                    _ => gr,
+                };
                 g[l].push(gr);
-                h[l].push(lr.input.detach());
+                h[l].push(input);
+            }
+            if let Some(s) = &mlp.slopes {
+                q.push(s.collect(&dc)?.detach());
             }
             c0 += len;
         }
     }
     let cat = |v: Vec<Vec<Tensor>>| -> Result<Vec<Tensor>, TchError> { v.iter().map(|parts| Tensor::f_cat(parts, 2)).collect() };
-    Ok(Factors { g: cat(g)?, h: cat(h)?, blocks })
+    let slopes = if q.is_empty() { None } else { Some(Tensor::f_cat(&q, 1)?) };
+    Ok(Factors { g: cat(g)?, h: cat(h)?, slopes, blocks })
+}
+
+/// d r_n / d c_l of hidden layer l (c_l = n a_l) from the effective layer's factors: with
+/// W' = c_l W, b' = c_l b, it is <d r_n / d W', W> + <d r_n / d b', b>
+/// = sum_s g'_{s,n} . (W h_{s,n}) + g'_{0,n} . b.
+///
+/// # Shapes
+/// `g`: [E, S, N, out]; `h`: [E, S, N, in]; returns [E, N].
+fn slope_column(layer: &Linear, g: &Tensor, h: &Tensor) -> Result<Tensor, TchError> {
+    let (w, b) = (layer.w.detach(), layer.b.detach());
+    let wh = h.f_matmul(&w.f_unsqueeze(1)?.f_transpose(-1, -2)?)?; // [E, S, N, out]
+    let streams = g.f_mul(&wh)?.f_sum_dim_intlist(&[1i64, 3][..], false, g.kind())?;
+    let bias = g.f_select(1, 0)?.f_mul(&b.f_unsqueeze(1)?)?.f_sum_dim_intlist(&[-1i64][..], false, g.kind())?;
+    streams.f_add(&bias)
 }
 
 /// The full kernel K = J J^T over all terms' points, [E, N, N].
@@ -120,11 +217,14 @@ pub fn kernel(f: &Factors) -> Result<Tensor, TchError> {
         let g0 = g.select(1, 0);
         add(g0.f_bmm(&g0.transpose(1, 2))?);
     }
+    if let Some(q) = &f.slopes {
+        add(q.f_bmm(&q.transpose(1, 2))?);
+    }
     Ok(k.expect("at least one layer"))
 }
 
 /// Materialised per-point Jacobian J [E, N, P], parameters in the order w0, b0, w1, b1, ...
-/// (weights flattened row-major as [out, in]).
+/// (weights flattened row-major as [out, in]), then the slopes ([`Mlp::parameters`] order).
 pub fn jacobian(f: &Factors) -> Result<Tensor, TchError> {
     let mut parts = Vec::new();
     for (g, h) in f.g.iter().zip(&f.h) {
@@ -134,22 +234,26 @@ pub fn jacobian(f: &Factors) -> Result<Tensor, TchError> {
         parts.push(jw);
         parts.push(g.select(1, 0));
     }
+    parts.extend(f.slopes.as_ref().map(|q| q.shallow_clone()));
     Tensor::f_cat(&parts, 2)
 }
 
-/// One snapshot's statistics, per member.
+/// One snapshot's statistics, per member. The exact method fills every field but
+/// `trace_stderr`; the Hutchinson method only `trace` (an estimate) and `trace_stderr`.
 ///
 /// # Shapes
-/// `frobenius`, `trace`: [E]; `eigenvalues`: [E, N_T] descending; `full_frobenius`: [E].
+/// `frobenius`, `trace`, `trace_stderr`: [E]; `eigenvalues`: [E, N_T] descending;
+/// `full_frobenius`: [E].
 pub struct Snapshot {
     pub terms: Vec<TermStats>,
-    pub full_frobenius: Tensor,
+    pub full_frobenius: Option<Tensor>,
 }
 
 pub struct TermStats {
     pub name: String,
-    pub frobenius: Tensor,
+    pub frobenius: Option<Tensor>,
     pub trace: Tensor,
+    pub trace_stderr: Option<Tensor>,
     pub eigenvalues: Option<Tensor>,
 }
 
@@ -169,10 +273,10 @@ pub fn snapshot(f: &Factors, spectra: bool) -> Result<Snapshot, TchError> {
         } else {
             None
         };
-        terms.push(TermStats { name: name.clone(), frobenius, trace, eigenvalues });
+        terms.push(TermStats { name: name.clone(), frobenius: Some(frobenius), trace, trace_stderr: None, eigenvalues });
     }
     let full_frobenius = k.square().f_sum_dim_intlist(&[1i64, 2][..], false, Kind::Double)?.sqrt();
-    Ok(Snapshot { terms, full_frobenius })
+    Ok(Snapshot { terms, full_frobenius: Some(full_frobenius) })
 }
 
 #[cfg(test)]
@@ -273,7 +377,8 @@ mod tests {
             assert!(d.min().double_value(&[]) >= 0.0);
             // Frobenius of a symmetric matrix = 2-norm of its eigenvalues.
             let fe = ev.square().sum_dim_intlist(&[-1i64][..], false, Kind::Double).sqrt();
-            assert!(((&fe - &t.frobenius).abs() / &t.frobenius).max().double_value(&[]) < 1e-10);
+            let fr = t.frobenius.as_ref().unwrap();
+            assert!(((&fe - fr).abs() / fr).max().double_value(&[]) < 1e-10);
         }
     }
 
@@ -338,8 +443,8 @@ mod tests {
         let pts = vec![TermPoints { name: "residual".into(), x: xr }, TermPoints { name: "boundary".into(), x: xb }];
         let f = factors(&mlp, &norm(e, p.as_ref()), p.as_ref(), &pts, &BTreeMap::new(), 512).unwrap();
         let s = snapshot(&f, false).unwrap();
-        let fr = Vec::<f64>::try_from(&s.terms[0].frobenius).unwrap();
-        let fb = Vec::<f64>::try_from(&s.terms[1].frobenius).unwrap();
+        let fr = Vec::<f64>::try_from(s.terms[0].frobenius.as_ref().unwrap()).unwrap();
+        let fb = Vec::<f64>::try_from(s.terms[1].frobenius.as_ref().unwrap()).unwrap();
         let lx: Vec<f64> = eps.iter().map(|v| v.ln()).collect();
         let ly: Vec<f64> = fr.iter().map(|v| v.ln()).collect();
         let (mx, my) = (lx.iter().sum::<f64>() / e as f64, ly.iter().sum::<f64>() / e as f64);
@@ -347,6 +452,39 @@ mod tests {
         assert!((-2.1..=-1.9).contains(&slope), "fitted exponent {slope}");
         for v in &fb {
             assert!((v - fb[0]).abs() < 1e-12 * fb[0], "boundary block depends on eps: {fb:?}");
+        }
+    }
+
+    /// Every activation, adaptive slopes (global and layer-wise: their Jacobian columns
+    /// included) and Fourier features: the factored Jacobian equals one backward pass per
+    /// point, and the kernel equals J J^T, for darcy1d (1-D, u' and u'') and helmholtz2d (2-D).
+    #[test]
+    fn jacobian_and_kernel_of_every_scheme_match_per_point_autograd() {
+        let helmholtz: ProblemConfig = serde_yaml_ng::from_str("{kind: helmholtz2d}").unwrap();
+        let problems: Vec<(Box<dyn Problem>, Vec<TermPoints>)> = vec![
+            (darcy(&[0.25]), points(1, 7)),
+            (ProblemConfig::build(&[&helmholtz], opts()), {
+                let x = |lo: f64| Tensor::rand([1, 5, 2], (Kind::Double, Device::Cpu)) * 2.0 + lo;
+                vec![TermPoints { name: "residual".into(), x: x(-1.0) }, TermPoints { name: "boundary".into(), x: x(-1.0).clamp(-1.0, 1.0) }]
+            }),
+        ];
+        for (label, cfg) in crate::model::testing::schemes(6, 2) {
+            for (p, pts) in &problems {
+                let d = p.domain().dim();
+                let mlp = crate::model::testing::network(&cfg, d, 1);
+                let f = factors(&mlp, &norm(1, p.as_ref()), p.as_ref(), pts, &BTreeMap::new(), 4).unwrap();
+                assert_eq!(f.slopes.is_some(), mlp.slopes.is_some(), "{label}");
+                let j = jacobian(&f).unwrap().select(0, 0);
+                let jn = naive_jacobian(&mlp, p.as_ref(), pts);
+                assert_eq!(j.size(), jn.size(), "{label}: every parameter has its column");
+                assert_eq!(j.size()[1], mlp.n_params() as i64);
+                let rel = (&j - &jn).abs().max().double_value(&[]) / jn.abs().max().double_value(&[]);
+                assert!(rel < 1e-10, "{label}, {d}-D: Jacobian relative error {rel}");
+                let k = kernel(&f).unwrap().select(0, 0);
+                let kj = jn.matmul(&jn.transpose(0, 1));
+                let rel = (&k - &kj).abs().max().double_value(&[]) / kj.abs().max().double_value(&[]);
+                assert!(rel < 1e-10, "{label}, {d}-D: kernel relative error {rel}");
+            }
         }
     }
 }

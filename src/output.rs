@@ -71,13 +71,31 @@ fn ds_2d(g: &hdf5::Group, name: &str, data: &[f64], rows: usize, cols: usize) ->
     g.new_dataset_builder().with_data(view).create(name).map(|_| ())
 }
 
-fn write_params(g: &hdf5::Group, params: &Params, sizes: &[usize]) -> hdf5::Result<()> {
+/// `params/<phase>/<layer>/{weight, bias}` and, with adaptive activations, the scalar
+/// `slope` (a) of every hidden layer.
+fn write_params(g: &hdf5::Group, params: &Params, slopes: Option<&Vec<f64>>, sizes: &[usize]) -> hdf5::Result<()> {
     for (l, (w, b)) in params.iter().enumerate() {
         let lg = g.create_group(&l.to_string())?;
         ds_2d(&lg, "weight", w, sizes[l + 1], sizes[l])?;
         ds_f64(&lg, "bias", b)?;
+        if let Some(a) = slopes.and_then(|s| s.get(l)) {
+            lg.new_dataset::<f64>().create("slope")?.write_scalar(a)?;
+        }
     }
     Ok(())
+}
+
+/// Root attributes of the network schemes and the NTK method (written for every job, with
+/// their defaults when unused, so a reader can group jobs without parsing `config`).
+fn write_scheme_attrs(file: &hdf5::File, c: &crate::config::JobConfig) -> hdf5::Result<()> {
+    let m = &c.model;
+    attr_str(file, "activation", m.activation.name())?;
+    attr_str(file, "adaptive_activation", m.adaptive_activation.mode.name())?;
+    attr_f64(file, "activation_scale", if m.adaptive_activation.is_none() { f64::NAN } else { m.adaptive_activation.scale })?;
+    attr_i64(file, "fourier_features", m.fourier.as_ref().map_or(0, |f| f.features as i64))?;
+    attr_f64(file, "fourier_sigma", m.fourier.as_ref().map_or(f64::NAN, |f| f.sigma))?;
+    attr_str(file, "ntk_method", c.ntk.method.name())?;
+    attr_i64(file, "ntk_probes", if c.ntk.method.is_exact() { 0 } else { c.ntk.probes as i64 })
 }
 
 fn write_contents(file: &hdf5::File, spec: &JobSpec, rec: &JobRecord, meta: &RunMeta) -> hdf5::Result<()> {
@@ -103,6 +121,7 @@ fn write_contents(file: &hdf5::File, spec: &JobSpec, rec: &JobRecord, meta: &Run
     attr_i64(file, "batch_size", rec.batch_size as i64)?;
     attr_i64(file, "diverged_step", rec.diverged_step.unwrap_or(-1))?;
     attr_str(file, "axes", &spec.axis_values().iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "))?;
+    write_scheme_attrs(file, c)?;
 
     if let Some(ntk) = &rec.ntk {
         let g = file.create_group("ntk")?;
@@ -111,15 +130,22 @@ fn write_contents(file: &hdf5::File, spec: &JobSpec, rec: &JobRecord, meta: &Run
             let tg = g.create_group(name)?;
             let n = t.x.len() / rec.dim.max(1);
             ds_2d(&tg, "x", &t.x, n, rec.dim)?;
-            ds_f64(&tg, "frobenius", &t.frobenius)?;
+            if !t.frobenius.is_empty() {
+                ds_f64(&tg, "frobenius", &t.frobenius)?;
+            }
             ds_f64(&tg, "trace", &t.trace)?;
+            if !t.trace_stderr.is_empty() {
+                ds_f64(&tg, "trace_stderr", &t.trace_stderr)?;
+            }
             if !t.eigenvalues.is_empty() {
                 let flat: Vec<f64> = t.eigenvalues.iter().flatten().copied().collect();
                 ds_2d(&tg, "eigenvalues", &flat, t.eigenvalues.len(), n)?;
             }
         }
-        let fg = g.create_group("full")?;
-        ds_f64(&fg, "frobenius", &ntk.full_frobenius)?;
+        if !ntk.full_frobenius.is_empty() {
+            let fg = g.create_group("full")?;
+            ds_f64(&fg, "frobenius", &ntk.full_frobenius)?;
+        }
     }
 
     let h = &rec.history;
@@ -155,11 +181,16 @@ fn write_contents(file: &hdf5::File, spec: &JobSpec, rec: &JobRecord, meta: &Run
 
     if rec.params_init.is_some() || rec.params_final.is_some() {
         let g = file.create_group("params")?;
+        let net = &rec.network;
         if let Some(p) = &rec.params_init {
-            write_params(&g.create_group("init")?, p, &rec.sizes)?;
+            write_params(&g.create_group("init")?, p, net.slopes_init.as_ref(), &rec.sizes)?;
         }
         if let Some(p) = &rec.params_final {
-            write_params(&g.create_group("final")?, p, &rec.sizes)?;
+            write_params(&g.create_group("final")?, p, net.slopes_final.as_ref(), &rec.sizes)?;
+        }
+        if let Some(b) = &net.fourier_b {
+            let m = rec.sizes[0] / 2;
+            ds_2d(&g.create_group("fourier")?, "B", b, m, rec.dim)?;
         }
     }
     Ok(())

@@ -47,6 +47,9 @@ pub struct NtkTermRecord {
     pub x: Vec<f64>,
     pub frobenius: Vec<f64>,
     pub trace: Vec<f64>,
+    /// Standard error of each trace estimate (`ntk.method: hutchinson`; empty for `exact`,
+    /// which also leaves `frobenius` empty under hutchinson).
+    pub trace_stderr: Vec<f64>,
     /// One descending spectrum per snapshot (empty when spectra are off).
     pub eigenvalues: Vec<Vec<f64>>,
 }
@@ -55,6 +58,7 @@ pub struct NtkTermRecord {
 pub struct NtkRecord {
     pub step: Vec<i64>,
     pub terms: Vec<(String, NtkTermRecord)>,
+    /// Empty under `ntk.method: hutchinson`.
     pub full_frobenius: Vec<f64>,
 }
 
@@ -75,6 +79,17 @@ pub struct EvalRecord {
 /// Per-layer (weight [out, in] row-major, bias [out]).
 pub type Params = Vec<(Vec<f64>, Vec<f64>)>;
 
+/// What a network has besides its layers' weights and biases (all None for a plain MLP).
+#[derive(Debug, Clone, Default)]
+pub struct NetworkRecord {
+    /// Adaptive-activation slope a of every hidden layer (one value repeated for `global`), at
+    /// initialisation and at the end of training.
+    pub slopes_init: Option<Vec<f64>>,
+    pub slopes_final: Option<Vec<f64>>,
+    /// Fourier feature matrix B [m, d] row-major.
+    pub fourier_b: Option<Vec<f64>>,
+}
+
 #[derive(Debug, Clone)]
 pub struct JobRecord {
     pub status: Status,
@@ -88,6 +103,7 @@ pub struct JobRecord {
     pub eval: Option<EvalRecord>,
     pub params_init: Option<Params>,
     pub params_final: Option<Params>,
+    pub network: NetworkRecord,
     /// Wall time of the batch the job trained in.
     pub wall_seconds: f64,
     /// Jobs trained together in that batch.
@@ -108,6 +124,7 @@ impl JobRecord {
             eval: None,
             params_init: None,
             params_final: None,
+            network: NetworkRecord::default(),
             wall_seconds: 0.0,
             batch_size: 1,
             diverged_step: None,

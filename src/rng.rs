@@ -11,13 +11,19 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 use rand_distr::StandardNormal;
 
-/// What a random stream is used for; each purpose has an independent stream per job.
+/// What a random stream is used for; each purpose has an independent stream per job. New
+/// purposes go at the end: the discriminant keys the stream, so the draws of the existing ones
+/// stay as they were.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
     Init,
     Collocation,
     NtkPoints,
     Balancer,
+    /// The fixed Fourier feature matrix B (`model.fourier`).
+    Fourier,
+    /// Rademacher probe vectors of the Hutchinson trace estimate (`ntk.method: hutchinson`).
+    Probes,
 }
 
 /// A job's random stream for one purpose (and an optional sub-key, e.g. a term index).
@@ -35,6 +41,11 @@ pub fn normals(rng: &mut ChaCha12Rng, n: usize) -> Vec<f64> {
 /// `n` uniform samples on [0, 1).
 pub fn uniforms(rng: &mut ChaCha12Rng, n: usize) -> Vec<f64> {
     (0..n).map(|_| rng.random::<f64>()).collect()
+}
+
+/// `n` Rademacher signs, +1 or -1 with probability 1/2 each.
+pub fn signs(rng: &mut ChaCha12Rng, n: usize) -> Vec<f64> {
+    (0..n).map(|_| if rng.random::<bool>() { 1.0 } else { -1.0 }).collect()
 }
 
 pub type JobRng = ChaCha12Rng;

@@ -13,7 +13,9 @@ import h5py
 import numpy as np
 
 ROOT_ATTRS = ["job_id", "problem", "eps", "width", "depth", "seed", "balancer", "normalization",
-              "status", "message", "config", "wall_seconds", "device", "rank", "host", "version"]
+              "status", "message", "config", "wall_seconds", "device", "rank", "host", "version",
+              "activation", "adaptive_activation", "activation_scale", "fourier_features",
+              "fourier_sigma", "ntk_method", "ntk_probes"]
 
 
 def fail(path, msg):
@@ -39,11 +41,21 @@ def check(path, expect_status):
         if h["ntk/step"].dtype != np.int64 or S < 1:
             fail(path, "ntk/step must be int64 [S]")
         terms = [k for k in h["ntk"] if k not in ("step", "full")]
+        hutchinson = text(h.attrs["ntk_method"]) == "hutchinson"
         for t in terms:
             g = h["ntk"][t]
             n = g["x"].shape[0]
-            if g["frobenius"].shape != (S,) or g["trace"].shape != (S,):
-                fail(path, f"ntk/{t} frobenius/trace must be [S]")
+            if g["trace"].shape != (S,):
+                fail(path, f"ntk/{t}/trace must be [S]")
+            if hutchinson:
+                # Trace estimates with standard errors only (no kernel, so no norms or spectra).
+                if g["trace_stderr"].shape != (S,) or np.any(g["trace_stderr"][()] < 0):
+                    fail(path, f"ntk/{t}/trace_stderr must be [S] and >= 0")
+                if "frobenius" in g or "eigenvalues" in g:
+                    fail(path, f"ntk/{t}: hutchinson snapshots have no frobenius/eigenvalues")
+                continue
+            if g["frobenius"].shape != (S,) or "trace_stderr" in g:
+                fail(path, f"ntk/{t}/frobenius must be [S] (and no trace_stderr for exact)")
             ev = g["eigenvalues"][()]
             if ev.shape != (S, n):
                 fail(path, f"ntk/{t}/eigenvalues shape {ev.shape}, expected {(S, n)}")
@@ -51,7 +63,9 @@ def check(path, expect_status):
                 fail(path, f"ntk/{t}/eigenvalues not descending")
             if not np.allclose(ev.sum(axis=1), g["trace"][()], rtol=1e-8):
                 fail(path, f"ntk/{t}: trace != sum of eigenvalues")
-        if h["ntk/full/frobenius"].shape != (S,):
+        if hutchinson == ("full" in h["ntk"]):
+            fail(path, "ntk/full must exist exactly for the exact method")
+        if not hutchinson and h["ntk/full/frobenius"].shape != (S,):
             fail(path, "ntk/full/frobenius must be [S]")
         L = h["train/step"].shape[0]
         for k in ["rel_l2", "lr"]:
@@ -74,16 +88,32 @@ def check(path, expect_status):
             if d == 1 and "error_spectrum" not in h["eval"]:
                 fail(path, "1-D problems need eval/error_spectrum")
         width, depth = int(h.attrs["width"]), int(h.attrs["depth"])
+        adaptive = text(h.attrs["adaptive_activation"]) != "none"
+        m = int(h.attrs["fourier_features"])
+        inputs = 2 * m if m else d
         for phase in ["init", "final"]:
             layers = sorted(h["params"][phase], key=int)
             if len(layers) != depth + 1:
                 fail(path, f"params/{phase}: {len(layers)} layers, expected {depth + 1}")
             w0 = h["params"][phase]["0"]["weight"]
-            if w0.shape[0] != width:
-                fail(path, f"params/{phase}/0/weight shape {w0.shape}: [out, in] with out = width")
+            if w0.shape[0] != width or (d is not None and w0.shape[1] != inputs):
+                fail(path, f"params/{phase}/0/weight shape {w0.shape}: [out, in] with out = width, in = {inputs}")
             if h["params"][phase][layers[-1]]["weight"].shape[0] != 1:
                 fail(path, "last layer must have one output")
+            for layer in layers:
+                has = "slope" in h["params"][phase][layer]
+                hidden = int(layer) < depth
+                if has != (adaptive and hidden) or (has and h["params"][phase][layer]["slope"].shape != ()):
+                    fail(path, f"params/{phase}/{layer}/slope: a scalar on hidden layers exactly with adaptive activations")
+        if m and (d is not None and h["params/fourier/B"].shape != (m, d)):
+            fail(path, f"params/fourier/B must be [m, d] = {(m, d)}")
+        if not m and "fourier" in h["params"]:
+            fail(path, "params/fourier without Fourier features")
     return status
+
+
+def text(v):
+    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 def main():

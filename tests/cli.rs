@@ -63,20 +63,7 @@ fn bad_inputs_are_rejected_with_position_and_key_before_anything_is_written() {
         ("unknown problem", "kind: darcy1d", "kind: darcy9d", "unknown variant"),
         ("name outside results/", "name: tiny", "name: ../../x", "key `name`"),
     ];
-    for (what, from, to, expect) in cases {
-        let tmp = tempfile::tempdir().unwrap();
-        let text_in = TINY.replacen(from, to, 1);
-        assert_ne!(text_in, TINY, "{what}: replacement did not apply");
-        let sweep = write(tmp.path(), "bad.yaml", &text_in);
-        let out = tmp.path().join("res");
-        let o = ntksweep(&["run", sweep.to_str().unwrap(), "--out", out.to_str().unwrap()]);
-        let t = text(&o);
-        assert_eq!(o.status.code(), Some(2), "{what}: {t}");
-        assert!(t.contains(expect), "{what}: expected `{expect}` in:\n{t}");
-        let re_pos = t.contains("bad.yaml:") && t.split("bad.yaml:").nth(1).is_some_and(|r| r.chars().next().is_some_and(|c| c.is_ascii_digit()));
-        assert!(re_pos, "{what}: no file:line:col in:\n{t}");
-        assert!(!out.exists(), "{what}: results folder was created");
-    }
+    assert_rejected(TINY, cases);
     // Without --out the results folder is results/<name>: a name with a path in it writes
     // nothing, anywhere (the sweep file is the only thing in the folder afterwards).
     let tmp = tempfile::tempdir().unwrap();

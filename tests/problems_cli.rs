@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 
-const SHIPPED_2D: &[(&str, usize)] = &[("wave_ntk", 2), ("klein_gordon", 2), ("helmholtz", 6)];
+const SHIPPED_2D: &[(&str, usize)] = &[("wave_ntk", 2), ("klein_gordon", 6), ("helmholtz", 6)];
 
 fn shipped(name: &str) -> String {
     repo().join("sweeps").join(format!("{name}.yaml")).to_str().unwrap().to_string()

@@ -127,12 +127,13 @@ mod tests {
             .zip(TERMS)
             .map(|(tr, t)| TermStats {
                 name: t.name.to_string(),
-                frobenius: Tensor::from_slice(tr),
+                frobenius: Some(Tensor::from_slice(tr)),
                 trace: Tensor::from_slice(tr),
+                trace_stderr: None,
                 eigenvalues: None,
             })
             .collect();
-        Snapshot { terms, full_frobenius: Tensor::from_slice(&[0.0f64, 0.0]) }
+        Snapshot { terms, full_frobenius: Some(Tensor::from_slice(&[0.0f64, 0.0])) }
     }
 
     fn run(beta: f64) -> Vec<Vec<Vec<f64>>> {

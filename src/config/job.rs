@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::balancer::BalancerConfig;
+use crate::ntk::NtkMethod;
 use crate::problem::ProblemConfig;
 pub use crate::collocation::{Sampling, TermSampling};
 pub use crate::model::config::{Dtype, Init, ModelConfig, Normalization};
@@ -69,6 +70,21 @@ pub struct NtkConfig {
     pub dtype: Dtype,
     /// Points per chunk in the Jacobian passes (bounds memory).
     pub chunk: usize,
+    /// How the block statistics are computed: `exact` (the kernel from per-point Jacobians)
+    /// or `hutchinson` (trace estimates only). Left out of the resolved configuration at the
+    /// default, as is `probes`.
+    #[serde(skip_serializing_if = "NtkMethod::is_exact")]
+    pub method: NtkMethod,
+    /// Rademacher probes per term and snapshot for `method: hutchinson`.
+    #[serde(skip_serializing_if = "is_default_probes")]
+    pub probes: usize,
+}
+
+/// Default `ntk.probes`.
+pub const DEFAULT_PROBES: usize = 64;
+
+fn is_default_probes(p: &usize) -> bool {
+    *p == DEFAULT_PROBES
 }
 
 impl Default for NtkConfig {
@@ -81,6 +97,8 @@ impl Default for NtkConfig {
             spectra: true,
             dtype: Dtype::Float64,
             chunk: 512,
+            method: NtkMethod::Exact,
+            probes: DEFAULT_PROBES,
         }
     }
 }
@@ -178,6 +196,9 @@ impl JobConfig {
         }
         if self.ntk.chunk == 0 {
             out.push(Invalid::new("ntk.chunk", "must be at least 1"));
+        }
+        if self.ntk.probes == 0 {
+            out.push(Invalid::new("ntk.probes", "must be at least 1 (2 or more give a standard error)"));
         }
         if self.evaluation.points < 2 {
             out.push(Invalid::new("evaluation.points", "must be at least 2"));

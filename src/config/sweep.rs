@@ -13,7 +13,9 @@
 //!
 //! Axis shorthands: `eps` = `problem.eps` (`problem.constants.eps` for an expression
 //! problem), `width` = `model.width`, `depth` = `model.depth`,
-//! `normalization` = `model.normalization`, `seed`, `balancer`. The last axis varies fastest.
+//! `normalization` = `model.normalization`, `init` = `model.init`, `steps`, `lr` (under
+//! `training`), `activation`, `adaptive_activation`, `fourier` (under `model`), `ntk_method` =
+//! `ntk.method`, `probes` = `ntk.probes`, `seed`, `balancer`. The last axis varies fastest.
 //! A job id is the first 16 hex digits of the SHA-256 of the job's resolved configuration in
 //! canonical JSON (sorted keys, defaults filled in), so it does not depend on how the sweep was
 //! written, on the order of axes, or on which other jobs the sweep contains.
@@ -41,6 +43,11 @@ const ALIASES: &[(&str, &str)] = &[
     ("depth", "model.depth"),
     ("normalization", "model.normalization"),
     ("init", "model.init"),
+    ("activation", "model.activation"),
+    ("adaptive_activation", "model.adaptive_activation"),
+    ("fourier", "model.fourier"),
+    ("ntk_method", "ntk.method"),
+    ("probes", "ntk.probes"),
     ("steps", "training.steps"),
     ("lr", "training.lr"),
 ];
@@ -107,7 +114,7 @@ impl JobSpec {
         let c = &self.config;
         let d = c.problem.input_dim();
         let streams = (1 + 2 * d) as f64;
-        let sizes = crate::model::mlp::layer_sizes(d, c.model.width, c.model.depth);
+        let sizes = crate::model::mlp::layer_sizes(c.model.inputs(d), c.model.width, c.model.depth);
         let macs: f64 = sizes.windows(2).map(|w| (w[0] * w[1]) as f64).sum();
         let points: f64 = c.problem.term_names().iter().map(|t| c.term_points(t).points as f64).sum();
         let step = 3.0 * 2.0 * streams * points * macs;
@@ -118,7 +125,12 @@ impl JobSpec {
         } else {
             0.0
         };
-        let ntk = snapshots * (2.0 * 2.0 * streams * ntk_points * macs + streams * streams * ntk_points * ntk_points * (c.model.width * (c.model.depth + 1)) as f64);
+        let ntk = snapshots
+            * match c.ntk.method {
+                crate::ntk::NtkMethod::Exact => 2.0 * 2.0 * streams * ntk_points * macs + streams * streams * ntk_points * ntk_points * (c.model.width * (c.model.depth + 1)) as f64,
+                // One forward per chunk, one reverse pass per probe.
+                crate::ntk::NtkMethod::Hutchinson => (1.0 + c.ntk.probes as f64) * 2.0 * 2.0 * streams * ntk_points * macs,
+            };
         // An L-BFGS iteration costs at least one loss and gradient evaluation, like a step.
         (c.training.all_steps() as f64 * step + ntk) / 1e9
     }
@@ -786,15 +798,87 @@ sweep:
         assert!(line_of(&e[0]).is_some());
     }
 
+    /// The keys of the network schemes and of the NTK method, written at their defaults, leave
+    /// the resolved configuration (and so every existing job id) unchanged; other values
+    /// change it.
+    #[test]
+    fn scheme_keys_at_their_defaults_leave_job_ids_unchanged() {
+        let plain = Sweep::parse(GOOD, "s.yaml", "s", &[]).unwrap();
+        let json = serde_json::to_string(&plain.jobs[0].config).unwrap();
+        for key in ["activation", "adaptive_activation", "fourier", "method", "probes"] {
+            assert!(!json.contains(&format!("\"{key}\"")), "`{key}` in the resolved configuration: {json}");
+        }
+        let explicit = GOOD.replace(
+            "  width: 8\n",
+            "  width: 8\n  activation: tanh\n  adaptive_activation: none\n  fourier: null\nntk: {method: exact, probes: 64}\n",
+        );
+        let s = Sweep::parse(&explicit, "s.yaml", "s", &[]).unwrap();
+        assert_eq!(s.jobs.iter().map(|j| &j.id).collect::<Vec<_>>(), plain.jobs.iter().map(|j| &j.id).collect::<Vec<_>>());
+        for set in ["model.activation=sin", "model.adaptive_activation=global", "model.fourier={features: 4, sigma: 1}", "ntk.method=hutchinson", "ntk.probes=8"] {
+            let other = Sweep::parse(GOOD, "s.yaml", "s", &[set.to_string()]).unwrap();
+            assert_ne!(other.jobs[0].id, plain.jobs[0].id, "{set} must change the job id");
+        }
+    }
+
+    /// Shorthand axes over the schemes: activation, adaptive_activation (by name or with a
+    /// scale), fourier (off or on), ntk_method and probes.
+    #[test]
+    fn scheme_axes_expand_with_their_shorthands() {
+        use crate::model::activation::Activation;
+        use crate::model::adaptive::AdaptiveMode;
+        use crate::ntk::NtkMethod;
+        let text = "problem: {kind: darcy1d, eps: 0.5}\nsweep:\n  activation: [tanh, gelu]\n  adaptive_activation: [none, {kind: layerwise, scale: 4}]\n  fourier: [null, {features: 8, sigma: 2.5}]\n  ntk_method: [exact, hutchinson]\n  probes: [16]\n";
+        let s = Sweep::parse(text, "s.yaml", "s", &[]).unwrap();
+        assert_eq!(s.jobs.len(), 16);
+        let last = &s.jobs[15].config;
+        assert_eq!(last.model.activation, Activation::Gelu);
+        assert_eq!((last.model.adaptive_activation.mode, last.model.adaptive_activation.scale), (AdaptiveMode::Layerwise, 4.0));
+        assert_eq!(last.model.fourier.as_ref().map(|f| (f.features, f.sigma)), Some((8, 2.5)));
+        assert_eq!((last.ntk.method, last.ntk.probes), (NtkMethod::Hutchinson, 16));
+        assert!(s.jobs[0].config.model.fourier.is_none());
+        assert_eq!(s.jobs[15].axis_values()[1].1, "kind: layerwise scale: 4");
+    }
+
+    /// Unknown activation or slope mode, sigma <= 0, no features, scale <= 0 and zero probes
+    /// are reported with the key and its line and column.
+    #[test]
+    fn bad_scheme_values_are_reported_at_their_position() {
+        let base = "problem: {kind: darcy1d, eps: 0.5}\nmodel:\n  width: 8\n  KEY\nntk: {probes: 4}\n";
+        for (line, key, want) in [
+            ("activation: relu", "model.activation", "unknown variant `relu`"),
+            ("adaptive_activation: neuronwise", "model.adaptive_activation", "unknown variant `neuronwise`"),
+            ("adaptive_activation: {kind: global, scale: -1}", "model.adaptive_activation.scale", "positive"),
+            ("adaptive_activation: {kind: global, slope: 2}", "model.adaptive_activation.slope", "unknown field `slope`"),
+            ("fourier: {features: 16, sigma: 0}", "model.fourier.sigma", "positive"),
+            ("fourier: {features: 0, sigma: 1}", "model.fourier.features", "at least 1"),
+            ("fourier: {features: 16}", "model.fourier", "missing field `sigma`"),
+        ] {
+            let e = errs(&base.replace("KEY", line), &[]);
+            assert_eq!(e[0].key, key, "{line}: {e:?}");
+            assert!(e[0].message.contains(want), "{line}: {}", e[0].message);
+            assert_eq!(line_of(&e[0]), Some(4), "{line}");
+            assert!(matches!(e[0].origin, Origin::File { col: Some(_), .. }), "{line}: a column");
+        }
+        let e = errs(&base.replace("KEY", "depth: 2").replace("probes: 4", "probes: 0"), &[]);
+        assert_eq!((e[0].key.as_str(), line_of(&e[0])), ("ntk.probes", Some(5)));
+        let e = errs(&base.replace("KEY", "depth: 2").replace("probes: 4", "method: sampled"), &[]);
+        assert_eq!(e[0].key, "ntk.method");
+        assert!(e[0].message.contains("unknown variant `sampled`"), "{}", e[0].message);
+    }
+
     /// The `config` attribute of every job of every shipped sweep (plus an L-BFGS phase and
-    /// staged rates) reads back as the resolved configuration, and has no YAML 1.1 trap left
-    /// (`1e-8`-style floats). The Python side checks the same with PyYAML on real job files.
+    /// staged rates, and plus every network scheme with Hutchinson traces) reads back as the
+    /// resolved configuration, and has no YAML 1.1 trap left (`1e-8`-style floats). The Python
+    /// side checks the same with PyYAML on real job files.
     #[test]
     fn every_shipped_job_config_round_trips() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sweeps");
         let sets = [
             vec![],
             vec!["training.lbfgs.steps=5".to_owned(), "training.stages=[{steps: 10, lr: 1e-5}]".to_owned()],
+            ["model.activation=gelu", "model.adaptive_activation={kind: layerwise, scale: 5}", "model.fourier={features: 4, sigma: 1e-1}", "ntk.method=hutchinson", "ntk.probes=8"]
+                .map(str::to_owned)
+                .to_vec(),
         ];
         let mut checked = 0;
         for entry in std::fs::read_dir(&dir).unwrap() {

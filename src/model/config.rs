@@ -3,6 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::activation::Activation;
+use super::adaptive::AdaptiveActivation;
+use super::fourier::FourierConfig;
 use crate::validation::Invalid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -65,6 +68,16 @@ pub struct ModelConfig {
     pub normalization: Normalization,
     /// Training precision (NTK spectra use `ntk.dtype`).
     pub dtype: Dtype,
+    /// Hidden-layer activation. This and the next two keys are left out of the resolved
+    /// configuration at their defaults, so job ids of sweeps without them do not change.
+    #[serde(skip_serializing_if = "Activation::is_default")]
+    pub activation: Activation,
+    /// Trainable activation slopes sigma(n a z) (`none` by default).
+    #[serde(skip_serializing_if = "AdaptiveActivation::is_none")]
+    pub adaptive_activation: AdaptiveActivation,
+    /// Fourier feature embedding of the (normalised) inputs (absent by default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fourier: Option<FourierConfig>,
 }
 
 impl Default for ModelConfig {
@@ -75,11 +88,19 @@ impl Default for ModelConfig {
             init: Init::XavierNormal,
             normalization: Normalization::None,
             dtype: Dtype::Float32,
+            activation: Activation::Tanh,
+            adaptive_activation: AdaptiveActivation::default(),
+            fourier: None,
         }
     }
 }
 
 impl ModelConfig {
+    /// Inputs of the first layer for a d-dimensional problem: d, or 2 m with Fourier features.
+    pub fn inputs(&self, d: usize) -> usize {
+        self.fourier.as_ref().map_or(d, |f| 2 * f.features)
+    }
+
     /// Range checks of the `model:` section.
     pub fn validate(&self) -> Vec<Invalid> {
         let mut out = Vec::new();
@@ -88,6 +109,13 @@ impl ModelConfig {
         }
         if self.depth == 0 {
             out.push(Invalid::new("model.depth", "must be at least 1 hidden layer"));
+        }
+        let scale = self.adaptive_activation.scale;
+        if !(scale.is_finite() && scale > 0.0) {
+            out.push(Invalid::new("model.adaptive_activation.scale", format!("must be a positive number, got {scale}")));
+        }
+        if let Some(f) = &self.fourier {
+            out.extend(f.validate());
         }
         out
     }

@@ -1,4 +1,4 @@
-//! A batched tanh MLP that carries derivative streams forward.
+//! A batched MLP that carries derivative streams forward.
 //!
 //! Every member of a batch (one job) has its own weights; they are stored stacked, weight
 //! `[E, out, in]` and bias `[E, out]`, so a whole batch is evaluated with one batched matmul
@@ -6,20 +6,26 @@
 //! Adam) is per member or elementwise.
 //!
 //! Derivatives with respect to the inputs are propagated forward alongside the value (see
-//! [`crate::model::streams`]). For a hidden layer z = W h + b, a = tanh(z):
-//!   value          a   = tanh(z)
-//!   first  (i)     a_i  = tanh'(z) z_i                         with z_i  = W h_i
-//!   second (i, j)  a_ij = tanh''(z) z_i z_j + tanh'(z) z_ij    with z_ij = W h_ij
-//! and tanh' = 1 - t^2, tanh'' = -2 t (1 - t^2). The bias enters the value stream only. One
-//! reverse pass through this graph gives parameter gradients of losses that contain u'' with
-//! no nested autograd. [`autograd_streams`] keeps the nested-autograd computation as the
-//! reference the tests compare against.
+//! [`crate::model::streams`]). For a hidden layer z = W h + b, a = sigma(z):
+//!   value          a   = sigma(z)
+//!   first  (i)     a_i  = sigma'(z) z_i                            with z_i  = W h_i
+//!   second (i, j)  a_ij = sigma''(z) z_i z_j + sigma'(z) z_ij      with z_ij = W h_ij
+//! The bias enters the value stream only. sigma is `model.activation`
+//! ([`crate::model::activation`]; tanh, the default, uses tanh' = 1 - t^2 and
+//! tanh'' = -2 t (1 - t^2) in a fused path). Adaptive slopes ([`crate::model::adaptive`]) are
+//! folded into the weights, and a Fourier embedding ([`crate::model::fourier`]) replaces the
+//! input streams. One reverse pass through this graph gives parameter gradients of losses
+//! that contain u'' with no nested autograd. [`autograd_streams`] keeps the nested-autograd
+//! computation as the reference the tests compare against.
 
 use tch::{Kind, TchError, Tensor};
 
+use super::activation::Activation;
+use super::adaptive::Slopes;
+use super::fourier::FourierFeatures;
 use super::normalize::Normalizer;
 use super::streams::{Segment, SegmentedStreams, StreamLayout, Streams};
-use crate::model::config::Init;
+use crate::model::config::{Init, ModelConfig};
 use crate::tensor::TensorOpts;
 use crate::rng::{self, JobRng};
 
@@ -43,8 +49,13 @@ pub struct LayerRecord {
 
 pub struct Mlp {
     pub layers: Vec<Linear>,
-    /// Layer sizes [d, width, ..., width, 1].
+    /// Layer sizes [inputs, width, ..., width, 1]; inputs = d, or 2 m with Fourier features.
     pub sizes: Vec<usize>,
+    pub activation: Activation,
+    /// Trainable slopes of adaptive activations (a parameter of the network).
+    pub slopes: Option<Slopes>,
+    /// Fixed input embedding (not a parameter).
+    pub fourier: Option<FourierFeatures>,
 }
 
 /// Layer sizes of a network with `depth` hidden layers of `width`.
@@ -91,17 +102,76 @@ impl Mlp {
                 b: b.f_to_kind(opts.kind)?.f_to_device(opts.device)?.set_requires_grad(true),
             });
         }
-        Ok(Mlp { layers, sizes: sizes.to_vec() })
+        Ok(Mlp::from_layers(layers, sizes.to_vec()))
     }
 
-    /// Parameters in a fixed order: w0, b0, w1, b1, ...
+    /// A tanh network with these layers, no adaptive slopes and no Fourier features.
+    pub fn from_layers(layers: Vec<Linear>, sizes: Vec<usize>) -> Mlp {
+        Mlp { layers, sizes, activation: Activation::Tanh, slopes: None, fourier: None }
+    }
+
+    /// The network of a batch from each member's model configuration and job seed: the
+    /// configuration's activation, adaptive slopes and Fourier embedding (each member's B from
+    /// its own seed), weights initialised as by [`Mlp::init`] on layer sizes whose input is d
+    /// (or 2 m with Fourier features). Members of a batch share everything but `init` and the
+    /// seed (the batch key).
+    pub fn build(members: &[(&ModelConfig, u64)], d: usize, opts: TensorOpts) -> Mlp {
+        Self::try_build(members, d, opts).expect("allocating the network")
+    }
+
+    /// [`Mlp::build`] whose allocation failures are errors ([`Mlp::try_init`]).
+    pub fn try_build(members: &[(&ModelConfig, u64)], d: usize, opts: TensorOpts) -> Result<Mlp, TchError> {
+        let c = members[0].0;
+        let fourier = c.fourier.as_ref().map(|_| {
+            let cfgs: Vec<(u64, &super::fourier::FourierConfig)> = members.iter().map(|(m, seed)| (*seed, m.fourier.as_ref().expect("batch key"))).collect();
+            FourierFeatures::draw(&cfgs, d, opts)
+        });
+        let inputs = c.inputs(d);
+        let mut init: Vec<(Init, JobRng)> = members.iter().map(|(m, seed)| (m.init, rng::stream(*seed, rng::Purpose::Init, 0))).collect();
+        let mut mlp = Mlp::try_init(&layer_sizes(inputs, c.width, c.depth), &mut init, opts)?;
+        mlp.activation = c.activation;
+        mlp.slopes = Slopes::init(&c.adaptive_activation, members.len() as i64, c.depth, opts.kind, opts.device);
+        mlp.fourier = fourier;
+        Ok(mlp)
+    }
+
+    /// Parameters in a fixed order: w0, b0, w1, b1, ..., then the slopes [E, G] if any.
     pub fn parameters(&self) -> Vec<Tensor> {
-        self.layers.iter().flat_map(|l| [l.w.shallow_clone(), l.b.shallow_clone()]).collect()
+        self.named_parameters().into_iter().map(|(_, p)| p).collect()
+    }
+
+    /// [`Mlp::parameters`] with names (`<layer>/w`, `<layer>/b`, `slopes`): what a
+    /// checkpoint saves the network as.
+    pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut p: Vec<(String, Tensor)> =
+            self.layers.iter().enumerate().flat_map(|(l, x)| [(format!("{l}/w"), x.w.shallow_clone()), (format!("{l}/b"), x.b.shallow_clone())]).collect();
+        p.extend(self.slopes.as_ref().map(|s| ("slopes".to_string(), s.a.shallow_clone())));
+        p
     }
 
     /// Number of parameters of one member.
     pub fn n_params(&self) -> usize {
-        self.sizes.windows(2).map(|s| s[0] * s[1] + s[1]).sum()
+        self.sizes.windows(2).map(|s| s[0] * s[1] + s[1]).sum::<usize>() + self.slopes.as_ref().map_or(0, |s| s.a.size()[1] as usize)
+    }
+
+    /// The same network with every parameter replaced by `f(parameter)` (weights, biases,
+    /// slopes; [`Mlp::parameters`] order) and the Fourier matrix converted to `kind`.
+    pub fn map_parameters(&self, kind: Kind, f: &dyn Fn(&Tensor) -> Result<Tensor, TchError>) -> Result<Mlp, TchError> {
+        let layers = self.layers.iter().map(|l| Ok(Linear { w: f(&l.w)?, b: f(&l.b)? })).collect::<Result<Vec<_>, TchError>>()?;
+        let slopes = match &self.slopes {
+            Some(s) => Some(s.with(f(&s.a)?)),
+            None => None,
+        };
+        Ok(Mlp { layers, sizes: self.sizes.clone(), activation: self.activation, slopes, fourier: self.fourier.as_ref().map(|f| f.to_kind(kind)) })
+    }
+
+    /// The layers the forward passes multiply with: the parameters themselves, or with
+    /// adaptive slopes the weights and biases scaled by n a ([`Slopes::effective`]).
+    pub fn effective_layers(&self) -> Vec<Linear> {
+        match &self.slopes {
+            Some(s) => s.effective(&self.layers),
+            None => self.layers.iter().map(|l| Linear { w: l.w.shallow_clone(), b: l.b.shallow_clone() }).collect(),
+        }
     }
 
     pub fn members(&self) -> i64 {
@@ -111,17 +181,7 @@ impl Mlp {
     /// Detached copy in another precision whose parameters require grad (so intermediate
     /// streams have gradients for the NTK pass) but share nothing with the training graph.
     pub fn to_kind_detached(&self, kind: Kind) -> Mlp {
-        Mlp {
-            layers: self
-                .layers
-                .iter()
-                .map(|l| Linear {
-                    w: l.w.detach().to_kind(kind).copy().set_requires_grad(true),
-                    b: l.b.detach().to_kind(kind).copy().set_requires_grad(true),
-                })
-                .collect(),
-            sizes: self.sizes.clone(),
-        }
+        self.map_parameters(kind, &|p| Ok(p.detach().to_kind(kind).copy().set_requires_grad(true))).expect("conversion")
     }
 
     /// Member `e`'s parameters as (weight [out, in], bias [out]) f64 vectors per layer.
@@ -134,6 +194,20 @@ impl Mlp {
                 (Vec::<f64>::try_from(w.view([-1])).unwrap(), Vec::<f64>::try_from(b.view([-1])).unwrap())
             })
             .collect()
+    }
+
+    /// Member `e`'s slope a of every hidden layer (a `global` slope repeated), None without
+    /// adaptive activations.
+    pub fn export_slopes(&self, e: i64) -> Option<Vec<f64>> {
+        let s = self.slopes.as_ref()?;
+        let a = Vec::<f64>::try_from(s.a.detach().select(0, e).to_kind(Kind::Double).to_device(tch::Device::Cpu).contiguous()).unwrap();
+        Some((0..self.layers.len() - 1).map(|l| a[s.column(l) as usize]).collect())
+    }
+
+    /// Member `e`'s Fourier matrix B [m, d] row-major, None without Fourier features.
+    pub fn export_fourier(&self, e: i64) -> Option<Vec<f64>> {
+        let f = self.fourier.as_ref()?;
+        Some(Vec::<f64>::try_from(f.b.select(0, e).to_kind(Kind::Double).to_device(tch::Device::Cpu).contiguous().view([-1])).unwrap())
     }
 
     /// Forward pass with derivative streams, every stream at every point.
@@ -172,10 +246,8 @@ impl Mlp {
     /// every `narrow` of a tensor that needs a gradient costs, in the backward pass, a
     /// zero-filled copy of the whole tensor it was cut from, and at PINN sizes the per-call
     /// overhead of libtorch is as large as the arithmetic. A layer is therefore a fixed
-    /// handful of calls: matmul, one split, tanh, and per segment one fused product
-    /// `tanh_backward(z_i, tanh z) = tanh'(z) z_i` for all its first derivatives and four calls
-    /// for all its second ones, using
-    ///   a_ij = tanh'(z) (z_ij - 2 tanh(z) z_i z_j)      (tanh'' = -2 tanh tanh').
+    /// handful of calls: matmul, one split, the activation, and per segment a few products
+    /// ([`tanh_rows`], [`smooth_rows`]).
     fn forward_impl(
         &self,
         x: &Tensor,
@@ -192,9 +264,10 @@ impl Mlp {
         let plans = SegmentPlan::for_pass(n, layout, segments, x.device());
         // Rows of the value and of each segment's derivative block.
         let sizes = SegmentPlan::row_sizes(n, &plans);
-        let mut h = input_streams(x, norm, &plans); // [E, R, d]
-        let last = self.layers.len() - 1;
-        for (l, layer) in self.layers.iter().enumerate() {
+        let mut h = input_streams(x, norm, &plans, self.fourier.as_ref()); // [E, R, d or 2 m]
+        let layers = self.effective_layers();
+        let last = layers.len() - 1;
+        for (l, layer) in layers.iter().enumerate() {
             let (fan_out, fan_in) = (layer.w.size()[1], layer.w.size()[2]);
             let zr = h.matmul(&layer.w.transpose(1, 2)); // [E, R, out]
             let bias = layer.b.view([e, 1, fan_out]);
@@ -219,36 +292,87 @@ impl Mlp {
             if l == last {
                 return output_streams(&z, &plans, layout, segments);
             }
-            let t = z[0].tanh();
-            let mut out = vec![t.shallow_clone()];
-            if sizes.len() > 1 {
-                // tanh per segment; derivative products only where a segment carries them.
-                let seg_sizes: Vec<i64> = plans.iter().map(|p| p.n).collect();
-                let ts = if plans.len() > 1 { t.split_with_sizes(seg_sizes.as_slice(), 1) } else { vec![t] };
-                // Block b of the derivative rows is row group b + 1 (group 0: the value).
-                for (b, (si, p)) in plans.iter().enumerate().filter(|(_, p)| p.k > 0).enumerate() {
-                    let blk = z[b + 1].view([e, p.k, p.n, fan_out]);
-                    // tanh_backward(g, t) = g (1 - t^2) = tanh'(z) g: one fused call (and one
-                    // autograd node) per product instead of materialising tanh'.
-                    let tu = ts[si].unsqueeze(1);
-                    if p.n2 == 0 {
-                        out.push(Tensor::tanh_backward(&blk, &tu).view([e, p.k * p.n, fan_out]));
-                        continue;
-                    }
-                    let fs = blk.split_with_sizes([p.k - p.n2, p.n2], 1);
-                    let zz = match (&p.ii, &p.jj) {
-                        (Some(i), Some(j)) => fs[0].index_select(1, i) * fs[0].index_select(1, j),
-                        _ => fs[0].square(),
-                    };
-                    let a1 = Tensor::tanh_backward(&fs[0], &tu);
-                    let a2 = Tensor::tanh_backward(&fs[1].addcmul(&(&tu * -2.0), &zz), &tu);
-                    out.push(a1.view([e, (p.k - p.n2) * p.n, fan_out]));
-                    out.push(a2.view([e, p.n2 * p.n, fan_out]));
-                }
-            }
+            let mut out = match self.activation {
+                Activation::Tanh => tanh_rows(&z, &plans, e, fan_out),
+                act => smooth_rows(act, &z, &plans, e, fan_out),
+            };
             h = if out.len() > 1 { Tensor::cat(&out, 1) } else { out.pop().unwrap() };
         }
         unreachable!("an MLP has at least one layer")
+    }
+}
+
+/// A tanh layer's output rows from its pre-activation rows `z` (value, then one block per
+/// segment with derivatives): per segment one fused product
+/// `tanh_backward(z_i, tanh z) = tanh'(z) z_i` for all its first derivatives and four calls for
+/// all its second ones, using
+///   a_ij = tanh'(z) (z_ij - 2 tanh(z) z_i z_j)      (tanh'' = -2 tanh tanh').
+///
+/// # Shapes
+/// `z[0]`: [E, N, w]; `z[b]`: [E, K_s * N_s, w]; returns the same row groups, the second
+/// derivatives of a segment as a separate group after its first ones.
+fn tanh_rows(z: &[Tensor], plans: &[SegmentPlan], e: i64, fan_out: i64) -> Vec<Tensor> {
+    let t = z[0].tanh();
+    let mut out = vec![t.shallow_clone()];
+    if z.len() > 1 {
+        // tanh per segment; derivative products only where a segment carries them.
+        let ts = per_segment(&t, plans);
+        // Block b of the derivative rows is row group b + 1 (group 0: the value).
+        for (b, (si, p)) in plans.iter().enumerate().filter(|(_, p)| p.k > 0).enumerate() {
+            let blk = z[b + 1].view([e, p.k, p.n, fan_out]);
+            // tanh_backward(g, t) = g (1 - t^2) = tanh'(z) g: one fused call (and one
+            // autograd node) per product instead of materialising tanh'.
+            let tu = ts[si].unsqueeze(1);
+            if p.n2 == 0 {
+                out.push(Tensor::tanh_backward(&blk, &tu).view([e, p.k * p.n, fan_out]));
+                continue;
+            }
+            let fs = blk.split_with_sizes([p.k - p.n2, p.n2], 1);
+            let zz = p.cross(&fs[0]);
+            let a1 = Tensor::tanh_backward(&fs[0], &tu);
+            let a2 = Tensor::tanh_backward(&fs[1].addcmul(&(&tu * -2.0), &zz), &tu);
+            out.push(a1.view([e, (p.k - p.n2) * p.n, fan_out]));
+            out.push(a2.view([e, p.n2 * p.n, fan_out]));
+        }
+    }
+    out
+}
+
+/// [`tanh_rows`] for any other activation, from its derivatives:
+///   a = sigma(z),  a_i = sigma'(z) z_i,  a_ij = sigma'(z) z_ij + sigma''(z) z_i z_j.
+///
+/// # Shapes
+/// As [`tanh_rows`].
+fn smooth_rows(act: Activation, z: &[Tensor], plans: &[SegmentPlan], e: i64, fan_out: i64) -> Vec<Tensor> {
+    let f = act.smooth();
+    let mut out = vec![f.value(&z[0])];
+    if z.len() == 1 {
+        return out;
+    }
+    let order = if plans.iter().any(|p| p.n2 > 0) { 2 } else { 1 };
+    let d: Vec<Vec<Tensor>> = f.derivatives(&z[0], order).iter().map(|t| per_segment(t, plans)).collect();
+    for (b, (si, p)) in plans.iter().enumerate().filter(|(_, p)| p.k > 0).enumerate() {
+        let blk = z[b + 1].view([e, p.k, p.n, fan_out]);
+        let s1 = d[0][si].unsqueeze(1);
+        if p.n2 == 0 {
+            out.push((&blk * &s1).view([e, p.k * p.n, fan_out]));
+            continue;
+        }
+        let fs = blk.split_with_sizes([p.k - p.n2, p.n2], 1);
+        let zz = p.cross(&fs[0]);
+        out.push((&fs[0] * &s1).view([e, (p.k - p.n2) * p.n, fan_out]));
+        out.push((&fs[1] * &s1 + zz * d[1][si].unsqueeze(1)).view([e, p.n2 * p.n, fan_out]));
+    }
+    out
+}
+
+/// A value-row tensor [E, N, ...] cut into the plans' segments (views).
+pub(super) fn per_segment(t: &Tensor, plans: &[SegmentPlan]) -> Vec<Tensor> {
+    if plans.len() > 1 {
+        let seg_sizes: Vec<i64> = plans.iter().map(|p| p.n).collect();
+        t.split_with_sizes(seg_sizes.as_slice(), 1)
+    } else {
+        vec![t.shallow_clone()]
     }
 }
 
@@ -263,8 +387,12 @@ pub(super) fn output_streams(z: &[Tensor], plans: &[SegmentPlan], layout: &Strea
 
 /// Input streams of a pass, [E, R, d] (rows: the value at all N points, then each segment's
 /// derivative block, stream-major): the normalised value, d x_n / d x_i = scale_i e_i, and
-/// zero second derivatives (the normalisation is affine).
-pub(super) fn input_streams(x: &Tensor, norm: &Normalizer, plans: &[SegmentPlan]) -> Tensor {
+/// zero second derivatives (the normalisation is affine). With Fourier features, the
+/// embedding's streams instead ([`fourier_streams`], [E, R, 2 m]).
+pub(super) fn input_streams(x: &Tensor, norm: &Normalizer, plans: &[SegmentPlan], fourier: Option<&FourierFeatures>) -> Tensor {
+    if let Some(f) = fourier {
+        return fourier_streams(f, x, norm, plans);
+    }
     let (e, _, d) = x.size3().expect("x must be [E, N, d]");
     let mut parts = vec![norm.apply(x)];
     let seeds = plans.iter().any(|p| p.k > 0).then(|| norm.scale.squeeze_dim(1).diag_embed(0, -2, -1)); // [E, d, d]
@@ -282,6 +410,30 @@ pub(super) fn input_streams(x: &Tensor, norm: &Normalizer, plans: &[SegmentPlan]
     if parts.len() > 1 { Tensor::cat(&parts, 1) } else { parts.pop().unwrap() }
 }
 
+/// The embedding's input streams (see [`crate::model::fourier`]): gamma at every point, then
+/// per segment gamma_i for its first derivatives and gamma_ij for its second ones.
+///
+/// # Shapes
+/// `x`: [E, N, d]; returns [E, R, 2 m].
+fn fourier_streams(f: &FourierFeatures, x: &Tensor, norm: &Normalizer, plans: &[SegmentPlan]) -> Tensor {
+    let phi = f.phase(&norm.apply(x)); // [E, N, m]
+    let mut parts = vec![FourierFeatures::value(&phi)];
+    if plans.iter().any(|p| p.k > 0) {
+        let dphi = f.phase_derivatives(&norm.scale); // [E, d, m]
+        let di = |i: usize| dphi.narrow(1, i as i64, 1); // [E, 1, m]
+        let phis = per_segment(&phi, plans);
+        for (p, ph) in plans.iter().zip(&phis).filter(|(p, _)| p.k > 0) {
+            for &i in &p.first {
+                parts.push(FourierFeatures::first(ph, &di(i)));
+            }
+            for &(i, j) in &p.second {
+                parts.push(FourierFeatures::second(ph, &di(i), &di(j)));
+            }
+        }
+    }
+    Tensor::cat(&parts, 1)
+}
+
 /// What a layer does for one segment: its points, derivative streams, and which first
 /// derivatives each second derivative is propagated from.
 pub(super) struct SegmentPlan {
@@ -290,6 +442,8 @@ pub(super) struct SegmentPlan {
     pub(super) k: i64,
     pub(super) n2: i64,
     first: Vec<usize>,
+    /// Second-derivative pairs (i, j) of inputs.
+    second: Vec<(usize, usize)>,
     /// For second derivative q = (i, j): positions of i and j among the segment's first
     /// derivatives. None when the seconds are exactly the pure ones in first-derivative
     /// order (then z_i z_j is a square of the whole first-derivative block).
@@ -327,7 +481,26 @@ impl SegmentPlan {
             let jj: Vec<i64> = l.second.iter().map(|p| pos(p.1)).collect();
             (Some(Tensor::from_slice(&ii).to_device(device)), Some(Tensor::from_slice(&jj).to_device(device)))
         };
-        SegmentPlan { n: seg.points, k: seg.derivatives(), n2: l.second.len() as i64, first: l.first.clone(), ii, jj }
+        SegmentPlan { n: seg.points, k: seg.derivatives(), n2: l.second.len() as i64, first: l.first.clone(), second: l.second.clone(), ii, jj }
+    }
+
+    /// z_i z_j for every second derivative q = (i, j), from the segment's first-derivative
+    /// block `zf` [E, K1, N_s, w]: [E, n2, N_s, w].
+    pub(super) fn cross(&self, zf: &Tensor) -> Tensor {
+        match (&self.ii, &self.jj) {
+            (Some(i), Some(j)) => zf.index_select(1, i) * zf.index_select(1, j),
+            _ => zf.square(),
+        }
+    }
+
+    /// sum_{q containing i} c_q z_(other index of q) for every first derivative i (2 c_q z_i for
+    /// q = (i, i)): the reverse of [`SegmentPlan::cross`] for coefficients `c` [E, n2, N_s, w]
+    /// and first-derivative rows `zf` [E, K1, N_s, w]; returns [E, K1, N_s, w].
+    pub(super) fn spread(&self, c: &Tensor, zf: &Tensor) -> Tensor {
+        match (&self.ii, &self.jj) {
+            (Some(i), Some(j)) => zf.zeros_like().index_add(1, i, &(c * zf.index_select(1, j))).index_add(1, j, &(c * zf.index_select(1, i))),
+            _ => c * zf * 2.0,
+        }
     }
 }
 
@@ -375,23 +548,58 @@ mod tests {
         (a - b).abs().max().double_value(&[]) / b.abs().max().double_value(&[]).max(1e-300)
     }
 
+    /// Forward streams (mixed second derivatives included) against nested autograd, to `tol`
+    /// relative, on random points of [-1, 2]^dim under every normalisation.
+    fn check_streams(net: &dyn Fn() -> Mlp, dim: usize, tol: f64, what: &str) {
+        let domain = Domain { lo: vec![-1.0; dim], hi: vec![2.0; dim], time_dependent: false };
+        for norm_kind in [Normalization::None, Normalization::Zscore, Normalization::Minmax] {
+            let mlp = net();
+            let e = mlp.members();
+            let norm = Normalizer::new(&vec![norm_kind; e as usize], &domain, opts());
+            let x = Tensor::rand([e, 15, dim as i64], (Kind::Double, Device::Cpu)) * 3.0 - 1.0;
+            let layout = StreamLayout::full_second_order(dim);
+            let fwd = mlp.forward(&x, &norm, &layout).stacked();
+            let rev = autograd_streams(&mlp, &x, &norm, &layout);
+            for k in 0..layout.len() as i64 {
+                let err = rel_err(&fwd.select(1, k), &rev.select(1, k));
+                assert!(err < tol, "{what}, dim {dim} {norm_kind:?} stream {k}: rel err {err}");
+            }
+        }
+    }
+
     #[test]
     fn streams_match_nested_autograd_1d_and_2d_with_and_without_normalisation() {
         for dim in [1usize, 2] {
-            let domain = Domain { lo: vec![-1.0; dim], hi: vec![2.0; dim], time_dependent: false };
-            for norm_kind in [Normalization::None, Normalization::Zscore, Normalization::Minmax] {
-                let mlp = net(dim, 3, Init::Normal);
-                let norm = Normalizer::new(&[norm_kind; 3], &domain, opts());
-                let x = Tensor::rand([3, 20, dim as i64], (Kind::Double, Device::Cpu)) * 3.0 - 1.0;
-                let layout = StreamLayout::full_second_order(dim);
-                let fwd = mlp.forward(&x, &norm, &layout).stacked();
-                let rev = autograd_streams(&mlp, &x, &norm, &layout);
-                for k in 0..layout.len() as i64 {
-                    let e = rel_err(&fwd.select(1, k), &rev.select(1, k));
-                    assert!(e < 1e-12, "dim {dim} {norm_kind:?} stream {k}: rel err {e}");
-                }
+            check_streams(&|| net(dim, 3, Init::Normal), dim, 1e-12, "tanh");
+        }
+    }
+
+    /// Every activation, with and without adaptive slopes and Fourier features: the forward
+    /// streams equal nested autograd to 1e-10 in float64, in 1-D and 2-D, under every
+    /// normalisation.
+    #[test]
+    fn streams_of_every_scheme_match_nested_autograd() {
+        for (label, cfg) in crate::model::testing::schemes(12, 3) {
+            for dim in [1usize, 2] {
+                check_streams(&|| crate::model::testing::network(&cfg, dim, 2), dim, 1e-10, &label);
             }
         }
+    }
+
+    /// The network of a default model configuration is the plain tanh MLP of `Mlp::init` with
+    /// the job's initial weights; a Fourier embedding feeds 2 m inputs to the first layer.
+    #[test]
+    fn default_model_configuration_builds_the_plain_network() {
+        let cfg = ModelConfig { width: 7, depth: 2, ..ModelConfig::default() };
+        let built = Mlp::build(&[(&cfg, 5)], 2, opts());
+        let mut m = vec![(Init::XavierNormal, rng::stream(5, rng::Purpose::Init, 0))];
+        let plain = Mlp::init(&layer_sizes(2, 7, 2), &mut m, opts());
+        assert!(built.slopes.is_none() && built.fourier.is_none() && built.activation == Activation::Tanh);
+        for (a, b) in built.parameters().iter().zip(&plain.parameters()) {
+            assert!(a.equal(b));
+        }
+        let f = ModelConfig { fourier: Some(super::super::fourier::FourierConfig { features: 5, sigma: 1.0 }), ..cfg };
+        assert_eq!(Mlp::build(&[(&f, 5)], 2, opts()).sizes, vec![10, 7, 7, 1]);
     }
 
     /// Segments with different layouts, including mixed second derivatives and a
@@ -401,34 +609,37 @@ mod tests {
         use crate::model::streams::Segment;
         let dim = 2;
         let domain = Domain { lo: vec![-1.0; dim], hi: vec![2.0; dim], time_dependent: false };
-        let mlp = net(dim, 3, Init::Normal);
         let norm = Normalizer::new(&[Normalization::Zscore; 3], &domain, opts());
-        let full = StreamLayout::full_second_order(dim);
-        let segments = vec![
-            Segment { points: 9, layout: StreamLayout::first_order(dim, &[1]) },
-            Segment { points: 6, layout: full.clone() },
-            Segment { points: 4, layout: StreamLayout::value(dim) },
-            Segment { points: 5, layout: StreamLayout { dim, first: vec![1, 0], second: vec![(0, 1), (1, 1)] } },
-            Segment { points: 3, layout: StreamLayout::second_order(dim) },
-        ];
-        let x = Tensor::rand([3, 27, dim as i64], (Kind::Double, Device::Cpu)) * 3.0 - 1.0;
-        let seg = mlp.forward_segments(&x, &norm, &full, &segments);
-        let mut offset = 0;
-        for sg in &segments {
-            let xs = x.narrow(1, offset, sg.points);
-            let got = seg.points(offset, sg.points);
-            let want = mlp.forward(&xs, &norm, &full);
-            for (k, st) in full.streams().into_iter().enumerate() {
-                match (sg.layout.index(st), &got.parts[k]) {
-                    (Some(_), Some(g)) => {
-                        let e = rel_err(g, want.parts[k].as_ref().unwrap());
-                        assert!(e < 1e-12, "segment {:?} stream {st:?}: rel err {e}", sg.layout);
+        let mut nets = vec![("plain tanh".to_string(), net(dim, 3, Init::Normal))];
+        nets.extend(crate::model::testing::schemes(10, 2).iter().map(|(l, c)| (l.clone(), crate::model::testing::network(c, dim, 3))));
+        for (label, mlp) in &nets {
+            let full = StreamLayout::full_second_order(dim);
+            let segments = vec![
+                Segment { points: 9, layout: StreamLayout::first_order(dim, &[1]) },
+                Segment { points: 6, layout: full.clone() },
+                Segment { points: 4, layout: StreamLayout::value(dim) },
+                Segment { points: 5, layout: StreamLayout { dim, first: vec![1, 0], second: vec![(0, 1), (1, 1)] } },
+                Segment { points: 3, layout: StreamLayout::second_order(dim) },
+            ];
+            let x = Tensor::rand([3, 27, dim as i64], (Kind::Double, Device::Cpu)) * 3.0 - 1.0;
+            let seg = mlp.forward_segments(&x, &norm, &full, &segments);
+            let mut offset = 0;
+            for sg in &segments {
+                let xs = x.narrow(1, offset, sg.points);
+                let got = seg.points(offset, sg.points);
+                let want = mlp.forward(&xs, &norm, &full);
+                for (k, st) in full.streams().into_iter().enumerate() {
+                    match (sg.layout.index(st), &got.parts[k]) {
+                        (Some(_), Some(g)) => {
+                            let e = rel_err(g, want.parts[k].as_ref().unwrap());
+                            assert!(e < 1e-12, "{label}: segment {:?} stream {st:?}: rel err {e}", sg.layout);
+                        }
+                        (None, None) => {}
+                        (a, b) => panic!("segment {:?} stream {st:?}: carried {} but returned {}", sg.layout, a.is_some(), b.is_some()),
                     }
-                    (None, None) => {}
-                    (a, b) => panic!("segment {:?} stream {st:?}: carried {} but returned {}", sg.layout, a.is_some(), b.is_some()),
                 }
+                offset += sg.points;
             }
-            offset += sg.points;
         }
     }
 

@@ -365,7 +365,7 @@ mod tests {
         let w = &layers[0].w * &norm.scale; // [E, out, d] * [E, 1, d]
         let b = &layers[0].b - w.matmul(&norm.shift.transpose(1, 2)).squeeze_dim(-1);
         layers[0] = Linear { w, b };
-        Mlp { layers, sizes: mlp.sizes.clone() }
+        Mlp::from_layers(layers, mlp.sizes.clone())
     }
 
     #[test]

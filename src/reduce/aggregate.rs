@@ -8,7 +8,7 @@
 //!
 //! Jobs arrive one at a time (the reducer streams over thousands of files), so the trial
 //! groups keep running pointwise moments instead of every error field, and the scaling series
-//! keep only (eps, Frobenius norm) pairs. [`Aggregator::finish`] turns the accumulators into
+//! keep only (eps, Frobenius norm, first eigenvalues) per trial. [`Aggregator::finish`] turns the accumulators into
 //! [`ScalingGroup`]s and [`TrialGroup`]s, choosing which settings name them
 //! ([`super::settings::distinguishing`]). Problems without eps (eps = NaN in the file) give
 //! trial groups and no scaling series.
@@ -19,6 +19,7 @@ use std::path::PathBuf;
 
 use ndarray::Array2;
 
+use super::history::TrainEnds;
 use super::load::DoneJob;
 use super::settings::{self, Setting, Settings, KEY_ATTRS};
 use super::stats::{self, MeanCi, PointwiseMoments, PowerLawFit};
@@ -60,6 +61,11 @@ pub struct ScalingGroup {
     pub n_per_eps: Vec<usize>,
     /// Log-log OLS fit over all trials (`fit.n` = number of trials).
     pub fit: PowerLawFit,
+    /// The same fit for the k-th largest eigenvalue of the term's kernel (k = 1, 2, ...; at
+    /// most [`super::load::TOP_EIGENVALUES`]), where every trial recorded it; empty for
+    /// `full`, which has no spectrum. Paper 003 section 4.1: the first eigenvalues grow like
+    /// the Frobenius norm.
+    pub eigenvalue_fits: Vec<PowerLawFit>,
     /// Exponent predicted by the theory, where there is one (see [`theory_exponent`]).
     pub theory_exponent: Option<f64>,
 }
@@ -105,6 +111,13 @@ pub struct TrialGroup {
     pub rel_l2_values: Vec<f64>,
     /// The `eval` attribute `max_abs_error` of each trial, same order. Shape [n].
     pub max_abs_errors: Vec<f64>,
+    /// Smallest logged `train/rel_l2` of each trial (NaN where absent), same order. [n]
+    pub best_rel_l2_values: Vec<f64>,
+    /// (term, last logged loss of each trial), sorted by term; a trial without that term
+    /// contributes NaN. Shape [n] each.
+    pub last_loss: Vec<(String, Vec<f64>)>,
+    /// (term, last logged weight of each trial), as `last_loss`.
+    pub last_weight: Vec<(String, Vec<f64>)>,
 }
 
 /// Exponent p of `||K_T||_F ~ eps^p` that the theory predicts, if any.
@@ -252,12 +265,20 @@ type TrialId = (SeriesId, Option<Reverse<u64>>);
 /// (series, term, step): one scaling group before its snapshot index is known.
 type ScalingId = (SeriesId, String, i64);
 
+/// One trial's values in a scaling group: eps, Frobenius norm, largest eigenvalues.
+struct ScalingPoint {
+    eps: f64,
+    frobenius: f64,
+    top: Vec<f64>,
+}
+
 struct TrialAcc {
     first_file: PathBuf,
     x: Array2<f64>,
     moments: PointwiseMoments,
     rel_l2: Vec<f64>,
     max_abs_errors: Vec<f64>,
+    train: Vec<TrainEnds>,
     job_ids: Vec<String>,
     seeds: Vec<i64>,
     files_by_seed: HashMap<i64, PathBuf>,
@@ -287,7 +308,7 @@ pub struct Groups {
 /// Streams finished jobs into scaling and trial groups.
 #[derive(Default)]
 pub(crate) struct Aggregator {
-    scaling: BTreeMap<ScalingId, Vec<(f64, f64)>>,
+    scaling: BTreeMap<ScalingId, Vec<ScalingPoint>>,
     trials: BTreeMap<TrialId, TrialAcc>,
     /// First `ntk/step` list seen per series, to notice differing snapshot schedules.
     steps_seen: HashMap<SeriesId, Vec<i64>>,
@@ -308,7 +329,7 @@ impl Aggregator {
             }
         }
         let id = (series, job.eps.map(|e| Reverse(e.to_bits())));
-        let DoneJob { file, job_id, seed, eval, .. } = job;
+        let DoneJob { file, job_id, seed, eval, train, .. } = job;
         if let Some(acc) = self.trials.get_mut(&id) {
             if let Some(detail) = grid_difference(&acc.x, &eval.x) {
                 return Err(ReduceError::EvalGridMismatch {
@@ -332,6 +353,7 @@ impl Aggregator {
             acc.moments.push(&eval.error);
             acc.rel_l2.push(eval.rel_l2);
             acc.max_abs_errors.push(eval.max_abs_error);
+            acc.train.push(train);
             acc.job_ids.push(job_id);
             acc.seeds.push(seed);
         } else {
@@ -345,6 +367,7 @@ impl Aggregator {
                     moments,
                     rel_l2: vec![eval.rel_l2],
                     max_abs_errors: vec![eval.max_abs_error],
+                    train: vec![train],
                     job_ids: vec![job_id],
                     seeds: vec![seed],
                     files_by_seed: HashMap::from([(seed, file)]),
@@ -373,7 +396,8 @@ impl Aggregator {
             Some(_) => {}
         }
         for (term, values) in &job.ntk.frobenius {
-            for (&step, &value) in job.ntk.steps.iter().zip(values) {
+            let spectra = job.ntk.top_eigenvalues.iter().find(|(t, _)| t == term).map(|(_, v)| v);
+            for (i, (&step, &value)) in job.ntk.steps.iter().zip(values).enumerate() {
                 if !(value.is_finite() && value > 0.0) {
                     self.warnings.push(format!(
                         "{}: ntk/{term}/frobenius at step {step} is {value}; left out of the scaling fit",
@@ -381,7 +405,9 @@ impl Aggregator {
                     ));
                     continue;
                 }
-                self.scaling.entry((series.clone(), term.clone(), step)).or_default().push((eps, value));
+                let top = spectra.and_then(|v| v.get(i)).cloned().unwrap_or_default();
+                let point = ScalingPoint { eps, frobenius: value, top };
+                self.scaling.entry((series.clone(), term.clone(), step)).or_default().push(point);
             }
         }
     }
@@ -516,18 +542,23 @@ fn grid_difference(a: &Array2<f64>, b: &Array2<f64>) -> Option<String> {
 #[allow(clippy::too_many_arguments)]
 fn scaling_group(
     key: String, name: String, series: SeriesId, settings: Settings, term: String, snapshot: usize,
-    step: i64, points: &[(f64, f64)],
+    step: i64, points: &[ScalingPoint],
 ) -> ScalingGroup {
     let mut by_eps: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
-    for &(eps, value) in points {
-        by_eps.entry(eps.to_bits()).or_default().push(value);
+    for p in points {
+        by_eps.entry(p.eps.to_bits()).or_default().push(p.frobenius);
     }
     let eps: Vec<f64> = by_eps.keys().map(|b| f64::from_bits(*b)).collect();
     let frobenius_mean = by_eps.values().map(|v| stats::mean(v)).collect();
     let frobenius_std = by_eps.values().map(|v| stats::sample_std(v)).collect();
     let n_per_eps = by_eps.values().map(Vec::len).collect();
-    let (xs, ys): (Vec<f64>, Vec<f64>) = points.iter().copied().unzip();
+    let xs: Vec<f64> = points.iter().map(|p| p.eps).collect();
+    let ys: Vec<f64> = points.iter().map(|p| p.frobenius).collect();
     let fit = stats::fit_power_law(&xs, &ys);
+    let recorded = points.iter().map(|p| p.top.len()).min().unwrap_or(0);
+    let eigenvalue_fits = (0..recorded)
+        .map(|k| stats::fit_power_law(&xs, &points.iter().map(|p| p.top[k]).collect::<Vec<_>>()))
+        .collect();
     let family = series.family;
     let theory = theory_exponent(&family.problem, &term);
     ScalingGroup {
@@ -546,6 +577,7 @@ fn scaling_group(
         frobenius_std,
         n_per_eps,
         fit,
+        eigenvalue_fits,
         theory_exponent: theory,
     }
 }
@@ -587,7 +619,25 @@ fn trial_group(
         seeds: acc.seeds,
         rel_l2_values: acc.rel_l2,
         max_abs_errors: acc.max_abs_errors,
+        best_rel_l2_values: acc.train.iter().map(|t| t.best_rel_l2.unwrap_or(f64::NAN)).collect(),
+        last_loss: per_term(&acc.train, |t| &t.last_loss),
+        last_weight: per_term(&acc.train, |t| &t.last_weight),
     }
+}
+
+/// (term, one value per trial, NaN where a trial lacks the term) for every term any trial has.
+fn per_term(train: &[TrainEnds], field: impl Fn(&TrainEnds) -> &Vec<(String, f64)>) -> Vec<(String, Vec<f64>)> {
+    let terms: BTreeSet<&String> = train.iter().flat_map(|t| field(t).iter().map(|(name, _)| name)).collect();
+    terms
+        .into_iter()
+        .map(|term| {
+            let values = train
+                .iter()
+                .map(|t| field(t).iter().find(|(n, _)| n == term).map_or(f64::NAN, |(_, v)| *v))
+                .collect();
+            (term.clone(), values)
+        })
+        .collect()
 }
 
 #[cfg(test)]

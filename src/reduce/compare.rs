@@ -6,7 +6,9 @@
 //! the trial groups are split by the values of all other axes (eps included); within each
 //! such *setting of the remaining axes*, one row per value of the axis gives the mean relative
 //! L2 error over seeds with its 95% Student t interval, the mean max abs error, their relative
-//! change against the axis's first value, and Welch's t-test against that first value.
+//! change against the axis's first value, and Welch's t-test against that first value; and,
+//! with the same relative changes, the best rel L2 over each run and the last logged loss and
+//! weight of every term (what seeds 000 and 001 report).
 //!
 //! "First value" follows the sweep: values are ordered by the earliest position in the plan
 //! (`plan.tsv`, the order the sweep file lists them in) of any job that has them, then by value.
@@ -34,6 +36,22 @@ pub struct CompareRow {
     pub max_abs_error_change: f64,
     /// Welch's test of this row's relative L2 errors against the first row's (NaN there).
     pub welch: Welch,
+    /// Mean over seeds of the smallest logged rel L2 of each run, with its 95% interval.
+    pub best_rel_l2: MeanCi,
+    /// Relative change of `best_rel_l2.mean` against the first row.
+    pub best_rel_l2_change: f64,
+    /// Per term: mean over seeds of the last logged loss, and its change against the first row.
+    pub last_loss: Vec<TermChange>,
+    /// Per term: mean over seeds of the last logged weight, and its change.
+    pub last_weight: Vec<TermChange>,
+}
+
+/// Mean over seeds of one per-term quantity and its relative change against the first row.
+#[derive(Debug, Clone)]
+pub struct TermChange {
+    pub term: String,
+    pub mean: MeanCi,
+    pub change: f64,
 }
 
 /// The rows of one axis at one setting of the remaining axes.
@@ -113,13 +131,7 @@ fn rows(axis: &str, groups: &[&TrialGroup]) -> Vec<CompareRow> {
     let base = groups[0];
     let base_rel = stats::mean(&base.rel_l2_values);
     let base_max = stats::mean(&base.max_abs_errors);
-    let change = |value: f64, reference: f64| {
-        if reference != 0.0 && reference.is_finite() {
-            (value - reference) / reference
-        } else {
-            f64::NAN
-        }
-    };
+    let base_best = stats::mean(&base.best_rel_l2_values);
     groups
         .iter()
         .enumerate()
@@ -131,15 +143,42 @@ fn rows(axis: &str, groups: &[&TrialGroup]) -> Vec<CompareRow> {
             } else {
                 stats::welch_t_test(&t.rel_l2_values, &base.rel_l2_values)
             };
+            let best_rel_l2 = stats::mean_ci(&t.best_rel_l2_values);
             CompareRow {
                 value: t.settings.get(axis).cloned(),
                 trial_key: t.key.clone(),
                 rel_l2_change: change(rel_l2.mean, base_rel),
                 max_abs_error_change: change(max_abs_error.mean, base_max),
+                best_rel_l2_change: change(best_rel_l2.mean, base_best),
                 rel_l2,
                 max_abs_error,
                 welch,
+                best_rel_l2,
+                last_loss: term_changes(&t.last_loss, &base.last_loss),
+                last_weight: term_changes(&t.last_weight, &base.last_weight),
             }
+        })
+        .collect()
+}
+
+/// `(value - reference) / reference`, NaN where the reference is 0 or not finite.
+fn change(value: f64, reference: f64) -> f64 {
+    if reference != 0.0 && reference.is_finite() {
+        (value - reference) / reference
+    } else {
+        f64::NAN
+    }
+}
+
+/// Per term of `group`: mean over seeds and change against the same term of `base` (NaN when
+/// the first row lacks the term).
+fn term_changes(group: &[(String, Vec<f64>)], base: &[(String, Vec<f64>)]) -> Vec<TermChange> {
+    group
+        .iter()
+        .map(|(term, values)| {
+            let mean = stats::mean_ci(values);
+            let reference = base.iter().find(|(t, _)| t == term).map_or(f64::NAN, |(_, v)| stats::mean(v));
+            TermChange { term: term.clone(), change: change(mean.mean, reference), mean }
         })
         .collect()
 }

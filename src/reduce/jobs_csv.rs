@@ -16,6 +16,8 @@
 //! * `ntk_step_first`, `ntk_step_last`, then per NTK term T (sorted by name, `full` last)
 //!   `ntk_T_frobenius_first`, `ntk_T_frobenius_last`, `ntk_T_trace_first`,
 //!   `ntk_T_trace_last` (no trace columns for `full`, which has none);
+//! * `rel_l2_best` (the smallest logged `train/rel_l2`), then per loss term T (sorted by
+//!   name) `loss_T_last` and `weight_T_last`, the last logged loss and weight;
 //! * `sweep`, `message`.
 //!
 //! An absent value is an empty cell; NaN is written `NaN` and infinities `inf` / `-inf`
@@ -51,6 +53,11 @@ pub(crate) fn table(jobs: &[JobFacts]) -> (Vec<String>, Vec<Vec<String>>) {
         }
     }
     terms.sort_by(|a, b| (a.0 == "full", &a.0).cmp(&(b.0 == "full", &b.0)));
+    let loss_terms: std::collections::BTreeSet<String> = jobs
+        .iter()
+        .flat_map(|j| j.train.last_loss.iter().chain(&j.train.last_weight).map(|(t, _)| t.clone()))
+        .collect();
+    let loss_terms: Vec<String> = loss_terms.into_iter().collect();
 
     let mut header: Vec<String> = vec!["job_id".into(), "status".into()];
     header.extend(dotted.iter().cloned());
@@ -69,14 +76,19 @@ pub(crate) fn table(jobs: &[JobFacts]) -> (Vec<String>, Vec<Vec<String>>) {
             header.push(format!("ntk_{term}_trace_last"));
         }
     }
+    header.push("rel_l2_best".into());
+    for term in &loss_terms {
+        header.push(format!("loss_{term}_last"));
+        header.push(format!("weight_{term}_last"));
+    }
     header.push("sweep".into());
     header.push("message".into());
 
-    let rows = jobs.iter().map(|j| row(j, &dotted, &terms)).collect();
+    let rows = jobs.iter().map(|j| row(j, &dotted, &terms, &loss_terms)).collect();
     (header, rows)
 }
 
-fn row(j: &JobFacts, dotted: &[String], terms: &[(String, bool)]) -> Vec<String> {
+fn row(j: &JobFacts, dotted: &[String], terms: &[(String, bool)], loss_terms: &[String]) -> Vec<String> {
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
     let int = |v: Option<i64>| v.map(|i| i.to_string()).unwrap_or_default();
     let float = |v: Option<f64>| v.map(number).unwrap_or_default();
@@ -107,6 +119,11 @@ fn row(j: &JobFacts, dotted: &[String], terms: &[(String, bool)]) -> Vec<String>
             cells.push(float(trace.map(|t| t.0)));
             cells.push(float(trace.map(|t| t.1)));
         }
+    }
+    cells.push(float(j.train.best_rel_l2));
+    for term in loss_terms {
+        cells.push(float(j.train.loss(term)));
+        cells.push(float(j.train.weight(term)));
     }
     cells.push(text(&j.sweep));
     cells.push(j.message.clone());

@@ -1,7 +1,9 @@
 //! Reading one job file: exactly the attributes and datasets the reducer needs, in one open.
 //!
 //! A sweep can have ten thousand job files, so this reads each file once and never touches
-//! what the reduction does not use (eigenvalue spectra, training history, parameters). Every
+//! what the reduction does not use (parameters, whole spectra: only the first
+//! [`TOP_EIGENVALUES`] columns of each spectrum, and of the training history only the best
+//! rel L2 and the last loss and weight, see [`super::history`]). Every
 //! file, whatever its status, gives a [`JobFacts`] (one row of `jobs.csv`: identifying
 //! attributes, settings from the `config` attribute, headline numbers, NTK norms at the first
 //! and last snapshot), read leniently: what a failed job lacks is simply absent. A finished job
@@ -20,7 +22,11 @@ use hdf5::types::{FixedAscii, FixedUnicode, TypeDescriptor, VarLenAscii, VarLenU
 use hdf5::{Attribute, Location};
 use ndarray::Array2;
 
+use super::history::{read_train, TrainEnds};
 use super::settings::{self, Setting, Settings};
+
+/// Eigenvalues per snapshot kept for the scaling fits of the first eigenvalues.
+pub const TOP_EIGENVALUES: usize = 3;
 
 /// Why a job did not enter the reduction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -67,6 +73,9 @@ pub(crate) struct NtkNorms {
     pub steps: Vec<i64>,
     /// (term name, `ntk/<term>/frobenius` [S]), including `full`, sorted by name.
     pub frobenius: Vec<(String, Vec<f64>)>,
+    /// (term name, the [`TOP_EIGENVALUES`] largest eigenvalues at each snapshot [S][k]) for
+    /// the terms whose file has `eigenvalues`; sorted by name.
+    pub top_eigenvalues: Vec<(String, Vec<Vec<f64>>)>,
 }
 
 /// The evaluation of one finished job.
@@ -98,6 +107,7 @@ pub(crate) struct DoneJob {
     pub settings: Settings,
     pub ntk: NtkNorms,
     pub eval: Evaluation,
+    pub train: TrainEnds,
 }
 
 /// First and last snapshot of one NTK term (`full` has no trace).
@@ -138,6 +148,8 @@ pub struct JobFacts {
     pub ntk_steps: Option<(i64, i64)>,
     /// Per term, sorted by name (`full` included).
     pub ntk: Vec<NtkEnds>,
+    /// Best rel L2 over the run, last loss and weight per term (`train/`).
+    pub train: TrainEnds,
 }
 
 impl JobFacts {
@@ -163,6 +175,7 @@ impl JobFacts {
             diverged_step: None,
             ntk_steps: None,
             ntk: Vec::new(),
+            train: TrainEnds::default(),
         }
     }
 }
@@ -259,9 +272,9 @@ fn read_facts(
     let ntk_ends = ntk.map_or_else(Vec::new, |n| {
         n.terms
             .iter()
-            .filter_map(|(term, frob, trace)| {
-                let frobenius = ends(frob)?;
-                Some(NtkEnds { term: term.clone(), frobenius, trace: trace.as_deref().and_then(ends) })
+            .filter_map(|t| {
+                let frobenius = ends(&t.frobenius)?;
+                Some(NtkEnds { term: t.term.clone(), frobenius, trace: t.trace.as_deref().and_then(ends) })
             })
             .collect()
     });
@@ -286,6 +299,7 @@ fn read_facts(
         diverged_step: i("diverged_step"),
         ntk_steps,
         ntk: ntk_ends,
+        train: read_train(file),
     }
 }
 
@@ -293,8 +307,19 @@ fn read_facts(
 pub(crate) struct NtkRead {
     /// `ntk/step`, shape [S].
     steps: Vec<i64>,
-    /// (term, `frobenius` [S], `trace` [S] if present), sorted by name, `full` included.
-    terms: Vec<(String, Vec<f64>, Option<Vec<f64>>)>,
+    /// Every term, sorted by name, `full` included.
+    terms: Vec<TermRead>,
+}
+
+/// One term of the `ntk` group as read.
+pub(crate) struct TermRead {
+    term: String,
+    /// `frobenius` [S].
+    frobenius: Vec<f64>,
+    /// `trace` [S], if present.
+    trace: Option<Vec<f64>>,
+    /// The largest [`TOP_EIGENVALUES`] entries of each row of `eigenvalues` [S, N], if present.
+    top: Option<Vec<Vec<f64>>>,
 }
 
 /// Reads `ntk/step` and every term's Frobenius norms (and traces, when present). Errors on
@@ -319,9 +344,23 @@ fn read_ntk(file: &hdf5::File) -> Result<NtkRead, String> {
             return Err(format!("ntk/{rel} has {} entries but ntk/step has {}", values.len(), steps.len()));
         }
         let trace = read_vec::<f64>(&ntk, &format!("{name}/trace"), "").ok();
-        terms.push((name, values, trace));
+        let top = read_top_eigenvalues(&ntk, &name, steps.len());
+        terms.push(TermRead { term: name, frobenius: values, trace, top });
     }
     Ok(NtkRead { steps, terms })
+}
+
+/// The first [`TOP_EIGENVALUES`] columns of `ntk/<term>/eigenvalues` [S, N] (stored in
+/// descending order), one row per snapshot; `None` when absent or not [S, N].
+fn read_top_eigenvalues(ntk: &hdf5::Group, term: &str, snapshots: usize) -> Option<Vec<Vec<f64>>> {
+    let ds = ntk.dataset(&format!("{term}/eigenvalues")).ok()?;
+    let [s, n] = ds.shape()[..] else { return None };
+    if s != snapshots || n == 0 {
+        return None;
+    }
+    let k = n.min(TOP_EIGENVALUES);
+    let rows = ds.read_slice_2d::<f64, _>(ndarray::s![.., 0..k]).ok()?;
+    Some(rows.outer_iter().map(|r| r.to_vec()).collect())
 }
 
 /// The statistics' part of a finished job: the identifying attributes (read into `facts`
@@ -345,7 +384,9 @@ fn read_done(file: &hdf5::File, path: &Path, facts: &JobFacts, ntk: NtkRead) -> 
     } else {
         return Err(format!("attribute 'eps' = {eps} is neither a positive number nor NaN (no eps)"));
     };
-    let frobenius = ntk.terms.into_iter().map(|(term, values, _)| (term, values)).collect();
+    let top_eigenvalues =
+        ntk.terms.iter().filter_map(|t| Some((t.term.clone(), t.top.clone()?))).collect();
+    let frobenius = ntk.terms.into_iter().map(|t| (t.term, t.frobenius)).collect();
 
     let eval = file.group("eval").map_err(|e| format!("group 'eval': {e}"))?;
     let x_ds = eval.dataset("x").map_err(|e| format!("dataset 'eval/x': {e}"))?;
@@ -374,7 +415,8 @@ fn read_done(file: &hdf5::File, path: &Path, facts: &JobFacts, ntk: NtkRead) -> 
         balancer,
         normalization,
         settings: facts.settings.clone(),
-        ntk: NtkNorms { steps: ntk.steps, frobenius },
+        ntk: NtkNorms { steps: ntk.steps, frobenius, top_eigenvalues },
+        train: facts.train.clone(),
         eval: Evaluation { x, error, rel_l2, max_abs_error },
     })
 }

@@ -28,6 +28,7 @@
 
 mod aggregate;
 pub mod compare;
+pub mod history;
 pub mod jobs_csv;
 pub(crate) mod load;
 mod report;

@@ -156,7 +156,9 @@ fn comparisons(out: &mut String, all: &[Comparison]) {
          over seeds of the per-trial relative L2 error with its {:.0}% Student t interval; change \
          = relative change of that mean against the axis's first value; p = Welch's t-test of \
          the per-trial rel L2 against the first value (two-sided; n/a with fewer than 2 seeds); \
-         max abs error = mean over seeds of the per-trial maximum absolute error.\n",
+         max abs error = mean over seeds of the per-trial maximum absolute error; best rel L2 = \
+         mean over seeds of the smallest rel L2 logged during each run. Below each table, per \
+         loss term: mean over seeds of the last logged loss and weight, with their change.\n",
         100.0 * CONFIDENCE
     );
     for c in all {
@@ -171,31 +173,66 @@ fn comparisons(out: &mut String, all: &[Comparison]) {
             .iter()
             .enumerate()
             .map(|(i, row)| {
-                let rel = if row.rel_l2.ci_low.is_finite() {
-                    format!("{} [{}, {}]", sci(row.rel_l2.mean), sci(row.rel_l2.ci_low), sci(row.rel_l2.ci_high))
-                } else {
-                    sci(row.rel_l2.mean)
-                };
                 let baseline = |v: f64| if i == 0 { "baseline".to_owned() } else { percent(v) };
                 vec![
                     value_text(&row.value),
                     row.rel_l2.n.to_string(),
-                    rel,
+                    mean_ci(&row.rel_l2),
                     baseline(row.rel_l2_change),
                     if i == 0 { "-".to_owned() } else { pvalue(row.welch.p_value) },
                     sci(row.max_abs_error.mean),
                     baseline(row.max_abs_error_change),
+                    mean_ci(&row.best_rel_l2),
+                    baseline(row.best_rel_l2_change),
                 ]
             })
             .collect();
         let change = format!("change vs {base}");
         let p = format!("p vs {base}");
         out.push_str(&table(
-            &[c.axis.as_str(), "n", "rel L2 mean [95% CI]", &change, &p, "max abs error", &change],
-            &[false, true, true, true, true, true, true],
+            &[c.axis.as_str(), "n", "rel L2 mean [95% CI]", &change, &p, "max abs error", &change, "best rel L2 [95% CI]", &change],
+            &[false, true, true, true, true, true, true, true, true],
             rows,
         ));
         out.push('\n');
+        term_table(out, c, &change);
+    }
+}
+
+/// Last logged loss and weight per term and axis value, with changes against the first value.
+fn term_table(out: &mut String, c: &Comparison, change: &str) {
+    let mut rows = Vec::new();
+    for (i, row) in c.rows.iter().enumerate() {
+        for loss in &row.last_loss {
+            let weight = row.last_weight.iter().find(|w| w.term == loss.term);
+            let baseline = |v: f64| if i == 0 { "baseline".to_owned() } else { percent(v) };
+            rows.push(vec![
+                value_text(&row.value),
+                loss.term.clone(),
+                sci(loss.mean.mean),
+                baseline(loss.change),
+                weight.map_or("-".to_owned(), |w| sci(w.mean.mean)),
+                weight.map_or("-".to_owned(), |w| baseline(w.change)),
+            ]);
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+    out.push_str(&table(
+        &[c.axis.as_str(), "term", "last loss", change, "last weight", change],
+        &[false, false, true, true, true, true],
+        rows,
+    ));
+    out.push('\n');
+}
+
+/// `1.2e-3 [1.0e-3, 1.4e-3]`, or the mean alone without an interval.
+fn mean_ci(m: &super::stats::MeanCi) -> String {
+    if m.ci_low.is_finite() {
+        format!("{} [{}, {}]", sci(m.mean), sci(m.ci_low), sci(m.ci_high))
+    } else {
+        sci(m.mean)
     }
 }
 
@@ -251,16 +288,17 @@ fn scaling_table(groups: &[ScalingGroup], extras: &[String]) -> String {
                 fixed(s.fit.r_squared, 4),
                 s.fit.n.to_string(),
                 s.theory_exponent.map_or("-".to_owned(), |p| format!("{p}")),
+                eigenvalue_exponents(&s.eigenvalue_fits),
             ]);
             row
         })
         .collect();
     let mut headers: Vec<&str> = vec!["problem", "width", "balancer", "normalization"];
     headers.extend(extras.iter().map(String::as_str));
-    headers.extend(["term", "step", "exponent p [95% CI]", "r^2", "n", "theory"]);
+    headers.extend(["term", "step", "exponent p [95% CI]", "r^2", "n", "theory", "lambda_1 p [95% CI]; lambda_2, lambda_3 p"]);
     let mut right = vec![false, true, false, false];
     right.extend(extras.iter().map(|_| false));
-    right.extend([false, true, true, true, true, true]);
+    right.extend([false, true, true, true, true, true, false]);
     table(&headers, &right, rows)
 }
 
@@ -399,4 +437,20 @@ mod tests {
         assert_eq!(fixed(-0.01, 3), "-0.010");
         assert_eq!(fixed(f64::NAN, 3), "n/a");
     }
+}
+
+/// `-2.01 [-2.05, -1.97]; -1.98, -1.95` (the first with its interval), `-` without spectra.
+fn eigenvalue_exponents(fits: &[super::stats::PowerLawFit]) -> String {
+    let Some(first) = fits.first() else { return "-".to_owned() };
+    let mut text = if first.ci_low.is_finite() {
+        format!("{} [{}, {}]", fixed(first.exponent, 3), fixed(first.ci_low, 3), fixed(first.ci_high, 3))
+    } else {
+        fixed(first.exponent, 3)
+    };
+    let rest: Vec<String> = fits[1..].iter().map(|f| fixed(f.exponent, 3)).collect();
+    if !rest.is_empty() {
+        text.push_str("; ");
+        text.push_str(&rest.join(", "));
+    }
+    text
 }

@@ -19,6 +19,9 @@
 //! /scaling/<key>/frobenius_mean  [E] f64
 //! /scaling/<key>/frobenius_std   [E] f64 (ddof = 1; 0 for one trial)
 //! /scaling/<key>/n_per_eps       [E] int64
+//! /scaling/<key>/eigenvalue_exponent, eigenvalue_exponent_ci_low, eigenvalue_exponent_ci_high,
+//!                eigenvalue_r_squared  [K] f64: the same fit for the k-th largest eigenvalue
+//!                (K <= 3; 0 for `full` and for files without spectra)
 //!     attrs exponent, exponent_ci_low, exponent_ci_high, r_squared (f64; NaN when fewer than
 //!           3 trials or fewer than 2 distinct eps), n_trials, step, snapshot (int64),
 //!           theory_exponent (f64, NaN where the theory predicts none),
@@ -31,6 +34,9 @@
 //! /trials/<key>/seeds            [n] int64
 //! /trials/<key>/rel_l2           [n] f64  per-trial eval rel_l2, job_ids order
 //! /trials/<key>/max_abs_error    [n] f64  per-trial eval max_abs_error
+//! /trials/<key>/best_rel_l2      [n] f64  per-trial smallest logged train/rel_l2 (NaN: none)
+//! /trials/<key>/last_loss/<T>    [n] f64  per-trial last logged loss of term T (NaN: none)
+//! /trials/<key>/last_weight/<T>  [n] f64  per-trial last logged weight of term T
 //!     attrs l2_mean_error, max_boundary_error, l2_variance, max_boundary_variance,
 //!           rel_l2_mean, rel_l2_ci_low, rel_l2_ci_high (NaN for one trial), n_trials,
 //!           problem, eps (NaN for problems without eps), width, balancer, normalization,
@@ -38,7 +44,10 @@
 //! /compare/<axis>/<setting>/value, trial_key   [V] str (first value first)
 //!     n [V] int64; rel_l2_mean, rel_l2_ci_low, rel_l2_ci_high, max_abs_error_mean,
 //!     max_abs_error_ci_low, max_abs_error_ci_high, rel_l2_change, max_abs_error_change,
-//!     welch_t, welch_dof, p_value [V] f64 (NaN in row 0, the baseline)
+//!     welch_t, welch_dof, p_value [V] f64 (NaN in row 0, the baseline),
+//!     best_rel_l2_mean, best_rel_l2_ci_low, best_rel_l2_ci_high, best_rel_l2_change [V] f64
+//! /compare/<axis>/<setting>/last_loss/<T>/mean, change     [V] f64 (NaN: no such term)
+//! /compare/<axis>/<setting>/last_weight/<T>/mean, change   [V] f64
 //!     attrs axis, baseline, name (str), and the other axes' values by name
 //! ```
 //!
@@ -119,6 +128,11 @@ fn write_inner(path: &Path, r: &Reduction) -> Result<(), Ctx> {
             attr_f64(&g, "exponent_ci_high", s.fit.ci_high)?;
             attr_f64(&g, "r_squared", s.fit.r_squared)?;
             attr_i64(&g, "n_trials", s.fit.n as i64)?;
+            let eig = |f: fn(&super::stats::PowerLawFit) -> f64| s.eigenvalue_fits.iter().map(f).collect::<Vec<f64>>();
+            ds_f64(&g, "eigenvalue_exponent", &eig(|f| f.exponent))?;
+            ds_f64(&g, "eigenvalue_exponent_ci_low", &eig(|f| f.ci_low))?;
+            ds_f64(&g, "eigenvalue_exponent_ci_high", &eig(|f| f.ci_high))?;
+            ds_f64(&g, "eigenvalue_r_squared", &eig(|f| f.r_squared))?;
             attr_i64(&g, "step", s.step)?;
             attr_i64(&g, "snapshot", s.snapshot as i64)?;
             attr_f64(&g, "theory_exponent", s.theory_exponent.unwrap_or(f64::NAN))?;
@@ -145,6 +159,13 @@ fn write_inner(path: &Path, r: &Reduction) -> Result<(), Ctx> {
             g.new_dataset_builder().with_data(t.seeds.as_slice()).create("seeds")?;
             ds_f64(&g, "rel_l2", &t.rel_l2_values)?;
             ds_f64(&g, "max_abs_error", &t.max_abs_errors)?;
+            ds_f64(&g, "best_rel_l2", &t.best_rel_l2_values)?;
+            for (name, per_term) in [("last_loss", &t.last_loss), ("last_weight", &t.last_weight)] {
+                let h = g.create_group(name)?;
+                for (term, values) in per_term {
+                    ds_f64(&h, term, values)?;
+                }
+            }
             attr_f64(&g, "l2_mean_error", t.l2_mean_error)?;
             attr_f64(&g, "max_boundary_error", t.max_boundary_error)?;
             attr_f64(&g, "l2_variance", t.l2_variance)?;
@@ -198,6 +219,25 @@ fn write_comparison(compare: &Group, c: &Comparison) -> hdf5::Result<()> {
     ds_f64(&g, "welch_t", &col(&|r| r.welch.t))?;
     ds_f64(&g, "welch_dof", &col(&|r| r.welch.dof))?;
     ds_f64(&g, "p_value", &col(&|r| r.welch.p_value))?;
+    ds_f64(&g, "best_rel_l2_mean", &col(&|r| r.best_rel_l2.mean))?;
+    ds_f64(&g, "best_rel_l2_ci_low", &col(&|r| r.best_rel_l2.ci_low))?;
+    ds_f64(&g, "best_rel_l2_ci_high", &col(&|r| r.best_rel_l2.ci_high))?;
+    ds_f64(&g, "best_rel_l2_change", &col(&|r| r.best_rel_l2_change))?;
+    type Terms = fn(&super::compare::CompareRow) -> &Vec<super::compare::TermChange>;
+    let by_term: [(&str, Terms); 2] = [("last_loss", |r| &r.last_loss), ("last_weight", |r| &r.last_weight)];
+    for (name, terms_of) in by_term {
+        let h = g.create_group(name)?;
+        let terms: std::collections::BTreeSet<&str> =
+            c.rows.iter().flat_map(|r| terms_of(r).iter().map(|t| t.term.as_str())).collect();
+        for term in terms {
+            let pick = |f: fn(&super::compare::TermChange) -> f64| -> Vec<f64> {
+                c.rows.iter().map(|r| terms_of(r).iter().find(|t| t.term == term).map_or(f64::NAN, f)).collect()
+            };
+            let t = h.create_group(term)?;
+            ds_f64(&t, "mean", &pick(|t| t.mean.mean))?;
+            ds_f64(&t, "change", &pick(|t| t.change))?;
+        }
+    }
     attr_str(&g, "axis", &c.axis)?;
     attr_str(&g, "baseline", values.first().map_or("", String::as_str))?;
     attr_str(&g, "name", &c.setting_text())?;

@@ -53,6 +53,11 @@ pub struct SyntheticJob {
     pub config_extra: String,
     /// The `sweep` attribute.
     pub sweep: String,
+    /// `train/rel_l2` history; empty writes no `train` group.
+    pub rel_l2_history: Vec<f64>,
+    /// (term, last loss, last weight): `train/loss/<term>` = [1, loss] and
+    /// `train/weight/<term>` = [1, weight] (written only with a `rel_l2_history`).
+    pub last_terms: Vec<(String, f64, f64)>,
 }
 
 impl SyntheticJob {
@@ -74,6 +79,8 @@ impl SyntheticJob {
             fixed_length_strings: false,
             config_extra: String::new(),
             sweep: "synthetic".to_owned(),
+            rel_l2_history: Vec::new(),
+            last_terms: Vec::new(),
         }
     }
 
@@ -144,9 +151,10 @@ fn write_inner(path: &Path, job: &SyntheticJob) -> hdf5::Result<()> {
             let g = ntk.create_group(term)?;
             g.new_dataset_builder().with_data(values.as_slice()).create("frobenius")?;
             if term != "full" {
-                // Bulk a real file carries and the reducer must not need: trace, spectrum.
+                // Trace, and a spectrum lambda_k = ||K||_F^(1/k) (k = 1..8; descending for norms
+                // above 1), so the k-th eigenvalue's fitted exponent is the norm's over k.
                 g.new_dataset_builder().with_data(values.as_slice()).create("trace")?;
-                let eig = Array2::<f64>::from_elem((values.len(), 8), 1.0);
+                let eig = Array2::<f64>::from_shape_fn((values.len(), 8), |(s, k)| values[s].powf(1.0 / (k + 1) as f64));
                 ds_2d(&g, "eigenvalues", &eig)?;
             }
         }
@@ -161,6 +169,15 @@ fn write_inner(path: &Path, job: &SyntheticJob) -> hdf5::Result<()> {
         f(&g, "rel_l2", eval.rel_l2)?;
         f(&g, "max_abs_error", eval.error.iter().fold(0.0, |m: f64, e| m.max(e.abs())))?;
         f(&g, "boundary_error", 0.0)?;
+    }
+    if !job.rel_l2_history.is_empty() {
+        let train = file.create_group("train")?;
+        train.new_dataset_builder().with_data(job.rel_l2_history.as_slice()).create("rel_l2")?;
+        let (loss, weight) = (train.create_group("loss")?, train.create_group("weight")?);
+        for (term, l, w) in &job.last_terms {
+            loss.new_dataset_builder().with_data(&[1.0, *l]).create(term.as_str())?;
+            weight.new_dataset_builder().with_data(&[1.0, *w]).create(term.as_str())?;
+        }
     }
     file.close()
 }

@@ -86,6 +86,16 @@ fn scaling_exponent_matches_closed_form_ols() {
     assert_eq!(res.fit.n, 20);
     assert!(res.fit.ci_low < -2.0 + 0.1 && res.fit.ci_high > -2.0 - 0.1);
     assert_eq!(res.theory_exponent, Some(-2.0));
+    // lambda_k = ||K||_F^(1/k) in the synthetic files: ln lambda_k = ln ||K||_F / k, so the
+    // k-th eigenvalue's slope and interval are the norm's over k; `full` has no spectrum.
+    assert_eq!(res.eigenvalue_fits.len(), 3);
+    for (k, f) in res.eigenvalue_fits.iter().enumerate() {
+        let k = (k + 1) as f64;
+        assert!((f.exponent - slope / k).abs() < 1e-10 && (f.ci_low - res.fit.ci_low / k).abs() < 1e-9, "{f:?}");
+    }
+    let full = r.groups.scaling.iter().find(|s| s.term == "full").unwrap();
+    assert!(full.eigenvalue_fits.is_empty());
+    assert!(r.report_markdown().contains(&format!("; {:.3}, {:.3}", slope / 2.0, slope / 3.0)));
     // Per-eps mean and sample std of the four trials at eps = 1/2 (k = 1).
     let at_half: Vec<f64> = (0..4)
         .map(|seed| {
@@ -624,4 +634,62 @@ fn jobs_csv_has_one_row_per_file_with_swept_settings() {
     assert_eq!(cell(0, "sweep"), "synthetic");
     assert_eq!(cell(0, "diverged_step"), "-1");
     assert_eq!(r.jobs.len(), 4);
+}
+
+/// Best rel L2 over the history, last losses and weights: compared between balancers, in
+/// summary.h5 and in jobs.csv (the numbers seeds 000 and 001 report).
+#[test]
+fn history_ends_are_compared_and_tabled() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut plan = Vec::new();
+    // (balancer, per seed: (best rel L2, last boundary loss, last boundary weight)).
+    let runs = [
+        ("none", [(0.20, 1e-2, 1.0), (0.30, 3e-2, 1.0)]),
+        ("grad_stats", [(0.01, 1e-5, 200.0), (0.03, 3e-5, 300.0)]),
+    ];
+    for (balancer, seeds) in runs {
+        for (seed, (best, loss, weight)) in seeds.iter().enumerate() {
+            let id = format!("{balancer}{seed}");
+            let mut job = SyntheticJob::done(&id, "wave1d", f64::NAN, 50, seed as i64);
+            job.balancer = balancer.into();
+            job.config_extra = format!("balancer:\n  kind: {balancer}\n");
+            job.steps = vec![0];
+            job.frobenius = vec![("residual".into(), vec![1.0])];
+            job.eval = Some(SyntheticEval { x: grid(5), error: vec![0.1; 5], rel_l2: 2.0 * best });
+            // The best entry sits in the middle, a NaN (a diverged log entry) is skipped.
+            job.rel_l2_history = vec![1.0, *best, f64::NAN, 2.0 * best];
+            job.last_terms = vec![("boundary".into(), *loss, *weight), ("residual".into(), 0.5, 1.0)];
+            write(dir.path(), &job);
+            plan.push(id);
+        }
+    }
+    let r = reduce(dir.path(), &ReduceOptions { expected_job_ids: Some(plan) }).unwrap();
+    assert_eq!(r.counts.done, 4, "{:?}", r.excluded);
+    let c = &r.comparisons[0];
+    assert_eq!(c.axis, "balancer");
+    // Best: means 0.25 and 0.02, change (0.02 - 0.25) / 0.25 = -0.92.
+    assert!((c.rows[0].best_rel_l2.mean - 0.25).abs() < 1e-15);
+    assert!((c.rows[1].best_rel_l2_change + 0.92).abs() < 1e-12, "{:?}", c.rows[1]);
+    // Boundary loss: means 2e-2 and 2e-5, change -0.999; weight: 1 -> 250, change +249.
+    let loss = c.rows[1].last_loss.iter().find(|t| t.term == "boundary").unwrap();
+    assert!((loss.mean.mean - 2e-5).abs() < 1e-18 && (loss.change + 0.999).abs() < 1e-12, "{loss:?}");
+    let weight = c.rows[1].last_weight.iter().find(|t| t.term == "boundary").unwrap();
+    assert!((weight.mean.mean - 250.0).abs() < 1e-12 && (weight.change - 249.0).abs() < 1e-12);
+    let report = r.report_markdown();
+    assert!(report.contains("-92.0%") && report.contains("-99.9%") && report.contains("+24900.0%"), "{report}");
+
+    let f = hdf5::File::open(dir.path().join("summary.h5")).unwrap();
+    let g = f.group("compare/balancer/all").unwrap();
+    let change = g.dataset("last_weight/boundary/change").unwrap().read_raw::<f64>().unwrap();
+    assert!((change[1] - 249.0).abs() < 1e-12);
+    let best = g.dataset("best_rel_l2_change").unwrap().read_raw::<f64>().unwrap();
+    assert!((best[1] + 0.92).abs() < 1e-12);
+
+    let csv = std::fs::read_to_string(dir.path().join("jobs.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("{name}: {header:?}"));
+    let row: Vec<&str> = csv.lines().find(|l| l.starts_with("grad_stats1,")).unwrap().split(',').collect();
+    assert_eq!(row[col("rel_l2_best")], "0.03");
+    assert_eq!(row[col("loss_boundary_last")], "3e-5");
+    assert_eq!(row[col("weight_boundary_last")], "300.0");
 }

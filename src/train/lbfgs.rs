@@ -430,40 +430,47 @@ impl CloneEnd for (f64, f64, Tensor, f64) {
     }
 }
 
-/// Member `e`'s parameters flattened (w0, b0, w1, b1, ..., weights row-major [out, in]), [P],
-/// detached.
+/// Member `e`'s parameters flattened in [`Mlp::parameters`] order (w0, b0, w1, b1, ...,
+/// weights row-major [out, in], then the adaptive slopes if any), [P], detached.
 pub fn flatten_member(mlp: &Mlp, e: i64) -> Result<Tensor, TchError> {
-    let parts: Vec<Tensor> = mlp.layers.iter().flat_map(|l| [l.w.detach().select(0, e).reshape([-1]), l.b.detach().select(0, e).reshape([-1])]).collect();
+    let parts: Vec<Tensor> = mlp.parameters().iter().map(|p| p.detach().select(0, e).reshape([-1])).collect();
     Tensor::f_cat(&parts, 0)
 }
 
-/// A one-member network whose parameters are views of `flat` [P] (so gradients of its
-/// outputs with respect to `flat` are the flattened parameter gradients).
-pub fn member_network(sizes: &[usize], flat: &Tensor) -> Result<Mlp, TchError> {
-    let mut layers = Vec::new();
+/// A one-member network like member `e` of `template` (activation, slopes, that member's
+/// Fourier features) whose parameters are views of `flat` [P] (so gradients of its outputs
+/// with respect to `flat` are the flattened parameter gradients).
+pub fn member_network(template: &Mlp, e: i64, flat: &Tensor) -> Result<Mlp, TchError> {
     let mut offset = 0i64;
-    for s in sizes.windows(2) {
+    let mut take = |shape: &[i64]| -> Result<Tensor, TchError> {
+        let n: i64 = shape.iter().product();
+        let t = flat.f_narrow(0, offset, n)?.f_view(shape)?;
+        offset += n;
+        Ok(t)
+    };
+    let mut layers = Vec::new();
+    for s in template.sizes.windows(2) {
         let (fan_in, fan_out) = (s[0] as i64, s[1] as i64);
-        let w = flat.f_narrow(0, offset, fan_in * fan_out)?.f_view([1, fan_out, fan_in])?;
-        offset += fan_in * fan_out;
-        let b = flat.f_narrow(0, offset, fan_out)?.f_view([1, fan_out])?;
-        offset += fan_out;
+        let w = take(&[1, fan_out, fan_in])?;
+        let b = take(&[1, fan_out])?;
         layers.push(Linear { w, b });
     }
-    Ok(Mlp { layers, sizes: sizes.to_vec() })
+    let slopes = match &template.slopes {
+        Some(sl) => Some(sl.with(take(&[1, sl.a.size()[1]])?)),
+        None => None,
+    };
+    Ok(Mlp { layers, sizes: template.sizes.clone(), activation: template.activation, slopes, fourier: template.fourier.as_ref().map(|f| f.member(e)) })
 }
 
 /// Copy `flat` [P] into member `e` of the batched network.
 pub fn write_member(mlp: &Mlp, e: i64, flat: &Tensor) -> Result<(), TchError> {
     tch::no_grad(|| -> Result<(), TchError> {
         let mut offset = 0i64;
-        for l in &mlp.layers {
-            for p in [&l.w, &l.b] {
-                let mut dst = p.f_select(0, e)?;
-                let n = dst.numel() as i64;
-                dst.f_copy_(&flat.f_narrow(0, offset, n)?.f_view_as(&dst)?)?;
-                offset += n;
-            }
+        for p in mlp.parameters() {
+            let mut dst = p.f_select(0, e)?;
+            let n = dst.numel() as i64;
+            dst.f_copy_(&flat.f_narrow(0, offset, n)?.f_view_as(&dst)?)?;
+            offset += n;
         }
         Ok(())
     })
@@ -619,20 +626,44 @@ sweep:
     }
 
     #[test]
+    /// Flattening covers every parameter (weights, biases, adaptive slopes); a member network
+    /// built from the flat vector is that member (same parameters, same Fourier features, same
+    /// streams); writing a flat vector back changes only that member.
     fn flatten_and_member_views_round_trip() {
-        use crate::config::job::Init;
-        use crate::model::mlp::layer_sizes;
+        use crate::domain::Domain;
+        use crate::model::activation::Activation;
+        use crate::model::adaptive::{AdaptiveActivation, AdaptiveMode};
+        use crate::model::config::{Init, ModelConfig, Normalization};
+        use crate::model::fourier::FourierConfig;
+        use crate::model::normalize::Normalizer;
+        use crate::model::streams::StreamLayout;
         use crate::tensor::TensorOpts;
         let o = TensorOpts { kind: Kind::Double, device: Device::Cpu };
-        let sizes = layer_sizes(2, 5, 2);
-        let mut m: Vec<_> = (0..3).map(|k| (Init::Normal, crate::rng::stream(k, crate::rng::Purpose::Init, 0))).collect();
-        let mlp = Mlp::init(&sizes, &mut m, o);
+        let cfg = ModelConfig {
+            width: 5,
+            depth: 2,
+            init: Init::Normal,
+            activation: Activation::Sin,
+            adaptive_activation: AdaptiveActivation { mode: AdaptiveMode::Layerwise, scale: 4.0 },
+            fourier: Some(FourierConfig { features: 3, sigma: 2.0 }),
+            ..ModelConfig::default()
+        };
+        let mlp = Mlp::build(&[(&cfg, 0), (&cfg, 1), (&cfg, 2)], 2, o);
+        let _ = mlp.slopes.as_ref().unwrap().a.detach().narrow(0, 1, 1).g_add_scalar_(0.5); // member 1's slopes differ
         let flat = flatten_member(&mlp, 1).unwrap();
         assert_eq!(flat.size(), [mlp.n_params() as i64]);
-        let one = member_network(&sizes, &flat).unwrap();
-        for (a, b) in one.layers.iter().zip(&mlp.layers) {
-            assert!(a.w.equal(&b.w.detach().narrow(0, 1, 1)) && a.b.equal(&b.b.detach().narrow(0, 1, 1)));
+        assert_eq!(mlp.n_params(), 6 * 5 + 5 + 5 * 5 + 5 + 5 + 1 + 2, "2 m = 6 inputs, 2 slopes");
+        let one = member_network(&mlp, 1, &flat).unwrap();
+        for (a, b) in one.parameters().iter().zip(&mlp.parameters()) {
+            assert!(a.equal(&b.detach().narrow(0, 1, 1)));
         }
+        let domain = Domain { lo: vec![0.0; 2], hi: vec![1.0; 2], time_dependent: false };
+        let x = Tensor::rand([3, 6, 2], (Kind::Double, Device::Cpu));
+        let layout = StreamLayout::second_order(2);
+        let all = mlp.forward(&x, &Normalizer::new(&[Normalization::Zscore; 3], &domain, o), &layout).stacked();
+        let alone = one.forward(&x.narrow(0, 1, 1), &Normalizer::new(&[Normalization::Zscore], &domain, o), &layout).stacked();
+        let diff = (&alone - all.narrow(0, 1, 1)).abs().max().double_value(&[]);
+        assert!(diff <= 1e-13 * all.abs().max().double_value(&[]), "member network streams differ by {diff}");
         let before = flatten_member(&mlp, 0).unwrap();
         write_member(&mlp, 2, &(&flat * 2.0)).unwrap();
         assert!(flatten_member(&mlp, 2).unwrap().equal(&(&flat * 2.0)));

@@ -101,10 +101,7 @@ impl TapedLosses {
     ) -> Result<TapedLosses, TchError> {
         let batch = TermBatch::new(problem, points)?;
         let (mut streams, tape) = mlp.forward_taped(&batch.x, norm, &problem.layout(), &batch.segments);
-        streams.value = streams.value.set_requires_grad(true);
-        for b in streams.blocks.iter_mut().flatten() {
-            *b = b.set_requires_grad(true);
-        }
+        streams.make_leaves();
         let losses = batch.losses(problem, points, &streams, scale, kind)?;
         Ok(TapedLosses { losses, streams, tape })
     }
@@ -115,15 +112,7 @@ impl TapedLosses {
     /// `keep_graph`: keep the losses' graphs for another pass (a balancer's per-term gradients
     /// before the optimiser's).
     pub fn parameter_gradients(&self, mlp: &Mlp, loss: &Tensor, extra: &[Tensor], keep_graph: bool) -> Result<Vec<Tensor>, TchError> {
-        let mut wrt: Vec<&Tensor> = vec![&self.streams.value];
-        wrt.extend(self.streams.blocks.iter().flatten());
-        wrt.extend(extra);
-        let mut g = Tensor::f_run_backward(&[loss], &wrt, keep_graph, false)?.into_iter();
-        let value = g.next().expect("one gradient per input");
-        let blocks: Vec<Option<Tensor>> = self.streams.blocks.iter().map(|b| b.as_ref().and_then(|_| g.next())).collect();
-        let mut grads = self.tape.backward(mlp, &value, &blocks);
-        grads.extend(g);
-        Ok(grads)
+        self.tape.parameter_gradients(mlp, &self.streams, loss, extra, keep_graph)
     }
 }
 
@@ -135,7 +124,8 @@ pub(crate) struct MemberObjective {
     pub points: Vec<(&'static str, Tensor)>,
     pub scale: BTreeMap<String, Tensor>,
     pub weights: Vec<f64>,
-    pub sizes: Vec<usize>,
+    /// A one-member network of the member's architecture ([`lbfgs::member_network`]).
+    pub template: Mlp,
     pub kind: Kind,
 }
 
@@ -144,7 +134,7 @@ impl MemberObjective {
     /// reverse pass (the training step's fast path, [`TapedLosses`]) of the full-batch loss of
     /// a one-member network.
     pub fn eval(&self, flat: &Tensor) -> Result<(f64, Tensor), TchError> {
-        let net = lbfgs::member_network(&self.sizes, &flat.detach())?;
+        let net = lbfgs::member_network(&self.template, 0, &flat.detach())?;
         let taped = TapedLosses::new(&net, &self.norm, self.problem.as_ref(), &self.points, &self.scale, self.kind)?;
         let mut total: Option<Tensor> = None;
         for ((_, l), w) in taped.losses.iter().zip(&self.weights) {
@@ -155,7 +145,7 @@ impl MemberObjective {
             });
         }
         let total = total.expect("at least one loss term").f_sum(self.kind)?;
-        // Parameter gradients come in flattening order (w0, b0, w1, b1, ...).
+        // Parameter gradients come in flattening order (w0, b0, w1, b1, ..., slopes).
         let grads = taped.parameter_gradients(&net, &total, &[], false)?;
         let g = Tensor::f_cat(&grads.iter().map(|g| g.reshape([-1])).collect::<Vec<_>>(), 0)?;
         Ok((total.f_double_value(&[])?, g))

@@ -38,7 +38,7 @@ use crate::collocation;
 use crate::config::job::Sampling;
 use crate::config::JobSpec;
 use crate::problem::{Domain, Region, TensorOpts};
-use crate::record::{EvalRecord, JobRecord, Status};
+use crate::record::{EvalRecord, JobRecord, NetworkRecord, Status};
 use crate::rng::JobRng;
 use lbfgs::Lbfgs;
 use losses::{term_losses, MemberObjective, TapedLosses};
@@ -172,7 +172,10 @@ fn adam_phase(setup: &BatchSetup<'_>, state: &mut BatchState, ctx: &mut BatchCon
     let Phase::Adam { next } = state.phase else { unreachable!("adam_phase in another phase") };
     let e = setup.e;
     let params = state.mlp.parameters();
-    let param_refs: Vec<&Tensor> = params.iter().collect();
+    // Balancers read the gradients of the layers' weights and biases (w0, b0, w1, b1, ...):
+    // the adaptive slopes, listed after them, are left out.
+    let n_layer_params = 2 * state.mlp.layers.len();
+    let param_refs: Vec<&Tensor> = params[..n_layer_params].iter().collect();
     let opt_params = optimised(&state.mlp, state.balancer.as_ref());
     for step in next..=setup.total {
         state.phase = Phase::Adam { next: step };
@@ -181,7 +184,7 @@ fn adam_phase(setup: &BatchSetup<'_>, state: &mut BatchState, ctx: &mut BatchCon
         }
         // One snapshot serves both the record and the balancer when both want this step.
         let record_ntk = setup.is_snapshot(step) || (setup.ntk_on && step == setup.total && setup.lbfgs.is_none());
-        let snap = if record_ntk || state.balancer.needs_ntk(step) { Some(setup.measure(&state.mlp, record_ntk && setup.spectra)?) } else { None };
+        let snap = if record_ntk || state.balancer.needs_ntk(step) { Some(setup.measure(&state.mlp, record_ntk && setup.spectra, step)?) } else { None };
         if let Some(snap) = snap.as_ref().filter(|_| record_ntk) {
             state.records.snapshot(step, snap);
         }
@@ -199,7 +202,10 @@ fn adam_phase(setup: &BatchSetup<'_>, state: &mut BatchState, ctx: &mut BatchCon
             let loss = loss.f_sum(loss.kind())?;
             match &taped {
                 None => balancer::gradients(&loss, &param_refs),
-                Some(t) => t.parameter_gradients(mlp, &loss, &[], true),
+                Some(t) => t.parameter_gradients(mlp, &loss, &[], true).map(|mut g| {
+                    g.truncate(n_layer_params);
+                    g
+                }),
             }
         };
         let lr_now = setup.lr_at(step);
@@ -232,17 +238,17 @@ fn adam_phase(setup: &BatchSetup<'_>, state: &mut BatchState, ctx: &mut BatchCon
 
 /// The L-BFGS objective of every member that has an optimiser (see lbfgs.rs, "Members"): on
 /// the points of the last Adam step with the balancer's weights of that step frozen.
-fn member_objectives(setup: &BatchSetup<'_>, state: &BatchState, active: &[bool]) -> Vec<Option<MemberObjective>> {
+fn member_objectives(setup: &BatchSetup<'_>, state: &BatchState, active: &[bool]) -> Result<Vec<Option<MemberObjective>>, TchError> {
     let points: Vec<(&'static str, Tensor)> = state.terms.iter().map(|s| (s.name, s.x.shallow_clone())).collect();
     let frozen: Vec<Vec<f64>> = setup.term_names.iter().map(|t| to_vec(state.balancer.weights().get(t))).collect();
-    active.iter().enumerate().map(|(k, &a)| a.then(|| setup.member_objective(k, &points, &frozen))).collect()
+    active.iter().enumerate().map(|(k, &a)| a.then(|| setup.member_objective(&state.mlp, k, &points, &frozen)).transpose()).collect()
 }
 
 /// The L-BFGS phase's start: one optimiser per member that has not diverged (each evaluates
 /// its objective once).
 fn start_lbfgs(setup: &BatchSetup<'_>, state: &BatchState, cfg: &lbfgs::LbfgsConfig) -> Result<Phase, TchError> {
     let active: Vec<bool> = state.records.diverged.iter().map(Option::is_none).collect();
-    let objectives = member_objectives(setup, state, &active);
+    let objectives = member_objectives(setup, state, &active)?;
     let members = objectives
         .iter()
         .enumerate()
@@ -259,7 +265,7 @@ fn lbfgs_phase(setup: &BatchSetup<'_>, state: &mut BatchState, ctx: &mut BatchCo
     let Phase::Lbfgs { next, members } = &state.phase else { unreachable!("lbfgs_phase in another phase") };
     let next = *next;
     let active: Vec<bool> = members.iter().map(Option::is_some).collect();
-    let objectives = member_objectives(setup, state, &active);
+    let objectives = member_objectives(setup, state, &active)?;
     let points: Vec<(&'static str, Tensor)> = state.terms.iter().map(|s| (s.name, s.x.shallow_clone())).collect();
     let mut step_length = vec![0.0; setup.e];
     for i in next..=cfg.steps {
@@ -282,7 +288,7 @@ fn lbfgs_phase(setup: &BatchSetup<'_>, state: &mut BatchState, ctx: &mut BatchCo
         // Stop early once every member has converged (the end of training is then here).
         let finished = i == cfg.steps || members.iter().flatten().all(|opt| opt.converged().is_some());
         if setup.ntk_on && (setup.is_snapshot(step) || finished) {
-            let snap = setup.measure(&state.mlp, setup.spectra)?;
+            let snap = setup.measure(&state.mlp, setup.spectra, step)?;
             state.records.snapshot(step, &snap);
         }
         if step % setup.log_every == 0 || finished {
@@ -299,7 +305,7 @@ fn lbfgs_phase(setup: &BatchSetup<'_>, state: &mut BatchState, ctx: &mut BatchCo
 
 /// The evaluation on the uniform grid and one record per member.
 fn finish(setup: &BatchSetup<'_>, state: BatchState, t0: Instant) -> Vec<JobRecord> {
-    let BatchState { mlp, mut records, params_init, elapsed, .. } = state;
+    let BatchState { mlp, mut records, params_init, slopes_init, elapsed, .. } = state;
     let u_pred = tch::no_grad(|| mlp.forward(&setup.x_eval, &setup.norm, &setup.value_layout).u());
     let err = &u_pred - &setup.u_exact;
     let wall = elapsed + t0.elapsed().as_secs_f64();
@@ -317,6 +323,7 @@ fn finish(setup: &BatchSetup<'_>, state: BatchState, t0: Instant) -> Vec<JobReco
                 eval: None,
                 params_init: Some(params_init[k].clone()),
                 params_final: Some(mlp.export_member(ki)),
+                network: NetworkRecord { slopes_init: slopes_init[k].clone(), slopes_final: mlp.export_slopes(ki), fourier_b: mlp.export_fourier(ki) },
                 wall_seconds: wall,
                 batch_size: setup.e,
                 diverged_step: None,
@@ -359,9 +366,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::config::job::Init;
     use crate::config::Sweep;
-    use crate::model::mlp::{layer_sizes, Mlp};
+    use crate::model::mlp::Mlp;
     use crate::model::normalize::Normalizer;
     use crate::problem::ProblemConfig;
     use crate::rng::{self, Purpose};
@@ -399,14 +405,28 @@ mod tests {
             ("{kind: helmholtz2d}", "", "zscore"),
             ("{kind: regression1d, eps: 0.2}", "[0.2, 0.1]", "none"),
         ];
-        let mut cases: Vec<(&str, &str, &str, &str)> = problems.iter().map(|(p, e, n)| (*p, *e, *n, "none")).collect();
+        let mut cases: Vec<(&str, &str, &str, &str, &str)> = problems.iter().map(|(p, e, n)| (*p, *e, *n, "none", "")).collect();
         for b in ["{kind: ntk, every: 4}", "{kind: grad_stats, every: 4}", "softadapt", "relobralo", "{kind: gradnorm, every: 3}", "uncertainty", "eps_rescale"] {
-            cases.push(("{kind: darcy1d, eps: 0.25}", "[0.25, 0.5]", "zscore", b));
+            cases.push(("{kind: darcy1d, eps: 0.25}", "[0.25, 0.5]", "zscore", b, ""));
         }
-        for (problem, eps, normalization, balancer) in cases {
+        // Network schemes (activations, adaptive slopes, Fourier features), also with balancers
+        // that read parameter gradients or Hutchinson NTK traces.
+        cases.extend([
+            ("{kind: darcy1d, eps: 0.25}", "[0.25, 0.5]", "zscore", "none", ", activation: sin, adaptive_activation: layerwise"),
+            ("{kind: wave1d}", "", "zscore", "none", ", activation: gelu, adaptive_activation: {kind: global, scale: 2}, fourier: {features: 3, sigma: 1}"),
+            ("{kind: helmholtz2d}", "", "minmax", "none", ", activation: silu, fourier: {features: 4, sigma: 0.5}"),
+            ("{kind: darcy1d, eps: 0.25}", "[0.25, 0.5]", "zscore", "{kind: gradnorm, every: 3}", ", activation: silu, adaptive_activation: global"),
+            ("{kind: darcy1d, eps: 0.25}", "[0.25, 0.5]", "zscore", "{kind: grad_stats, every: 4}", ", adaptive_activation: layerwise, fourier: {features: 4, sigma: 2}"),
+            ("{kind: darcy1d, eps: 0.25}", "[0.25, 0.5]", "zscore", "{kind: ntk, every: 4}", ", adaptive_activation: global, method: hutchinson"),
+        ]);
+        for (problem, eps, normalization, balancer, scheme) in cases {
+            let (model_extra, ntk_extra) = match scheme.split_once(", method: ") {
+                Some((m, method)) => (m.to_string(), format!(", method: {method}, probes: 4")),
+                None => (scheme.to_string(), String::new()),
+            };
             let mut text = format!(
-                "problem: {problem}\nmodel: {{width: 8, depth: 2, dtype: float64, normalization: {normalization}}}\n\
-                 training: {{steps: 10, log_every: 2, lr: 1.0e-2}}\nntk: {{enabled: false}}\nevaluation: {{points: 30}}\n\
+                "problem: {problem}\nmodel: {{width: 8, depth: 2, dtype: float64, normalization: {normalization}{model_extra}}}\n\
+                 training: {{steps: 10, log_every: 2, lr: 1.0e-2}}\nntk: {{enabled: false{ntk_extra}}}\nevaluation: {{points: 30}}\n\
                  balancer: {balancer}\nsweep:\n  seed: [3, 8]\n"
             );
             if !eps.is_empty() {
@@ -416,7 +436,7 @@ mod tests {
             let pair: Vec<&JobSpec> = [0, s.jobs.len() - 1].iter().map(|&k| &s.jobs[k]).collect();
             let (fast, reference) = (train(&pair, false), train(&pair, true));
             for (k, (f, r)) in fast.iter().zip(&reference).enumerate() {
-                let what = format!("{problem}, {balancer}, member {k}");
+                let what = format!("{problem}, {balancer}{scheme}, member {k}");
                 assert_eq!(f.history.step, r.history.step, "{what}");
                 for (term, lr) in &r.history.loss {
                     for (i, (a, b)) in f.history.loss[term].iter().zip(lr).enumerate() {
@@ -435,6 +455,15 @@ mod tests {
                 // The parameters moved (the comparison is not between two untrained nets).
                 let p0 = f.params_init.as_ref().unwrap();
                 assert!(p0[0].0.iter().zip(&pf[0].0).any(|(a, b)| (a - b).abs() > 1e-6), "{what}: parameters did not move");
+                let (sf, sr) = (&f.network.slopes_final, &r.network.slopes_final);
+                assert_eq!(sf.is_some(), scheme.contains("adaptive"), "{what}: slopes recorded");
+                if let (Some(sf), Some(sr), Some(s0)) = (sf, sr, &f.network.slopes_init) {
+                    for (a, b) in sf.iter().zip(sr) {
+                        assert!(close(*a, *b), "{what}: final slope {a} vs autograd {b}");
+                    }
+                    assert!(s0.iter().zip(sf).any(|(a, b)| (a - b).abs() > 1e-6), "{what}: slopes did not move");
+                }
+                assert_eq!(f.network.fourier_b, r.network.fourier_b, "{what}: Fourier features");
             }
         }
     }
@@ -443,16 +472,19 @@ mod tests {
     /// pass vs autograd, every problem.
     #[test]
     fn taped_gradients_equal_autograd_gradients() {
-        for problem in ["{kind: darcy1d, eps: 0.25}", "{kind: poisson1d, eps: 0.5}", "{kind: wave1d}", "{kind: klein_gordon1d}", "{kind: helmholtz2d}", "{kind: regression1d, eps: 0.2}"] {
-            let text = format!("problem: {problem}\nmodel: {{width: 8, depth: 2, dtype: float64, normalization: zscore}}\ntraining: {{steps: 1}}\nevaluation: {{points: 20}}\n");
+        let problems = ["{kind: darcy1d, eps: 0.25}", "{kind: poisson1d, eps: 0.5}", "{kind: wave1d}", "{kind: klein_gordon1d}", "{kind: helmholtz2d}", "{kind: regression1d, eps: 0.2}"];
+        // Plain tanh networks, and networks with another activation, adaptive slopes and
+        // Fourier features (whose one-member L-BFGS networks must carry all three).
+        let schemes = ["", ", activation: gelu, adaptive_activation: {kind: layerwise, scale: 2}, fourier: {features: 3, sigma: 1}"];
+        for (problem, scheme) in problems.iter().flat_map(|p| schemes.iter().map(move |s| (p, s))) {
+            let text = format!("problem: {problem}\nmodel: {{width: 8, depth: 2, dtype: float64, normalization: zscore{scheme}}}\ntraining: {{steps: 1}}\nevaluation: {{points: 20}}\n");
             let s = Sweep::parse(&text, "t.yaml", "t", &[]).unwrap();
             let opts = TensorOpts { kind: Kind::Double, device: Device::Cpu };
             let c = &s.jobs[0].config;
             let p = ProblemConfig::build(&[&c.problem], opts);
             let domain = p.domain();
             let norm = Normalizer::new(&[c.model.normalization], &domain, opts);
-            let mut init = vec![(Init::XavierNormal, rng::stream(1, Purpose::Init, 0))];
-            let mlp = Mlp::init(&layer_sizes(domain.dim(), 8, 2), &mut init, opts);
+            let mlp = Mlp::build(&[(&c.model, 1)], domain.dim(), opts);
             let points: Vec<(&'static str, Tensor)> = p
                 .terms()
                 .iter()
@@ -469,7 +501,7 @@ mod tests {
             let got = t.parameter_gradients(&mlp, &total(&t.losses), &[], false).unwrap();
             for (k, (g, w)) in got.iter().zip(&want).enumerate() {
                 let err = (g - w).abs().max().double_value(&[]) / w.abs().max().double_value(&[]);
-                assert!(err < 1e-12, "{problem} parameter {k}: rel err {err}");
+                assert!(err < 1e-12, "{problem}{scheme} parameter {k}: rel err {err}");
             }
             // The L-BFGS objective (same pass, flattened) against autograd on the flat vector.
             let weights: Vec<f64> = (0..points.len()).map(|t| 1.0 + t as f64).collect();
@@ -479,19 +511,19 @@ mod tests {
                 points: points.iter().map(|(n, x)| (*n, x.shallow_clone())).collect(),
                 scale: BTreeMap::new(),
                 weights: weights.clone(),
-                sizes: mlp.sizes.clone(),
+                template: lbfgs::member_network(&mlp, 0, &lbfgs::flatten_member(&mlp, 0).unwrap()).unwrap(),
                 kind: Kind::Double,
             };
             let flat = lbfgs::flatten_member(&mlp, 0).unwrap();
             let (value, grad) = objective.eval(&flat).unwrap();
             let leaf = flat.detach().set_requires_grad(true);
-            let net = lbfgs::member_network(&mlp.sizes, &leaf).unwrap();
+            let net = lbfgs::member_network(&mlp, 0, &leaf).unwrap();
             let losses = term_losses(&net, &norm, p.as_ref(), &points, &scale, Kind::Double).unwrap();
             let total = losses.iter().zip(&weights).fold(Tensor::zeros([1], (Kind::Double, Device::Cpu)), |a, ((_, l), w)| a + l * *w).sum(Kind::Double);
             assert!((value - total.double_value(&[])).abs() <= 1e-12 * value.abs());
             let want = Tensor::run_backward(&[total], &[&leaf], false, false).remove(0);
             let err = (&grad - &want).abs().max().double_value(&[]) / want.abs().max().double_value(&[]);
-            assert!(err < 1e-12, "{problem} L-BFGS gradient: rel err {err}");
+            assert!(err < 1e-12, "{problem}{scheme} L-BFGS gradient: rel err {err}");
         }
     }
 
@@ -568,6 +600,9 @@ mod tests {
         let mut cases: Vec<(String, Vec<String>)> = balancers.iter().map(|b| (b.to_string(), vec![format!("balancer={b}")])).collect();
         // Member 1 diverges (NaN loss) during Adam; member 0 goes on into L-BFGS.
         cases.push(("diverging member".into(), vec!["sweep.training.lr=[1.0e-2, 1.0e+200]".into(), "seed=3".into()]));
+        // Network schemes: trained slopes (in Adam's state and the L-BFGS vectors), Fourier
+        // features (rebuilt from the seeds), Hutchinson traces (probes from seed and step).
+        cases.push(("schemes".into(), SCHEMES.iter().map(|s| s.to_string()).chain(["ntk.method=hutchinson".to_string(), "balancer={kind: gradnorm, every: 3}".to_string()]).collect()));
         for (what, sets) in cases {
             let s = Sweep::parse(RESUME, "t.yaml", "t", &sets).unwrap_or_else(|e| panic!("{what}: {e}"));
             let specs: Vec<&JobSpec> = s.jobs.iter().collect();
@@ -585,6 +620,9 @@ mod tests {
         }
     }
 
+    /// A network with another activation, layerwise adaptive slopes and Fourier features.
+    const SCHEMES: [&str; 3] = ["model.activation=sin", "model.adaptive_activation=layerwise", "model.fourier={features: 3, sigma: 1}"];
+
     /// Saving at every step boundary (a very short --checkpoint-every) changes nothing.
     #[test]
     fn periodic_saves_do_not_change_the_numbers() {
@@ -600,8 +638,12 @@ mod tests {
     /// for bit, in both phases and for every balancer: every saved piece is restored.
     #[test]
     fn saved_state_round_trips_through_restore() {
-        for b in ["none", "{kind: ntk, every: 4}", "softadapt", "{kind: relobralo, rho: 0.5}", "{kind: gradnorm, every: 3}", "uncertainty"] {
-            let s = Sweep::parse(RESUME, "t.yaml", "t", &[format!("balancer={b}")]).unwrap();
+        let mut cases: Vec<Vec<String>> =
+            ["none", "{kind: ntk, every: 4}", "softadapt", "{kind: relobralo, rho: 0.5}", "{kind: gradnorm, every: 3}", "uncertainty"].iter().map(|b| vec![format!("balancer={b}")]).collect();
+        cases.push(SCHEMES.iter().map(|s| s.to_string()).chain(["balancer=softadapt".to_string()]).collect());
+        for sets in cases {
+            let b = sets.join(" ");
+            let s = Sweep::parse(RESUME, "t.yaml", "t", &sets).unwrap();
             let specs: Vec<&JobSpec> = s.jobs.iter().collect();
             for stop_at in [9 * 2, 22 * 2] {
                 let stop = AtomicBool::new(false);
@@ -624,6 +666,11 @@ mod tests {
                 let phase = saved.text("phase/kind").unwrap();
                 assert_eq!(phase, if stop_at < 40 { "adam" } else { "lbfgs" }, "{b}");
                 assert!(saved.names().iter().any(|n| n.starts_with("balancer/weights/")), "{b}: {:?}", saved.names());
+                // Every parameter is saved, the adaptive slopes included.
+                for (name, _) in state.mlp.named_parameters() {
+                    assert!(saved.has(&format!("net/{name}")), "{b}: net/{name} not saved");
+                }
+                assert_eq!(saved.has("net/slopes"), b.contains("adaptive"), "{b}");
             }
         }
     }

@@ -10,11 +10,11 @@ use tch::{Device, Kind, TchError, Tensor};
 
 use super::draw;
 use super::losses::MemberObjective;
-use super::lbfgs::LbfgsConfig;
+use super::lbfgs::{self, LbfgsConfig};
 use crate::balancer::{self, Balancer};
 use crate::collocation;
 use crate::config::JobSpec;
-use crate::model::mlp::{layer_sizes, Linear, Mlp};
+use crate::model::mlp::{layer_sizes, Mlp};
 use crate::model::normalize::Normalizer;
 use crate::model::streams::StreamLayout;
 use crate::ntk::{self, TermPoints};
@@ -32,7 +32,7 @@ pub(crate) struct BatchSetup<'a> {
     pub terms: Vec<TermSpec>,
     pub term_names: Vec<&'static str>,
     pub norm: Normalizer,
-    /// Layer sizes [d, width, ..., 1].
+    /// Layer sizes [inputs, width, ..., 1] (inputs: d, or 2 m with Fourier features).
     pub sizes: Vec<usize>,
     /// eps rescaling of the PDE residual per member ([E, 1]; absent where nobody rescales).
     pub scale: BTreeMap<String, Tensor>,
@@ -50,6 +50,10 @@ pub(crate) struct BatchSetup<'a> {
     scale_ntk: BTreeMap<String, Tensor>,
     ntk_every: u64,
     ntk_chunk: usize,
+    ntk_method: ntk::NtkMethod,
+    ntk_probes: usize,
+    /// Every member's job seed (Hutchinson probes are drawn from it and the step).
+    seeds: Vec<u64>,
     /// The L-BFGS phase after Adam (all members of a batch share it: batch key).
     pub lbfgs: Option<LbfgsConfig>,
     pub log_every: u64,
@@ -121,7 +125,7 @@ impl<'a> BatchSetup<'a> {
             term_names: terms.iter().map(|t| t.name).collect(),
             terms,
             norm,
-            sizes: layer_sizes(d, c0.model.width, c0.model.depth),
+            sizes: layer_sizes(c0.model.inputs(d), c0.model.width, c0.model.depth),
             scale,
             total: c0.training.total_steps(),
             ntk_on: c0.ntk.enabled,
@@ -133,6 +137,9 @@ impl<'a> BatchSetup<'a> {
             scale_ntk,
             ntk_every: c0.ntk.every,
             ntk_chunk: c0.ntk.chunk,
+            ntk_method: c0.ntk.method,
+            ntk_probes: c0.ntk.probes,
+            seeds: specs.iter().map(|s| s.config.seed).collect(),
             lbfgs: c0.training.lbfgs.clone().filter(|l| l.steps > 0),
             log_every: c0.training.log_every,
             lr_uniform: specs.iter().all(|s| s.config.training == c0.training),
@@ -168,19 +175,22 @@ impl<'a> BatchSetup<'a> {
         self.specs.iter().map(|s| s.config.training.lr_at(step)).collect()
     }
 
-    /// The initial network of every member, each from its own random stream (a network too
-    /// large for memory is a libtorch error, not an abort).
+    /// The initial network of every member, each from its own random streams: weights,
+    /// adaptive slopes, and the Fourier matrix B, which is not trained and so is rebuilt here
+    /// rather than saved in a checkpoint ([`Mlp::build`]). A network too large for memory is
+    /// a libtorch error, not an abort.
     pub fn init_network(&self) -> Result<Mlp, TchError> {
-        let mut init: Vec<_> = self.specs.iter().map(|s| (s.config.model.init, rng::stream(s.config.seed, Purpose::Init, 0))).collect();
-        Mlp::try_init(&self.sizes, &mut init, self.opts)
+        let models: Vec<_> = self.specs.iter().map(|s| (&s.config.model, s.config.seed)).collect();
+        let mlp = Mlp::try_build(&models, self.dim(), self.opts)?;
+        debug_assert_eq!(mlp.sizes, self.sizes);
+        Ok(mlp)
     }
 
     /// The batch's balancer at its initial state.
     pub fn build_balancer(&self) -> Box<dyn Balancer> {
         let fixed: Vec<Vec<f64>> = self.specs.iter().map(|s| self.term_names.iter().map(|t| s.config.weight(t)).collect()).collect();
         let bcfgs: Vec<_> = self.specs.iter().map(|s| &s.config.balancer).collect();
-        let seeds: Vec<u64> = self.specs.iter().map(|s| s.config.seed).collect();
-        balancer::build(&bcfgs, &balancer::BuildContext { terms: &self.terms, fixed: &fixed, seeds: &seeds, opts: self.opts })
+        balancer::build(&bcfgs, &balancer::BuildContext { terms: &self.terms, fixed: &fixed, seeds: &self.seeds, opts: self.opts })
     }
 
     /// Relative L2 error of every member on the evaluation grid, [E].
@@ -193,18 +203,24 @@ impl<'a> BatchSetup<'a> {
     /// diverged; the trainer notices at its next logged step) would make the batched
     /// eigensolver fail for the whole batch, and the batch would be retried job by job: such
     /// members are measured with zeroed parameters and their statistics reported as NaN.
-    pub fn measure(&self, mlp: &Mlp, spectra: bool) -> Result<ntk::Snapshot, TchError> {
+    /// `step`: the step measured at (Hutchinson probes are drawn from it).
+    pub fn measure(&self, mlp: &Mlp, spectra: bool, step: u64) -> Result<ntk::Snapshot, TchError> {
         let finite = finite_members(mlp)?;
+        let est = match self.ntk_method {
+            ntk::NtkMethod::Exact => ntk::Estimator::Exact { spectra },
+            ntk::NtkMethod::Hutchinson => ntk::Estimator::Hutchinson(ntk::hutchinson::Probes { count: self.ntk_probes, seeds: &self.seeds, step }),
+        };
+        let inputs = |mlp, norm, problem, scale| ntk::NtkInputs { mlp, norm, problem, points: &self.ntk_points, scale, chunk: self.ntk_chunk };
         let snap = match (&self.problem_ntk, &self.norm_ntk, &finite) {
             (Some(p), Some(nm), _) => {
                 let mk = zero_members(mlp, finite.as_ref(), self.ntk_opts.kind)?;
-                ntk::snapshot(&ntk::factors(&mk, nm, p.as_ref(), &self.ntk_points, &self.scale_ntk, self.ntk_chunk)?, spectra)?
+                ntk::measure(&est, &inputs(&mk, nm, p.as_ref(), &self.scale_ntk))?
             }
             (_, _, Some(ok)) => {
                 let mk = zero_members(mlp, Some(ok), self.opts.kind)?;
-                ntk::snapshot(&ntk::factors(&mk, &self.norm, self.problem.as_ref(), &self.ntk_points, &self.scale, self.ntk_chunk)?, spectra)?
+                ntk::measure(&est, &inputs(&mk, &self.norm, self.problem.as_ref(), &self.scale))?
             }
-            _ => ntk::snapshot(&ntk::factors(mlp, &self.norm, self.problem.as_ref(), &self.ntk_points, &self.scale, self.ntk_chunk)?, spectra)?,
+            _ => ntk::measure(&est, &inputs(mlp, &self.norm, self.problem.as_ref(), &self.scale))?,
         };
         match &finite {
             Some(ok) => nan_members(snap, ok),
@@ -213,33 +229,33 @@ impl<'a> BatchSetup<'a> {
     }
 
     /// Member `k`'s L-BFGS objective: its frozen-weight loss on `points` (the last Adam
-    /// points of every term, [E, N_T, d]) with weights `frozen[term][member]`.
-    pub fn member_objective(&self, k: usize, points: &[(&'static str, Tensor)], frozen: &[Vec<f64>]) -> MemberObjective {
+    /// points of every term, [E, N_T, d]) with weights `frozen[term][member]`, on a
+    /// one-member network of member `k` of `mlp`'s architecture (activation, slopes, Fourier
+    /// features).
+    pub fn member_objective(&self, mlp: &Mlp, k: usize, points: &[(&'static str, Tensor)], frozen: &[Vec<f64>]) -> Result<MemberObjective, TchError> {
         let ki = k as i64;
         let norm_kinds: Vec<_> = self.specs[k..=k].iter().map(|s| s.config.model.normalization).collect();
-        MemberObjective {
+        Ok(MemberObjective {
             problem: ProblemConfig::build(&[&self.specs[k].config.problem], self.opts),
             norm: Normalizer::new(&norm_kinds, &self.domain, self.opts),
             points: points.iter().map(|(n, x)| (*n, x.narrow(0, ki, 1))).collect(),
             scale: self.scale.iter().map(|(n, s)| (n.clone(), s.narrow(0, ki, 1))).collect(),
             weights: frozen.iter().map(|w| w[k]).collect(),
-            sizes: self.sizes.clone(),
+            template: lbfgs::member_network(mlp, ki, &lbfgs::flatten_member(mlp, ki)?)?,
             kind: self.opts.kind,
-        }
+        })
     }
 }
 
 /// `None` when every member's parameters are finite, else a [E] mask of the finite members.
 fn finite_members(mlp: &Mlp) -> Result<Option<Tensor>, TchError> {
     let mut ok: Option<Tensor> = None;
-    for l in &mlp.layers {
-        for p in [&l.w, &l.b] {
-            let f = p.detach().f_isfinite()?.f_flatten(1, -1)?.f_all_dim(1, false)?;
-            ok = Some(match ok {
-                None => f,
-                Some(o) => o.f_logical_and(&f)?,
-            });
-        }
+    for p in mlp.parameters() {
+        let f = p.detach().f_isfinite()?.f_flatten(1, -1)?.f_all_dim(1, false)?;
+        ok = Some(match ok {
+            None => f,
+            Some(o) => o.f_logical_and(&f)?,
+        });
     }
     let ok = ok.expect("an MLP has at least one layer");
     Ok(if ok.f_all()?.f_int64_value(&[])? == 1 { None } else { Some(ok) })
@@ -249,18 +265,12 @@ fn finite_members(mlp: &Mlp) -> Result<Option<Tensor>, TchError> {
 /// parameters of members outside `keep` ([E] bool) set to zero.
 fn zero_members(mlp: &Mlp, keep: Option<&Tensor>, kind: Kind) -> Result<Mlp, TchError> {
     let Some(keep) = keep else { return Ok(mlp.to_kind_detached(kind)) };
-    let layers = mlp
-        .layers
-        .iter()
-        .map(|l| -> Result<Linear, TchError> {
-            let w = l.w.detach().f_to_kind(kind)?;
-            let b = l.b.detach().f_to_kind(kind)?;
-            let w = w.f_where_self(&keep.f_view([-1, 1, 1])?, &w.f_zeros_like()?)?;
-            let b = b.f_where_self(&keep.f_view([-1, 1])?, &b.f_zeros_like()?)?;
-            Ok(Linear { w: w.set_requires_grad(true), b: b.set_requires_grad(true) })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Mlp { layers, sizes: mlp.sizes.clone() })
+    mlp.map_parameters(kind, &|p| {
+        let p = p.detach().f_to_kind(kind)?;
+        let mut shape = vec![-1i64];
+        shape.extend(std::iter::repeat_n(1, p.dim() - 1));
+        Ok(p.f_where_self(&keep.f_view(shape.as_slice())?, &p.f_zeros_like()?)?.set_requires_grad(true))
+    })
 }
 
 /// Replace the statistics of members outside `keep` ([E] bool) by NaN.
@@ -271,13 +281,13 @@ fn nan_members(mut snap: ntk::Snapshot, keep: &Tensor) -> Result<ntk::Snapshot, 
         let k = keep.f_to_device(t.device())?.f_view(shape.as_slice())?;
         t.f_where_self(&k, &t.f_full_like(f64::NAN)?)
     };
-    snap.full_frobenius = mask(&snap.full_frobenius)?;
+    let mask_opt = |t: &Option<Tensor>| t.as_ref().map(&mask).transpose();
+    snap.full_frobenius = mask_opt(&snap.full_frobenius)?;
     for t in &mut snap.terms {
-        t.frobenius = mask(&t.frobenius)?;
+        t.frobenius = mask_opt(&t.frobenius)?;
         t.trace = mask(&t.trace)?;
-        if let Some(ev) = &t.eigenvalues {
-            t.eigenvalues = Some(mask(ev)?);
-        }
+        t.trace_stderr = mask_opt(&t.trace_stderr)?;
+        t.eigenvalues = mask_opt(&t.eigenvalues)?;
     }
     Ok(snap)
 }

@@ -8,12 +8,16 @@
 //! saved and restored (or explicitly skipped), and the tests compare a resumed batch with an
 //! uninterrupted one bit for bit.
 //!
-//! Layout of the saved entries (the checkpoint file's datasets): `net/<layer>/w|b`,
+//! The network is saved as all of [`Mlp::named_parameters`]: weights, biases and adaptive
+//! slopes. Its Fourier matrix B is not trained: [`BatchSetup::init_network`] draws it again from
+//! the job seeds for the fresh state a checkpoint is restored over, so it is not saved.
+//!
+//! Layout of the saved entries (the checkpoint file's datasets): `net/<layer>/w|b`, `net/slopes`,
 //! `adam/m|v|t`, `balancer/...` (per scheme, [`crate::balancer::Balancer::save_state`]),
 //! `terms/<term>/x` and `terms/<term>/rng/<member>`, `history/<member>/step|loss/<term>|
 //! weight/<term>|rel_l2|lr`, `ntk/<member>/step|full_frobenius|terms/<i>/name|x|frobenius|
-//! trace|eigenvalues`, `diverged/<member>/step|message`, `params_init/<member>/<layer>/weight|
-//! bias`, `phase/kind|next`, `phase/members/<member>/...` (L-BFGS), `elapsed`, `jobs`.
+//! trace|trace_stderr|eigenvalues`, `diverged/<member>/step|message`,
+//! `params_init/<member>/<layer>/weight|bias`, `params_init/<member>/slopes`, `phase/kind|next`, `phase/members/<member>/...` (L-BFGS), `elapsed`, `jobs`.
 
 use tch::{TchError, Tensor};
 
@@ -82,6 +86,8 @@ pub(crate) struct BatchState {
     pub terms: Vec<TermState>,
     pub records: Records,
     pub params_init: Vec<Params>,
+    /// Each member's initial adaptive slopes ([`Mlp::export_slopes`]), for its record.
+    pub slopes_init: Vec<Option<Vec<f64>>>,
     pub phase: Phase,
     /// Wall seconds of earlier runs of this batch (before it was last resumed).
     pub elapsed: f64,
@@ -93,6 +99,7 @@ impl BatchState {
         let c0 = &setup.specs[0].config;
         let mlp = setup.init_network()?;
         let params_init = (0..setup.e as i64).map(|k| mlp.export_member(k)).collect();
+        let slopes_init = (0..setup.e as i64).map(|k| mlp.export_slopes(k)).collect();
         let terms = setup
             .terms
             .iter()
@@ -125,6 +132,7 @@ impl BatchState {
             terms,
             records: Records { history: vec![History::default(); setup.e], ntk, diverged: vec![None; setup.e] },
             params_init,
+            slopes_init,
             phase: Phase::Adam { next: 0 },
             elapsed: 0.0,
         })
@@ -141,13 +149,12 @@ impl BatchState {
 
     /// The whole state as named entries; `run_seconds`: wall time of this run so far.
     pub fn save(&self, setup: &BatchSetup<'_>, run_seconds: f64) -> Result<StateDict, CheckpointError> {
-        let BatchState { mlp, adam, balancer, terms, records, params_init, phase, elapsed } = self;
+        let BatchState { mlp, adam, balancer, terms, records, params_init, slopes_init, phase, elapsed } = self;
         let Records { history, ntk, diverged } = records;
         let mut d = StateDict::default();
         d.put_text("jobs", &job_ids(setup));
-        for (l, layer) in mlp.layers.iter().enumerate() {
-            d.put_tensor(&format!("net/{l}/w"), &layer.w)?;
-            d.put_tensor(&format!("net/{l}/b"), &layer.b)?;
+        for (name, p) in mlp.named_parameters() {
+            d.put_tensor(&format!("net/{name}"), &p)?;
         }
         let mut a = StateDict::default();
         adam.save(&mut a)?;
@@ -178,6 +185,11 @@ impl BatchState {
                 d.put_f64s(&format!("params_init/{k}/{l}/bias"), b);
             }
         }
+        for (k, s) in slopes_init.iter().enumerate() {
+            if let Some(s) = s {
+                d.put_f64s(&format!("params_init/{k}/slopes"), s);
+            }
+        }
         d.put_text("phase/kind", phase.name());
         match phase {
             Phase::Adam { next } => d.put_u64("phase/next", *next),
@@ -199,16 +211,15 @@ impl BatchState {
 
     /// Overwrite a [`BatchState::fresh`] state of the same batch with a saved one.
     pub fn restore(&mut self, setup: &BatchSetup<'_>, d: &StateDict) -> Result<(), CheckpointError> {
-        let BatchState { mlp, adam, balancer, terms, records, params_init, phase, elapsed } = self;
+        let BatchState { mlp, adam, balancer, terms, records, params_init, slopes_init, phase, elapsed } = self;
         let Records { history, ntk, diverged } = records;
         let jobs = d.text("jobs")?;
         if jobs != job_ids(setup) {
             return Err(CheckpointError::Mismatch { name: "jobs".into(), expected: job_ids(setup), found: jobs });
         }
         // In place: Adam and the autograd graph hold these very tensors.
-        for (l, layer) in mlp.layers.iter().enumerate() {
-            d.copy_into(&format!("net/{l}/w"), &layer.w)?;
-            d.copy_into(&format!("net/{l}/b"), &layer.b)?;
+        for (name, p) in mlp.named_parameters() {
+            d.copy_into(&format!("net/{name}"), &p)?;
         }
         adam.restore(&d.sub("adam"))?;
         balancer.restore_state(&d.sub("balancer"))?;
@@ -233,6 +244,11 @@ impl BatchState {
             for (l, (w, b)) in p.iter_mut().enumerate() {
                 *w = d.f64s(&format!("params_init/{k}/{l}/weight"))?;
                 *b = d.f64s(&format!("params_init/{k}/{l}/bias"))?;
+            }
+        }
+        for (k, s) in slopes_init.iter_mut().enumerate() {
+            if let Some(s) = s {
+                *s = d.f64s(&format!("params_init/{k}/slopes"))?;
             }
         }
         *phase = match d.text("phase/kind")?.as_str() {
@@ -289,19 +305,25 @@ impl Records {
 
     /// Append a snapshot's statistics to the record of every member not yet diverged.
     pub fn snapshot(&mut self, step: u64, snap: &ntk::Snapshot) {
-        let full = to_vec(&snap.full_frobenius);
-        let stats: Vec<(Vec<f64>, Vec<f64>, Option<Tensor>)> =
-            snap.terms.iter().map(|t| (to_vec(&t.frobenius), to_vec(&t.trace), t.eigenvalues.as_ref().map(|v| v.to_device(tch::Device::Cpu)))).collect();
+        let opt_vec = |t: &Option<Tensor>| t.as_ref().map(to_vec);
+        let full = opt_vec(&snap.full_frobenius);
+        type Stats = (Option<Vec<f64>>, Vec<f64>, Option<Vec<f64>>, Option<Tensor>);
+        let stats: Vec<Stats> = snap
+            .terms
+            .iter()
+            .map(|t| (opt_vec(&t.frobenius), to_vec(&t.trace), opt_vec(&t.trace_stderr), t.eigenvalues.as_ref().map(|v| v.to_device(tch::Device::Cpu))))
+            .collect();
         for (k, r) in self.ntk.iter_mut().enumerate() {
             if self.diverged[k].is_some() {
                 continue;
             }
             r.step.push(step as i64);
-            r.full_frobenius.push(full[k]);
-            for (ti, (fr, tr, ev)) in stats.iter().enumerate() {
+            r.full_frobenius.extend(full.as_ref().map(|f| f[k]));
+            for (ti, (fr, tr, se, ev)) in stats.iter().enumerate() {
                 let t = &mut r.terms[ti].1;
-                t.frobenius.push(fr[k]);
+                t.frobenius.extend(fr.as_ref().map(|f| f[k]));
                 t.trace.push(tr[k]);
+                t.trace_stderr.extend(se.as_ref().map(|f| f[k]));
                 if let Some(ev) = ev {
                     t.eigenvalues.push(to_vec(&ev.select(0, k as i64)));
                 }
@@ -352,12 +374,13 @@ fn save_ntk(d: &mut StateDict, prefix: &str, r: &NtkRecord) {
     d.put_i64s(&format!("{prefix}/step"), step);
     d.put_f64s(&format!("{prefix}/full_frobenius"), full_frobenius);
     for (i, (name, t)) in terms.iter().enumerate() {
-        let NtkTermRecord { x, frobenius, trace, eigenvalues } = t;
+        let NtkTermRecord { x, frobenius, trace, trace_stderr, eigenvalues } = t;
         let p = format!("{prefix}/terms/{i}");
         d.put_text(&format!("{p}/name"), name);
         d.put_f64s(&format!("{p}/x"), x);
         d.put_f64s(&format!("{p}/frobenius"), frobenius);
         d.put_f64s(&format!("{p}/trace"), trace);
+        d.put_f64s(&format!("{p}/trace_stderr"), trace_stderr);
         let cols = eigenvalues.first().map_or(0, Vec::len);
         d.put_f64_rows(&format!("{p}/eigenvalues"), eigenvalues, cols);
     }
@@ -374,10 +397,11 @@ fn restore_ntk(d: &StateDict, prefix: &str, r: &mut NtkRecord) -> Result<(), Che
         if saved != *name {
             return Err(CheckpointError::Mismatch { name: format!("{p}/name"), expected: name.clone(), found: saved });
         }
-        let NtkTermRecord { x, frobenius, trace, eigenvalues } = t;
+        let NtkTermRecord { x, frobenius, trace, trace_stderr, eigenvalues } = t;
         *x = d.f64s(&format!("{p}/x"))?;
         *frobenius = d.f64s(&format!("{p}/frobenius"))?;
         *trace = d.f64s(&format!("{p}/trace"))?;
+        *trace_stderr = d.f64s(&format!("{p}/trace_stderr"))?;
         *eigenvalues = d.f64_rows(&format!("{p}/eigenvalues"))?;
     }
     Ok(())

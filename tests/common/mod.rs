@@ -102,3 +102,38 @@ pub fn mpi_ntksweep(n: usize, args: &[&str]) -> Output {
         .output()
         .expect("run mpirun")
 }
+
+/// Each (description, replace this, with this, expected fragment) edit of the sweep `base` must
+/// make `ntksweep run` exit 2 with a message naming `bad.yaml:line:col` and containing the
+/// fragment, and create no results folder.
+pub fn assert_rejected(base: &str, cases: &[(&str, &str, &str, &str)]) {
+    for (what, from, to, expect) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let text_in = base.replacen(from, to, 1);
+        assert_ne!(text_in, base, "{what}: replacement did not apply");
+        let sweep = write(tmp.path(), "bad.yaml", &text_in);
+        let out = tmp.path().join("res");
+        let o = ntksweep(&["run", sweep.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{what}: {t}");
+        assert!(t.contains(expect), "{what}: expected `{expect}` in:\n{t}");
+        let mut pos = t.split("bad.yaml:").nth(1).unwrap_or("").splitn(3, ':');
+        let (line, col) = (pos.next().unwrap_or(""), pos.next().unwrap_or(""));
+        assert!(line.parse::<usize>().is_ok() && col.parse::<usize>().is_ok(), "{what}: no file:line:col in:\n{t}");
+        assert!(!out.exists(), "{what}: results folder was created");
+    }
+}
+
+/// Run `sweep` into `dir/batched` with `--max-batch cap` and into `dir/alone` with
+/// `--max-batch 1` (both must succeed); returns the two folders and the batched run's output.
+pub fn run_batched_and_alone(dir: &Path, sweep: &Path, cap: &str) -> (PathBuf, PathBuf, String) {
+    let run = |out: &Path, cap: &str| {
+        let o = ntksweep(&["run", sweep.to_str().unwrap(), "--out", out.to_str().unwrap(), "--max-batch", cap]);
+        assert!(o.status.success(), "{}", text(&o));
+        text(&o)
+    };
+    let (batched, alone) = (dir.join("batched"), dir.join("alone"));
+    let t = run(&batched, cap);
+    run(&alone, "1");
+    (batched, alone, t)
+}
