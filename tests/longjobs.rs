@@ -68,11 +68,16 @@ fn compare(a: &Path, b: &Path, jobs: usize) {
 /// The acceptance check in small: a run interrupted by SIGUSR1 three times in the
 /// middle of a batch (each time: state saved, exit 3, `status` lists the batch and its step)
 /// and resumed writes job files identical to an uninterrupted run, every dataset and attribute
-/// but the provenance (wall time, host, pid, rank).
+/// but the provenance (wall time, host, pid, rank). The network has every scheme whose state
+/// a checkpoint must carry or rebuild: trained layerwise slopes (saved with the weights, in
+/// Adam's moments and the L-BFGS vectors) and Fourier features (rebuilt from the seeds).
 #[test]
 fn three_sigusr1_interrupts_and_resumes_give_the_files_of_an_uninterrupted_run() {
     let tmp = tempfile::tempdir().unwrap();
-    let sweep = write(tmp.path(), "long.yaml", LONG);
+    let schemes = "dtype: float64, activation: sin, adaptive_activation: layerwise, fourier: {features: 4, sigma: 1}}";
+    let text_in = LONG.replacen("dtype: float64}", schemes, 1);
+    assert_ne!(text_in, LONG);
+    let sweep = write(tmp.path(), "long.yaml", &text_in);
     let whole = tmp.path().join("whole");
     let o = ntksweep(&["run", sweep.to_str().unwrap(), "--out", whole.to_str().unwrap(), "--max-batch", "2", "-q"]);
     assert!(o.status.success(), "{}", text(&o));
