@@ -275,16 +275,7 @@ fn scaling_table(groups: &[ScalingGroup], extras: &[String]) -> String {
             row.extend([
                 s.term.clone(),
                 s.step.to_string(),
-                if s.fit.exponent.is_finite() {
-                    format!(
-                        "{} [{}, {}]",
-                        fixed(s.fit.exponent, 3),
-                        fixed(s.fit.ci_low, 3),
-                        fixed(s.fit.ci_high, 3)
-                    )
-                } else {
-                    "n/a".to_owned()
-                },
+                exponent_ci(&s.fit),
                 fixed(s.fit.r_squared, 4),
                 s.fit.n.to_string(),
                 s.theory_exponent.map_or("-".to_owned(), |p| format!("{p}")),
@@ -302,15 +293,32 @@ fn scaling_table(groups: &[ScalingGroup], extras: &[String]) -> String {
     table(&headers, &right, rows)
 }
 
+/// `-2.01 [-2.05, -1.97]; -1.98, -1.95` (the first with its interval), `-` without spectra.
+fn eigenvalue_exponents(fits: &[super::stats::PowerLawFit]) -> String {
+    let Some(first) = fits.first() else { return "-".to_owned() };
+    let mut text = exponent_ci(first);
+    let rest: Vec<String> = fits[1..].iter().map(|f| fixed(f.exponent, 3)).collect();
+    if !rest.is_empty() {
+        text.push_str("; ");
+        text.push_str(&rest.join(", "));
+    }
+    text
+}
+
+/// A fitted exponent with its interval, `-2.000 [-2.017, -1.983]`, or `n/a` when undetermined.
+fn exponent_ci(fit: &super::stats::PowerLawFit) -> String {
+    if fit.exponent.is_finite() {
+        format!("{} [{}, {}]", fixed(fit.exponent, 3), fixed(fit.ci_low, 3), fixed(fit.ci_high, 3))
+    } else {
+        "n/a".to_owned()
+    }
+}
+
 fn trial_table(groups: &[TrialGroup]) -> String {
     let rows = groups
         .iter()
         .map(|t| {
-            let rel = if t.rel_l2.ci_low.is_finite() {
-                format!("{} [{}, {}]", sci(t.rel_l2.mean), sci(t.rel_l2.ci_low), sci(t.rel_l2.ci_high))
-            } else {
-                sci(t.rel_l2.mean)
-            };
+            let rel = mean_ci(&t.rel_l2);
             vec![
                 if t.eps.is_nan() { "-".to_owned() } else { format!("{}", t.eps) },
                 sci(t.l2_mean_error),
@@ -437,20 +445,4 @@ mod tests {
         assert_eq!(fixed(-0.01, 3), "-0.010");
         assert_eq!(fixed(f64::NAN, 3), "n/a");
     }
-}
-
-/// `-2.01 [-2.05, -1.97]; -1.98, -1.95` (the first with its interval), `-` without spectra.
-fn eigenvalue_exponents(fits: &[super::stats::PowerLawFit]) -> String {
-    let Some(first) = fits.first() else { return "-".to_owned() };
-    let mut text = if first.ci_low.is_finite() {
-        format!("{} [{}, {}]", fixed(first.exponent, 3), fixed(first.ci_low, 3), fixed(first.ci_high, 3))
-    } else {
-        fixed(first.exponent, 3)
-    };
-    let rest: Vec<String> = fits[1..].iter().map(|f| fixed(f.exponent, 3)).collect();
-    if !rest.is_empty() {
-        text.push_str("; ");
-        text.push_str(&rest.join(", "));
-    }
-    text
 }
