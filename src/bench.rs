@@ -69,7 +69,7 @@ fn train_seconds(specs: &[JobSpec], device: Device) -> Result<f64, String> {
     let refs: Vec<&JobSpec> = specs.iter().collect();
     let stop = AtomicBool::new(false);
     let mut cb = |_n: u64| {};
-    let mut ctx = BatchContext { device, stop: &stop, on_steps: &mut cb, autograd: false };
+    let mut ctx = BatchContext { device, stop: &stop, on_steps: &mut cb, autograd: false, checkpoints: None };
     sync(device);
     let t = Instant::now();
     match train_batch(&refs, &mut ctx).map_err(|e| e.to_string())? {

@@ -61,6 +61,16 @@ pub fn member_bytes(spec: &JobSpec) -> f64 {
     train.max(eval).max(ntk) + 4.0 * params * b
 }
 
+/// Bytes as GB for messages: one decimal, or more digits where it matters (0.004 GB).
+pub fn gigabytes(bytes: f64) -> String {
+    let gb = bytes / 1e9;
+    if gb >= 0.1 {
+        format!("{gb:.1}")
+    } else {
+        format!("{gb:.3}")
+    }
+}
+
 /// Most members that fit in `budget` bytes at `per_member` bytes each, within [1, cap].
 pub fn fit(budget: Option<f64>, per_member: f64, cap: usize) -> usize {
     let cap = cap.max(1);
@@ -71,15 +81,74 @@ pub fn fit(budget: Option<f64>, per_member: f64, cap: usize) -> usize {
 }
 
 /// Bytes a batch may use on `device` when `sharing` processes of this node use it at once:
-/// half the available memory on the CPU (`MemAvailable`), 80% of the free memory on a CUDA
-/// device. None when it cannot be read (then the cap alone decides).
+/// half the available memory on the CPU (`MemAvailable`, or what the process's cgroup still
+/// allows when that is less: a Slurm job's memory limit), 80% of the free memory on a CUDA
+/// device; `NTKSWEEP_MEMORY_GB` replaces it (per process). None when it cannot be read (then
+/// the cap alone decides).
 pub fn device_budget(device: Device, sharing: usize) -> Option<f64> {
+    if let Ok(Some(gb)) = env_budget() {
+        return Some(gb * 1e9);
+    }
     let sharing = sharing.max(1) as f64;
     match device {
-        Device::Cpu => mem_available().map(|m| 0.5 * m / sharing),
+        Device::Cpu => {
+            let free = match (mem_available(), cgroup_free()) {
+                (Some(m), Some(c)) => Some(m.min(c)),
+                (m, c) => m.or(c),
+            };
+            free.map(|m| 0.5 * m / sharing)
+        }
         Device::Cuda(i) => cuda_free(i).map(|m| 0.8 * m / sharing),
         _ => None,
     }
+}
+
+/// `NTKSWEEP_MEMORY_GB`: the memory budget per process in GB (for machines whose free memory
+/// says little, and for tests). Unset or empty: None; not a positive number: an error.
+pub fn env_budget() -> Result<Option<f64>, String> {
+    match std::env::var("NTKSWEEP_MEMORY_GB").as_deref() {
+        Err(_) | Ok("") => Ok(None),
+        Ok(v) => match v.parse::<f64>() {
+            Ok(gb) if gb > 0.0 && gb.is_finite() => Ok(Some(gb)),
+            _ => Err(format!("NTKSWEEP_MEMORY_GB={v}: expected a positive number of GB")),
+        },
+    }
+}
+
+/// Memory the process's cgroup (and its parents) still allows: limit - usage, the smallest
+/// over the hierarchy; cgroup v2 (`memory.max`, `memory.current`) or v1 (`memory.limit_in_bytes`,
+/// `memory.usage_in_bytes`). None without a limit.
+fn cgroup_free() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let mut best: Option<f64> = None;
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let (roots, files): (&[&str], (&str, &str)) = if controllers.is_empty() {
+            (&["/sys/fs/cgroup", "/sys/fs/cgroup/unified"], ("memory.max", "memory.current"))
+        } else if controllers.split(',').any(|c| c == "memory") {
+            (&["/sys/fs/cgroup/memory"], ("memory.limit_in_bytes", "memory.usage_in_bytes"))
+        } else {
+            continue;
+        };
+        for root in roots {
+            let mut dir = std::path::PathBuf::from(format!("{root}{path}"));
+            while dir.starts_with(root) {
+                let read = |f: &str| std::fs::read_to_string(dir.join(f)).ok().and_then(|v| v.trim().parse::<f64>().ok());
+                // "max", or v1's "no limit" (about 2^63), means none.
+                if let (Some(limit), Some(used)) = (read(files.0), read(files.1)) {
+                    if limit < 1e18 {
+                        let free = (limit - used).max(0.0);
+                        best = Some(best.map_or(free, |b: f64| b.min(free)));
+                    }
+                }
+                if !dir.pop() {
+                    break;
+                }
+            }
+        }
+    }
+    best
 }
 
 /// `MemAvailable` from /proc/meminfo, in bytes.

@@ -3,6 +3,9 @@
 //!
 //! Both matter because a PINN training step is hundreds of small tensor operations: the
 //! arithmetic is cheap, so the cost of waking threads and of page faults is not.
+//!
+//! Also this host's name as it appears in temporary, claim and checkpoint file names (a leaf
+//! module, so that `output`, `checkpoint` and `claim` can all use it without an import circle).
 
 /// How libgomp's idle threads should wait, decided at start-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,4 +66,9 @@ mod tests {
         let l = load_average().expect("/proc/loadavg");
         assert!(l >= 0.0 && l.is_finite());
     }
+}
+
+/// This host's name, made safe for a file name.
+pub fn host_tag() -> String {
+    gethostname::gethostname().to_string_lossy().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
 }

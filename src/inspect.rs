@@ -1,5 +1,5 @@
-//! Quick looks at a results folder without reducing it: the per-job table printed after a run
-//! and the counts of `ntksweep status`.
+//! Quick looks at a results folder without reducing it: the per-job table printed after a run,
+//! and the counts, checkpointed batches and claims of `ntksweep status`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -68,7 +68,7 @@ pub fn job_table(sweep: &Sweep, out: &Path) -> String {
     for (i, r) in rows {
         let j = &sweep.jobs[i];
         s.push_str(&format!("{:<16}", j.id));
-        for (_, v) in &j.axis_values {
+        for (_, v) in &j.axis_values() {
             s.push_str(&format!(" {v:>10}"));
         }
         match r {
@@ -164,3 +164,43 @@ pub fn job_list(dir: &Path) -> String {
     }
     s
 }
+
+/// The checkpointed batches (with their step) and the claims of a results folder, for
+/// `ntksweep status`; empty when there are none. `claim_timeout`: when a claim counts as stale.
+pub fn work_in_progress(dir: &Path, claim_timeout: std::time::Duration) -> String {
+    use crate::checkpoint::{self, unix_now};
+    let mut s = String::new();
+    let (saved, unreadable) = checkpoint::list(dir);
+    let (_, claims) = crate::claim::live(dir, claim_timeout);
+    if !saved.is_empty() || !unreadable.is_empty() {
+        s.push_str(&format!("checkpointed batches: {} (in {})\n", saved.len(), checkpoint::dir(dir).display()));
+        for (name, info) in &saved {
+            let holder = claims.iter().find(|(job, _, _)| info.jobs.contains(job));
+            let claimed = match holder {
+                Some((_, Some(c), false)) => format!("training now on host {} pid {} rank {}", c.host, c.pid, c.rank),
+                Some((_, _, true)) => "claim stale: the next run takes it over".to_string(),
+                _ => "waiting for a run".to_string(),
+            };
+            s.push_str(&format!(
+                "  {name}  {} job(s)  step {}/{} ({})  saved {:.0}s ago by host {} pid {} rank {}; {claimed}\n",
+                info.jobs.len(),
+                info.step,
+                info.total,
+                info.phase,
+                unix_now() - info.written,
+                info.host,
+                info.pid,
+                info.rank
+            ));
+        }
+        for (p, e) in &unreadable {
+            s.push_str(&format!("  {}: unreadable ({e})\n", p.display()));
+        }
+    }
+    if !claims.is_empty() {
+        let live = claims.iter().filter(|c| !c.2).count();
+        s.push_str(&format!("claimed jobs: {live} live, {} stale (in {})\n", claims.len() - live, crate::claim::dir(dir).display()));
+    }
+    s
+}
+

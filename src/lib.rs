@@ -8,6 +8,8 @@
 pub mod balancer;
 pub mod bench;
 pub mod budget;
+pub mod checkpoint;
+pub mod claim;
 pub mod collocation;
 pub mod inspect;
 pub mod config;

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -32,6 +33,7 @@ enum Command {
         NTKSWEEP_PROGRESS_SECONDS=S  seconds between progress lines (default 10)\n  \
         NTKSWEEP_REVERSE=autograd    differentiate through autograd end to end instead of the hand-written reverse pass (reference; slower)\n  \
         NTKSWEEP_FAIL_JOB=PREFIX     inject a libtorch error into the job whose id starts with PREFIX (tests a deployment's failure handling)\n  \
+        NTKSWEEP_MEMORY_GB=G         memory budget per process in GB, instead of half of MemAvailable (or the cgroup limit) on a CPU, 80% of the free memory on a GPU\n  \
         OMP_WAIT_POLICY=PASSIVE      how idle OpenMP threads wait (default: chosen from the load average at start-up)")]
     Run {
         /// The sweep file (YAML).
@@ -58,8 +60,22 @@ enum Command {
         /// No progress output.
         #[arg(long, short)]
         quiet: bool,
+        /// Save each batch's whole training state to DIR/checkpoints/ every MINUTES of wall
+        /// time (fractions allowed; 0: only when a signal arrives). SIGTERM, SIGUSR1 and SIGINT
+        /// always save the state and exit with code 3; a rerun, on any rank, process or node,
+        /// continues the batch exactly where it stopped.
+        #[arg(long, value_name = "MINUTES", default_value_t = 10.0, value_parser = minutes)]
+        checkpoint_every: f64,
+        /// Other processes may run on the same results folder (separate runs, job-array tasks):
+        /// each claims the batches it trains (DIR/claims/). A claim whose heartbeat is older than
+        /// MINUTES, or whose process on this host is gone, is taken over and its batch resumed
+        /// from its checkpoint. Keep it well above the clock skew between nodes.
+        #[arg(long, value_name = "MINUTES", default_value_t = ntksweep::claim::DEFAULT_TIMEOUT_MINUTES, value_parser = minutes)]
+        claim_timeout: f64,
     },
-    /// Validate a sweep and list its jobs (id, parameters, cost estimate) without training.
+    /// Validate a sweep and list its jobs (id, parameters, cost and peak-memory estimates)
+    /// without training; jobs whose memory estimate exceeds the budget are marked.
+    #[command(after_help = "A job marked `over` needs more memory than one process may use (half of MemAvailable or of the cgroup's limit on a CPU, 80% of the free GPU memory, or NTKSWEEP_MEMORY_GB): `run` records it as failed without starting it. Lower model.width, collocation or ntk.points.")]
     Plan {
         sweep: PathBuf,
         #[arg(long = "set", value_name = "PATH=VALUE")]
@@ -67,6 +83,10 @@ enum Command {
         /// Show each job's state in this results folder.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Device whose memory budget the estimates are compared with (auto: CUDA when
+        /// available).
+        #[arg(long, value_enum, default_value = "auto")]
+        device: DeviceChoice,
     },
     /// Time the hot paths on this machine against the reference scripts (same run).
     Bench {
@@ -95,7 +115,8 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
-    /// Count done / failed / diverged / pending jobs in a results folder.
+    /// Count done / failed / diverged / pending jobs in a results folder; list checkpointed
+    /// batches (with their step) and claimed jobs.
     Status {
         dir: PathBuf,
         /// Also list every job file: id, status, device, rank, host, wall time, message.
@@ -154,37 +175,36 @@ fn main() -> ExitCode {
     }
 }
 
+/// A number of minutes >= 0.
+fn minutes(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(m) if m.is_finite() && m >= 0.0 => Ok(m),
+        _ => Err(format!("`{s}` is not a number of minutes >= 0")),
+    }
+}
+
 fn default_out(sweep: &Sweep) -> PathBuf {
     PathBuf::from("results").join(&sweep.name)
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Plan { sweep, sets, out } => {
+        Command::Plan { sweep, sets, out, device } => {
             let sweep = Sweep::load(&sweep, &sets)?;
+            if let Err(e) = ntksweep::budget::env_budget() {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(2));
+            }
+            let device = match run::choose_device(device, 0) {
+                Ok(d) => d,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let budget = ntksweep::budget::device_budget(device, 1);
             let states = out.as_ref().map(|o| run::scan(&sweep, o));
-            println!("sweep `{}`: {} jobs", sweep.name, sweep.jobs.len());
-            let axes: Vec<&str> = sweep.axes.iter().map(|a| a.key.as_str()).collect();
-            print!("{:>5}  {:<16}", "index", "job_id");
-            for a in &axes {
-                print!("  {a:>12}");
-            }
-            println!("  {:>10}{}", "GFLOP", if states.is_some() { "  state" } else { "" });
-            let mut total = 0.0;
-            for j in &sweep.jobs {
-                print!("{:>5}  {:<16}", j.index, j.id);
-                for (_, v) in &j.axis_values {
-                    print!("  {v:>12}");
-                }
-                let c = j.cost_gflop();
-                total += c;
-                print!("  {c:>10.1}");
-                if let Some(s) = &states {
-                    print!("  {}", s[j.index].map(|s| s.name()).unwrap_or("pending"));
-                }
-                println!();
-            }
-            println!("total cost estimate: {total:.1} GFLOP");
+            print_plan(&sweep, states.as_deref(), budget, device)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { dir, jobs } => status(&dir, jobs),
@@ -234,10 +254,15 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { sweep, out, device, retry_failed, sets, max_batch, threads, quiet } => {
+        Command::Run { sweep, out, device, retry_failed, sets, max_batch, threads, quiet, checkpoint_every, claim_timeout } => {
+            // First of all: a signal from now on asks for a clean stop (state saved, exit 3).
+            let stop = Arc::new(AtomicBool::new(false));
+            for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGUSR1, signal_hook::consts::SIGINT] {
+                signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing signal handlers")?;
+            }
             // Validate everything before touching the disk, MPI or the device.
             let sweep = Sweep::load(&sweep, &sets)?;
-            if let Err(e) = run::reverse_by_autograd() {
+            if let Err(e) = run::reverse_by_autograd().and(ntksweep::budget::env_budget()) {
                 eprintln!("error: {e}");
                 return Ok(ExitCode::from(2));
             }
@@ -257,9 +282,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let n_cuda = tch::Cuda::device_count();
             eprintln!(
-                "ntksweep {}: host {} rank {}/{} local rank {}/{} CUDA_VISIBLE_DEVICES={} device {} threads {} OMP_WAIT_POLICY {}",
+                "ntksweep {}: host {} pid {} rank {}/{} local rank {}/{} CUDA_VISIBLE_DEVICES={} device {} threads {} OMP_WAIT_POLICY {}",
                 env!("CARGO_PKG_VERSION"),
                 world.host,
+                std::process::id(),
                 world.rank,
                 world.size,
                 world.local_rank,
@@ -275,11 +301,16 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             if matches!(device, tch::Device::Cuda(_)) && world.local_rank == 0 && world.local_size as i64 > n_cuda {
                 eprintln!("warning: {} ranks on host {} share {} CUDA device(s)", world.local_size, world.host, n_cuda);
             }
-            let stop = Arc::new(AtomicBool::new(false));
-            for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGUSR1, signal_hook::consts::SIGINT] {
-                signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing signal handlers")?;
-            }
-            let d = Distributed { sweep: &sweep, out, device, retry_failed, max_batch: max_batch.map(|m| m as usize), quiet: quiet || world.rank != 0 };
+            let d = Distributed {
+                sweep: &sweep,
+                out,
+                device,
+                retry_failed,
+                max_batch: max_batch.map(|m| m as usize),
+                quiet: quiet || world.rank != 0,
+                checkpoint_every: (checkpoint_every > 0.0).then(|| Duration::from_secs_f64(checkpoint_every * 60.0)),
+                claim_timeout: Duration::from_secs_f64(claim_timeout * 60.0),
+            };
             let (code, _) = run_distributed(&world, &d, &stop)?;
             drop(world);
             Ok(ExitCode::from(code))
@@ -287,9 +318,54 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The table of `plan`: one line per job with its axis values, cost and memory estimates.
+fn print_plan(sweep: &Sweep, states: Option<&[Option<ntksweep::record::Status>]>, budget: Option<f64>, device: tch::Device) -> std::io::Result<()> {
+    use ntksweep::budget::{gigabytes, member_bytes};
+    use std::io::Write;
+    // One buffered writer: a million lines through the line-buffered stdout take seconds.
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+    writeln!(w, "sweep `{}`: {} jobs", sweep.name, sweep.jobs.len())?;
+    write!(w, "{:>5}  {:<16}", "index", "job_id")?;
+    for a in &sweep.axes {
+        write!(w, "  {:>12}", a.key)?;
+    }
+    writeln!(w, "  {:>10}  {:>8}{}", "GFLOP", "mem_GB", if states.is_some() { "  state" } else { "" })?;
+    let (mut total, mut over, mut peak) = (0.0, 0usize, 0.0f64);
+    for j in &sweep.jobs {
+        write!(w, "{:>5}  {:<16}", j.index, j.id)?;
+        for (_, v) in &j.axis_values() {
+            write!(w, "  {v:>12}")?;
+        }
+        let c = j.cost_gflop();
+        total += c;
+        let mem = member_bytes(j);
+        peak = peak.max(mem);
+        write!(w, "  {c:>10.1}  {:>8}", gigabytes(mem))?;
+        if let Some(s) = states {
+            write!(w, "  {}", s[j.index].map(|s| s.name()).unwrap_or("pending"))?;
+        }
+        if budget.is_some_and(|b| mem > b) {
+            over += 1;
+            write!(w, "  over")?;
+        }
+        writeln!(w)?;
+    }
+    writeln!(w, "total cost estimate: {total:.1} GFLOP")?;
+    let where_ = run::device_name(device);
+    match budget {
+        Some(b) => writeln!(w, "peak memory estimate: {} GB per job; budget {} GB per process on {where_}", gigabytes(peak), gigabytes(b))?,
+        None => writeln!(w, "peak memory estimate: {} GB per job; budget unknown on {where_}", gigabytes(peak))?,
+    }
+    if over > 0 {
+        writeln!(w, "{over} job(s) marked `over` need more memory than the budget: `run` records them as failed; lower model.width, collocation or ntk.points")?;
+    }
+    w.flush()
+}
+
 fn status(dir: &std::path::Path, jobs: bool) -> anyhow::Result<ExitCode> {
     let c = ntksweep::inspect::status_counts(dir)?;
     println!("{c}");
+    print!("{}", ntksweep::inspect::work_in_progress(dir, Duration::from_secs_f64(ntksweep::claim::DEFAULT_TIMEOUT_MINUTES * 60.0)));
     if jobs {
         print!("{}", ntksweep::inspect::job_list(dir));
     }

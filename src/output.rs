@@ -12,6 +12,7 @@ use hdf5::types::VarLenUnicode;
 use ndarray::ArrayView2;
 
 use crate::config::JobSpec;
+use crate::host::host_tag;
 use crate::record::{JobRecord, Params, Status};
 
 #[derive(Debug, thiserror::Error)]
@@ -114,11 +115,12 @@ fn write_contents(file: &hdf5::File, spec: &JobSpec, rec: &JobRecord, meta: &Run
     attr_str(file, "device", &meta.device)?;
     attr_i64(file, "rank", meta.rank as i64)?;
     attr_str(file, "host", &meta.host)?;
+    attr_i64(file, "pid", std::process::id() as i64)?;
     attr_str(file, "version", env!("CARGO_PKG_VERSION"))?;
     attr_str(file, "sweep", &meta.sweep)?;
     attr_i64(file, "batch_size", rec.batch_size as i64)?;
     attr_i64(file, "diverged_step", rec.diverged_step.unwrap_or(-1))?;
-    attr_str(file, "axes", &spec.axis_values.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "))?;
+    attr_str(file, "axes", &spec.axis_values().iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "))?;
     write_scheme_attrs(file, c)?;
 
     if let Some(ntk) = &rec.ntk {
@@ -227,11 +229,6 @@ pub fn write_job(out: &Path, spec: &JobSpec, rec: &JobRecord, meta: &RunMeta) ->
     }
     std::fs::rename(&tmp, &fin).map_err(|source| OutputError::Io { path: fin.display().to_string(), source })?;
     Ok(fin)
-}
-
-/// This host's name, made safe for a file name.
-fn host_tag() -> String {
-    gethostname::gethostname().to_string_lossy().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
 }
 
 /// Remove temporary files left by killed runs on this host: `.<id>.h5.tmp-<host>-<pid>`

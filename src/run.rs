@@ -3,20 +3,24 @@
 //! Resume is the default: a job whose file exists with status `done` is skipped; `failed`
 //! and `diverged` jobs are skipped too unless `--retry-failed`. A libtorch error or panic in a
 //! batch marks its jobs `failed` (a batch of several is first retried one job at a time, so
-//! only the culprit fails) and the sweep goes on. SIGTERM/SIGUSR1 set a flag: the current
-//! batch is abandoned without writing anything and no further batch starts.
+//! only the culprit fails) and the sweep goes on. SIGTERM/SIGUSR1/SIGINT set a flag: the
+//! current batch saves its state to `DIR/checkpoints/` ([`FileCheckpoints`]) and stops without
+//! writing job files, and no further batch starts; a rerun resumes the batch from there.
 
+use std::collections::HashSet;
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use tch::Device;
 
+use crate::budget;
+use crate::checkpoint::{self, CheckpointInfo, StateDict};
 use crate::config::{JobSpec, Sweep};
 use crate::output;
 use crate::record::{JobRecord, Status};
-use crate::train::{train_batch, BatchContext, BatchOutcome};
+use crate::train::{train_batch, BatchContext, BatchOutcome, Checkpoints, Progress as SaveProgress, TrainError};
 
 /// `--device`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -58,16 +62,20 @@ pub fn device_name(d: Device) -> String {
 
 /// Existing state of every job of the sweep in `out`.
 pub fn scan(sweep: &Sweep, out: &Path) -> Vec<Option<Status>> {
+    // One listing of the folder instead of a file-system look-up per job: a million `stat`
+    // calls take seconds, and most jobs of a big sweep have no file yet.
+    let present: HashSet<String> = match std::fs::read_dir(output::jobs_dir(out)) {
+        Ok(rd) => rd.flatten().filter_map(|e| e.file_name().into_string().ok()).collect(),
+        Err(_) => return vec![None; sweep.jobs.len()],
+    };
     sweep
         .jobs
         .iter()
         .map(|j| {
-            let p = output::job_path(out, &j.id);
-            if p.exists() {
-                output::read_status(&p).ok()
-            } else {
-                None
+            if present.is_empty() || !present.contains(&format!("{}.h5", j.id)) {
+                return None;
             }
+            output::read_status(&output::job_path(out, &j.id)).ok()
         })
         .collect()
 }
@@ -109,31 +117,167 @@ pub fn reverse_by_autograd() -> Result<bool, String> {
     }
 }
 
-/// Train one batch; never panics, never returns a libtorch error: failures become records.
-pub fn run_batch(jobs: &[&JobSpec], device: Device, stop: &AtomicBool, on_steps: &mut dyn FnMut(u64)) -> Option<Vec<JobRecord>> {
-    let attempt = |jobs: &[&JobSpec], on_steps: &mut dyn FnMut(u64)| -> Result<Option<Vec<JobRecord>>, String> {
-        let mut ctx = BatchContext { device, stop, on_steps, autograd: reverse_by_autograd().unwrap_or(false) };
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| train_batch(jobs, &mut ctx))) {
-            Ok(Ok(BatchOutcome::Finished(r))) => Ok(Some(r)),
-            Ok(Ok(BatchOutcome::Interrupted)) => Ok(None),
-            Ok(Err(e)) => Err(format!("libtorch error: {e}")),
-            Err(p) => Err(format!(
-                "panic: {}",
-                p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default()
-            )),
+/// The checkpoints of one batch: the file `DIR/checkpoints/<batch>.h5` ([`crate::checkpoint`]),
+/// read when the batch starts, written every `every` of wall time and when the batch is asked
+/// to stop. What happens is written to `log` (the rank's log).
+pub struct FileCheckpoints<'a> {
+    pub path: PathBuf,
+    jobs: Vec<String>,
+    every: Option<Duration>,
+    last: Instant,
+    rank: i32,
+    resume: Option<(CheckpointInfo, StateDict)>,
+    log: &'a mut dyn FnMut(&str),
+    /// Saves written so far.
+    pub saves: usize,
+}
+
+impl<'a> FileCheckpoints<'a> {
+    /// The checkpoints of `jobs` (a batch, in batch order) in results folder `out`; an existing
+    /// checkpoint is read now. `every`: None for no periodic saves (signals still save).
+    pub fn open(out: &Path, jobs: &[&JobSpec], every: Option<Duration>, rank: i32, log: &'a mut dyn FnMut(&str)) -> Self {
+        let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
+        let path = checkpoint::path(out, &checkpoint::batch_name(&ids));
+        let mut resume = None;
+        if path.exists() {
+            match checkpoint::read(&path) {
+                Ok((info, state)) if info.jobs == ids => resume = Some((info, state)),
+                Ok((info, _)) => log(&format!("ignoring checkpoint {}: it holds jobs {:?}, not this batch", path.display(), info.jobs)),
+                Err(e) => {
+                    log(&format!("cannot read checkpoint {} ({e}); starting the batch afresh", path.display()));
+                    checkpoint::remove(&path);
+                }
+            }
         }
-    };
-    match attempt(jobs, on_steps) {
+        FileCheckpoints { path, jobs: ids.iter().map(|s| s.to_string()).collect(), every, last: Instant::now(), rank, resume, log, saves: 0 }
+    }
+
+    /// Remove the checkpoint (its batch's job files are written).
+    pub fn remove(&self) {
+        checkpoint::remove(&self.path);
+    }
+}
+
+impl Checkpoints for FileCheckpoints<'_> {
+    fn resume(&mut self) -> Option<StateDict> {
+        let (info, state) = self.resume.take()?;
+        (self.log)(&format!(
+            "resuming from checkpoint {} at step {}/{} ({}), written by host {} pid {} rank {}",
+            self.path.display(),
+            info.step,
+            info.total,
+            info.phase,
+            info.host,
+            info.pid,
+            info.rank
+        ));
+        Some(state)
+    }
+
+    fn due(&mut self) -> bool {
+        self.every.is_some_and(|e| self.last.elapsed() >= e)
+    }
+
+    fn save(&mut self, state: &StateDict, p: SaveProgress) {
+        let t = Instant::now();
+        let info = CheckpointInfo {
+            jobs: self.jobs.clone(),
+            step: p.step,
+            total: p.total,
+            phase: p.phase.to_string(),
+            host: gethostname::gethostname().to_string_lossy().to_string(),
+            pid: std::process::id(),
+            rank: self.rank,
+            written: checkpoint::unix_now(),
+        };
+        self.last = Instant::now();
+        match checkpoint::write(&self.path, &info, state) {
+            Ok(()) => {
+                self.saves += 1;
+                (self.log)(&format!("checkpoint at step {}/{} ({}) -> {} in {:.2}s", p.step, p.total, p.phase, self.path.display(), t.elapsed().as_secs_f64()));
+            }
+            Err(e) => (self.log)(&format!("warning: checkpoint at step {} not written: {e}", p.step)),
+        }
+    }
+}
+
+/// Why a single job is not even started: its memory estimate exceeds the budget.
+pub fn over_budget(spec: &JobSpec, budget: Option<f64>, device: Device) -> Option<String> {
+    let need = budget::member_bytes(spec);
+    let b = budget?;
+    (need > b).then(|| {
+        format!(
+            "needs about {} GB, the budget is {} GB on {}; lower model.width, collocation or ntk.points",
+            budget::gigabytes(need),
+            budget::gigabytes(b),
+            device_name(device)
+        )
+    })
+}
+
+/// A failed job's message: the error without libtorch's C++ stack trace.
+fn failure_message(e: &TrainError) -> String {
+    let text = e.to_string();
+    let end = ["\nException raised from", "\nframe #"].iter().filter_map(|m| text.find(m)).min().unwrap_or(text.len());
+    text[..end].trim_end().to_string()
+}
+
+/// One training attempt; a panic becomes an error.
+fn attempt_batch(
+    jobs: &[&JobSpec],
+    device: Device,
+    stop: &AtomicBool,
+    autograd: bool,
+    on_steps: &mut dyn FnMut(u64),
+    store: Option<&mut dyn Checkpoints>,
+) -> Result<Option<Vec<JobRecord>>, TrainError> {
+    let mut ctx = BatchContext { device, stop, on_steps, autograd, checkpoints: store.map(|s| s as &mut dyn Checkpoints) };
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| train_batch(jobs, &mut ctx))) {
+        Ok(Ok(BatchOutcome::Finished(r))) => Ok(Some(r)),
+        Ok(Ok(BatchOutcome::Interrupted)) => Ok(None),
+        Ok(Err(e)) => Err(e),
+        Err(p) => Err(TrainError::Panic(p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default())),
+    }
+}
+
+/// Train one batch; never panics, never returns a libtorch error: failures become records.
+/// A single job whose memory estimate exceeds `budget` is not started: it fails with the
+/// reason ([`over_budget`]). With `store`, the batch resumes from its checkpoint and saves its
+/// state there (a checkpoint that does not fit is dropped and the batch starts afresh). None:
+/// interrupted (its state is in the store).
+pub fn run_batch(
+    jobs: &[&JobSpec],
+    device: Device,
+    budget: Option<f64>,
+    stop: &AtomicBool,
+    on_steps: &mut dyn FnMut(u64),
+    mut store: Option<&mut FileCheckpoints<'_>>,
+) -> Option<Vec<JobRecord>> {
+    if let [job] = jobs {
+        if let Some(reason) = over_budget(job, budget, device) {
+            return Some(vec![JobRecord::failed(reason)]);
+        }
+    }
+    let autograd = reverse_by_autograd().unwrap_or(false);
+    let attempt = |jobs: &[&JobSpec], on_steps: &mut dyn FnMut(u64), store: Option<&mut dyn Checkpoints>| attempt_batch(jobs, device, stop, autograd, on_steps, store);
+    let mut result = attempt(jobs, on_steps, store.as_deref_mut().map(|s| s as &mut dyn Checkpoints));
+    if let (Err(TrainError::Resume(e)), Some(s)) = (&result, store.as_deref_mut()) {
+        (s.log)(&format!("cannot resume from {} ({e}); starting the batch afresh", s.path.display()));
+        s.remove();
+        result = attempt(jobs, on_steps, Some(s));
+    }
+    match result {
         Ok(r) => r,
-        Err(msg) if jobs.len() == 1 => Some(vec![JobRecord::failed(msg)]),
+        Err(e) if jobs.len() == 1 => Some(vec![JobRecord::failed(failure_message(&e))]),
         Err(_) => {
-            // Retry one by one so only the job that fails is marked failed.
+            // Retry one by one so only the job that fails is marked failed (without
+            // checkpoints: the batch's checkpoint is not theirs).
             let mut out = Vec::new();
             for j in jobs {
-                match attempt(std::slice::from_ref(j), on_steps) {
+                match attempt(std::slice::from_ref(j), on_steps, None) {
                     Ok(Some(mut r)) => out.push(r.remove(0)),
                     Ok(None) => return None,
-                    Err(msg) => out.push(JobRecord::failed(msg)),
+                    Err(e) => out.push(JobRecord::failed(failure_message(&e))),
                 }
             }
             Some(out)
@@ -172,6 +316,16 @@ impl Progress {
 
     fn message(&self) -> String {
         format!("jobs {}/{} (done {}, failed {}, diverged {})", self.jobs_finished, self.jobs_total, self.counts[0], self.counts[1], self.counts[2])
+    }
+
+    /// Change the totals: jobs found by a later scan (positive), or a batch another process
+    /// holds (negative).
+    pub fn adjust(&mut self, steps: i64, jobs: i64) {
+        self.total_steps = self.total_steps.saturating_add_signed(steps);
+        self.jobs_total = self.jobs_total.saturating_add_signed(jobs as isize);
+        if let Some(b) = &self.bar {
+            b.set_length(self.total_steps.max(1));
+        }
     }
 
     pub fn steps(&mut self, n: u64) {
@@ -225,10 +379,11 @@ pub fn write_plan(sweep: &Sweep, out: &Path) -> Result<(), RunError> {
     std::fs::create_dir_all(output::jobs_dir(out)).map_err(|source| RunError::Io { path: out.display().to_string(), source })?;
     let mut text = String::from("# index\tjob_id\taxes\n");
     for j in &sweep.jobs {
-        let axes: Vec<String> = j.axis_values.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let axes: Vec<String> = j.axis_values().iter().map(|(k, v)| format!("{k}={v}")).collect();
         text.push_str(&format!("{}\t{}\t{}\n", j.index, j.id, axes.join(" ")));
     }
-    let tmp = out.join(".plan.tsv.tmp");
+    // A temporary name per process: array tasks write the same plan at the same time.
+    let tmp = out.join(format!(".plan.tsv.tmp-{}-{}", crate::host::host_tag(), std::process::id()));
     std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, out.join("plan.tsv"))).map_err(|source| RunError::Io { path: out.join("plan.tsv").display().to_string(), source })
 }
 

@@ -24,7 +24,7 @@ evaluation: {points: 50}
 fn train(specs: &[&JobSpec]) -> Vec<JobRecord> {
     let stop = AtomicBool::new(false);
     let mut on = |_| {};
-    let mut ctx = BatchContext { device: tch::Device::Cpu, stop: &stop, on_steps: &mut on, autograd: false };
+    let mut ctx = BatchContext { device: tch::Device::Cpu, stop: &stop, on_steps: &mut on, autograd: false, checkpoints: None };
     match train_batch(specs, &mut ctx).unwrap() {
         BatchOutcome::Finished(r) => r,
         BatchOutcome::Interrupted => panic!("interrupted"),

@@ -61,8 +61,20 @@ fn bad_inputs_are_rejected_with_position_and_key_before_anything_is_written() {
         ("empty axis", "seed: [0, 1]", "seed: []", "empty"),
         ("duplicate axis", "seed: [0, 1]", "seed: [0, 1]\n  problem.eps: [0.5]", "duplicate axis"),
         ("unknown problem", "kind: darcy1d", "kind: darcy9d", "unknown variant"),
+        ("name outside results/", "name: tiny", "name: ../../x", "key `name`"),
     ];
     assert_rejected(TINY, cases);
+    // Without --out the results folder is results/<name>: a name with a path in it writes
+    // nothing, anywhere (the sweep file is the only thing in the folder afterwards).
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("a/b");
+    std::fs::create_dir_all(&work).unwrap();
+    let sweep = write(&work, "bad.yaml", &TINY.replace("name: tiny", "name: ../../x"));
+    let o = std::process::Command::new(bin()).current_dir(&work).args(["run", sweep.to_str().unwrap()]).env(WAIT_POLICY.0, WAIT_POLICY.1).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("bad.yaml:1:7: key `name`: must be a plain folder name"), "{}", text(&o));
+    let left: Vec<_> = walkdir(tmp.path());
+    assert_eq!(left, vec![sweep.clone()], "files written by an invalid sweep");
     // A bad --set is reported as such.
     let tmp = tempfile::tempdir().unwrap();
     let sweep = write(tmp.path(), "ok.yaml", TINY);
@@ -195,4 +207,19 @@ fn run_help_lists_defaults_and_environment() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("--max-batch"), "{}", text(&o));
     assert!(!out.exists());
+}
+
+/// Every file under `dir` (not folders), sorted.
+fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walkdir(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
 }

@@ -1,12 +1,14 @@
 """Compare two results folders dataset by dataset (used by the MPI rank-count tests, the
 batching tests, and the expression-problem tests).
 
-Usage: python tests/compare_results.py DIR_A DIR_B [--rtol 0] [--by-attributes]
+Usage: python tests/compare_results.py DIR_A DIR_B [--rtol 0] [--by-attributes] [--attrs]
 Jobs are paired by file name (job id); with --by-attributes by their attributes (seed, eps,
 width, depth, normalization, balancer) instead, for the same equations written two ways (a
 built-in problem and its `kind: expression` twin have different job ids).
 Prints the largest difference (max |a - b| / max |a| per dataset); exits non-zero if the job
-sets differ or any dataset differs by more than rtol (0 = bit-identical).
+sets differ or any dataset differs by more than rtol (0 = bit-identical). With --attrs every
+attribute of the root and of every group is compared too, except the provenance of a run
+(PROVENANCE: wall time, host, pid, rank).
 """
 import argparse
 import glob
@@ -18,14 +20,21 @@ import numpy as np
 
 KEY = ("seed", "eps", "width", "depth", "normalization", "balancer")
 
+PROVENANCE = {"wall_seconds", "host", "pid", "rank"}
 
-def load(d, by_attributes):
+
+def load(d, by_attributes, attrs=False):
     out = {}
     for f in sorted(glob.glob(os.path.join(d, "jobs", "*.h5"))):
         vals = {}
         with h5py.File(f, "r") as h:
             h.visititems(lambda n, o: vals.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset) else None)
             vals["@status"] = h.attrs["status"]
+            if attrs:
+                for a, v in h.attrs.items():
+                    if a not in PROVENANCE:
+                        vals["@" + a] = np.asarray(v) if not isinstance(v, (str, bytes)) else v
+                h.visititems(lambda n, o: [vals.__setitem__(f"{n}@{a}", np.asarray(v) if not isinstance(v, (str, bytes)) else v) for a, v in o.attrs.items()])
             key = tuple(str(h.attrs[k]) for k in KEY) if by_attributes else os.path.basename(f)
         if key in out:
             sys.exit(f"{d}: two jobs with attributes {key}")
@@ -39,8 +48,9 @@ def main():
     p.add_argument("b")
     p.add_argument("--rtol", type=float, default=0.0)
     p.add_argument("--by-attributes", action="store_true")
+    p.add_argument("--attrs", action="store_true", help="also compare every attribute except provenance")
     args = p.parse_args()
-    a, b = load(args.a, args.by_attributes), load(args.b, args.by_attributes)
+    a, b = load(args.a, args.by_attributes, args.attrs), load(args.b, args.by_attributes, args.attrs)
     if not a or a.keys() != b.keys():
         sys.exit(f"different job sets: {sorted(a.keys() ^ b.keys())} ({len(a)} and {len(b)} jobs)")
     worst, where = 0.0, ""
@@ -55,7 +65,7 @@ def main():
                 continue
             if va.shape != vb.shape:
                 sys.exit(f"{job}/{name}: shapes {va.shape} vs {vb.shape}")
-            if not np.array_equal(va, vb):
+            if not np.array_equal(va, vb, equal_nan=va.dtype.kind == "f"):
                 # Relative to the dataset's scale: the trailing eigenvalues of a rank-deficient
                 # kernel sit at the solver's round-off floor (~1e-16 of the largest, either
                 # sign), where an elementwise relative difference means nothing.

@@ -154,3 +154,98 @@ fn sigterm_to_mpirun_stops_every_rank_and_the_rerun_resumes() {
     assert!(text(&o).contains(&format!("{kept} already finished")), "{}", text(&o));
     assert_eq!(job_files(&out).len(), SLOW_JOBS);
 }
+
+fn all_logs(out: &std::path::Path) -> String {
+    std::fs::read_dir(out.join("logs")).map(|rd| rd.flatten().map(|e| std::fs::read_to_string(e.path()).unwrap_or_default()).collect()).unwrap_or_default()
+}
+
+/// Spawn `cmd`, wait until the logs hold `n` lines with `needle`, let it train a little, send
+/// SIGUSR1 to the launcher (mpirun forwards it to every rank) and return the exit status.
+fn interrupt_after(cmd: &mut Command, out: &std::path::Path, needle: &str, n: usize) -> std::process::ExitStatus {
+    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let t0 = Instant::now();
+    while all_logs(out).matches(needle).count() < n {
+        assert!(t0.elapsed() < Duration::from_secs(300), "no progress:\n{}", all_logs(out));
+        if let Some(s) = child.try_wait().unwrap() {
+            panic!("finished ({s}) before it could be interrupted:\n{}", all_logs(out));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(700));
+    unsafe { libc::kill(child.id() as i32, libc::SIGUSR1) };
+    child.wait().unwrap()
+}
+
+fn mpirun_cmd(n: usize, args: &[&str]) -> Command {
+    let mut cmd = Command::new(mpirun().unwrap());
+    cmd.args(["-n", &n.to_string(), "--oversubscribe", bin()])
+        .args(args)
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env("NTKSWEEP_PROGRESS_SECONDS", "0")
+        .env(WAIT_POLICY.0, WAIT_POLICY.1);
+    cmd
+}
+
+/// Two batches trained by two ranks at once, stopped by SIGUSR1 to mpirun (both save), then
+/// resumed by a single process that finishes one and is stopped in the other (rank 0 picks up
+/// the batch rank 1 saved), then finished by `mpirun -n 2`: the files equal an uninterrupted
+/// run bit for bit.
+#[test]
+fn batches_stopped_under_mpirun_resume_on_other_ranks_bit_for_bit() {
+    if !need_mpirun() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let long = TINY
+        .replace("width: 8, depth: 2", "width: 32, depth: 2")
+        .replace("steps: 20, log_every: 5", "steps: 1500, log_every: 10, lr: 1.0e-2, lbfgs: {steps: 10}")
+        .replace("residual: {points: 16}", "residual: {points: 24, resample: true}")
+        .replace("ntk: {every: 10}", "ntk: {every: 250}");
+    let sweep = write(tmp.path(), "long.yaml", &long);
+    let whole = tmp.path().join("whole");
+    let o = ntksweep(&["run", sweep.to_str().unwrap(), "--out", whole.to_str().unwrap(), "--max-batch", "2", "-q"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = tmp.path().join("res");
+    let args = ["run", sweep.to_str().unwrap(), "--out", out.to_str().unwrap(), "--max-batch", "2", "-q"];
+    let status = interrupt_after(&mut mpirun_cmd(2, &args), &out, "batch of 2 start", 2);
+    assert!(!status.success());
+    let saved = std::fs::read_dir(out.join("checkpoints")).unwrap().count();
+    assert_eq!(saved, 2, "both ranks saved their batch:\n{}", all_logs(&out));
+    let mut single = Command::new(bin());
+    single.args(args).env(WAIT_POLICY.0, WAIT_POLICY.1);
+    // Stopped once it finished one batch and resumed the other (the one rank 1 saved).
+    let status = interrupt_after(&mut single, &out, "batch of 2 start", 4);
+    assert_eq!(status.code(), Some(3), "{}", all_logs(&out));
+    let o = mpi_ntksweep(2, &args);
+    assert!(o.status.success(), "{}", text(&o));
+    let logs = all_logs(&out);
+    // A resume line of rank r names the rank that wrote the checkpoint.
+    let moved = logs.lines().filter(|l| l.contains("resuming from checkpoint")).any(|l| {
+        let reader = l.split(" rank ").nth(1).and_then(|r| r.split(':').next()).unwrap();
+        let writer = l.rsplit(" rank ").next().unwrap().trim();
+        reader != writer
+    });
+    assert!(moved, "no batch was resumed by another rank than the one that saved it:\n{logs}");
+    assert!(std::fs::read_dir(out.join("checkpoints")).unwrap().count() == 0);
+    let t = py_check("compare_results.py", &[whole.to_str().unwrap(), out.to_str().unwrap(), "--rtol", "0", "--attrs"]);
+    assert!(t.contains("4 jobs compared; largest relative difference 0.000e+00"), "{t}");
+}
+
+/// Under mpirun a job that cannot fit in memory fails with its reason on whichever rank gets
+/// it; no rank dies, the other jobs finish, the exit code is 1.
+#[test]
+fn a_job_that_cannot_fit_fails_under_mpirun_and_the_ranks_go_on() {
+    if !need_mpirun() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let sweep = write(tmp.path(), "wide.yaml", &TINY.replace("seed: [0, 1]", "seed: [0, 1]\n  width: [8, 1000000]"));
+    let out = tmp.path().join("res");
+    let o = mpi_ntksweep(2, &["run", sweep.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("4 done, 4 failed or diverged, 0 pending"), "{}", text(&o));
+    let failed = text(&o).matches("(needs about ").count();
+    assert_eq!(failed, 4, "{}", text(&o));
+    py_check("check_contract.py", &[out.to_str().unwrap()]);
+}

@@ -4,6 +4,7 @@
 use tch::TchError;
 
 use super::{BalanceInputs, Balancer, BuildContext, Weights};
+use crate::checkpoint::{CheckpointError, StateDict};
 
 pub struct Fixed {
     weights: Weights,
@@ -22,5 +23,15 @@ impl Balancer for Fixed {
 
     fn weights(&self) -> &Weights {
         &self.weights
+    }
+
+    fn save_state(&self, d: &mut StateDict) -> Result<(), CheckpointError> {
+        let Fixed { weights } = self;
+        weights.save(d, "weights")
+    }
+
+    fn restore_state(&mut self, d: &StateDict) -> Result<(), CheckpointError> {
+        let Fixed { weights } = self;
+        weights.restore(d, "weights")
     }
 }

@@ -27,6 +27,7 @@ use tch::{TchError, Tensor};
 
 use super::update::{ema, Interval};
 use super::{weight_gradients, BalanceInputs, Balancer, BuildContext, Weights};
+use crate::checkpoint::{CheckpointError, StateDict};
 use crate::validation::Invalid;
 
 /// Added to the denominator (seed 001).
@@ -117,6 +118,16 @@ impl Balancer for GradStats {
 
     fn weights(&self) -> &Weights {
         &self.weights
+    }
+
+    fn save_state(&self, d: &mut StateDict) -> Result<(), CheckpointError> {
+        let GradStats { interval: _, beta: _, reference: _, weights } = self;
+        weights.save(d, "weights")
+    }
+
+    fn restore_state(&mut self, d: &StateDict) -> Result<(), CheckpointError> {
+        let GradStats { interval: _, beta: _, reference: _, weights } = self;
+        weights.restore(d, "weights")
     }
 }
 

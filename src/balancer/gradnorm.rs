@@ -28,6 +28,7 @@ use tch::{TchError, Tensor};
 
 use super::update::{ema, Interval};
 use super::{BalanceInputs, Balancer, BuildContext, Weights};
+use crate::checkpoint::{CheckpointError, StateDict};
 use crate::validation::Invalid;
 
 /// Floor of a weight before renormalisation.
@@ -149,6 +150,18 @@ impl Balancer for GradNorm {
 
     fn weights(&self) -> &Weights {
         &self.weights
+    }
+
+    fn save_state(&self, d: &mut StateDict) -> Result<(), CheckpointError> {
+        let GradNorm { interval: _, alpha: _, layer: _, lr: _, initial, weights } = self;
+        super::save_optional(d, "initial", initial.as_deref())?;
+        weights.save(d, "weights")
+    }
+
+    fn restore_state(&mut self, d: &StateDict) -> Result<(), CheckpointError> {
+        let GradNorm { interval: _, alpha: _, layer: _, lr: _, initial, weights } = self;
+        *initial = super::restore_optional(d, "initial", weights.values.len(), &weights.values[0])?;
+        weights.restore(d, "weights")
     }
 }
 

@@ -42,6 +42,7 @@ pub mod update;
 use serde::{Deserialize, Serialize};
 use tch::{TchError, Tensor};
 
+use crate::checkpoint::{CheckpointError, StateDict};
 use crate::validation::Invalid;
 use crate::problem::TermSpec;
 use crate::tensor::TensorOpts;
@@ -163,6 +164,21 @@ impl Weights {
         Weights { terms: terms.iter().map(|s| s.name.to_string()).collect(), values }
     }
 
+    /// Save the values as `name/<term index>`.
+    pub fn save(&self, d: &mut StateDict, name: &str) -> Result<(), CheckpointError> {
+        let Weights { terms: _, values } = self;
+        d.put_tensors(name, values)
+    }
+
+    /// Restore what [`Weights::save`] saved.
+    pub fn restore(&mut self, d: &StateDict, name: &str) -> Result<(), CheckpointError> {
+        let Weights { terms: _, values } = self;
+        for (i, v) in values.iter_mut().enumerate() {
+            *v = d.tensor_like(&format!("{name}/{i}"), v)?;
+        }
+        Ok(())
+    }
+
     /// The same value for every term and member.
     pub fn constant(terms: &[TermSpec], e: usize, value: f64, opts: TensorOpts) -> Self {
         let values = terms.iter().map(|_| Tensor::full([e as i64], value, (opts.kind, opts.device))).collect();
@@ -234,6 +250,32 @@ pub trait Balancer {
     /// Whether [`Balancer::update`] at `step` needs the NTK snapshot of that step.
     fn needs_ntk(&self, _step: u64) -> bool {
         false
+    }
+    /// Save everything that evolves during training (weights, previous and initial losses,
+    /// EMA values, random lookback streams, learned parameters), so that a batch resumed from a
+    /// checkpoint ([`crate::checkpoint`]) continues exactly. Implementations destructure `self`
+    /// exhaustively (`let Scheme { a, b, config: _ } = self;`): a field added later cannot be
+    /// forgotten, and the trainer's resume tests compare every weight bit for bit.
+    fn save_state(&self, d: &mut StateDict) -> Result<(), CheckpointError>;
+    /// Restore what [`Balancer::save_state`] saved, in place (tensors the optimiser holds, such
+    /// as learned log-variances, keep their identity).
+    fn restore_state(&mut self, d: &StateDict) -> Result<(), CheckpointError>;
+}
+
+/// Save optional per-term tensors (e.g. the losses of a first update) as `name/<i>`.
+pub(crate) fn save_optional(d: &mut StateDict, name: &str, v: Option<&[Tensor]>) -> Result<(), CheckpointError> {
+    match v {
+        Some(v) => d.put_tensors(name, v),
+        None => Ok(()),
+    }
+}
+
+/// Restore what [`save_optional`] saved: `n` tensors shaped like `like`, or None when absent.
+pub(crate) fn restore_optional(d: &StateDict, name: &str, n: usize, like: &Tensor) -> Result<Option<Vec<Tensor>>, CheckpointError> {
+    if d.has(&format!("{name}/0")) {
+        Ok(Some(d.tensors_like(name, n, like)?))
+    } else {
+        Ok(None)
     }
 }
 

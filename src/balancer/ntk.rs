@@ -31,6 +31,7 @@ use tch::{TchError, Tensor};
 
 use super::update::{all_positive, ema, unless, Interval};
 use super::{BalanceInputs, Balancer, BuildContext, Weights};
+use crate::checkpoint::{CheckpointError, StateDict};
 use crate::validation::Invalid;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -101,6 +102,16 @@ impl Balancer for NtkTrace {
 
     fn weights(&self) -> &Weights {
         &self.weights
+    }
+
+    fn save_state(&self, d: &mut StateDict) -> Result<(), CheckpointError> {
+        let NtkTrace { interval: _, beta: _, weights } = self;
+        weights.save(d, "weights")
+    }
+
+    fn restore_state(&mut self, d: &StateDict) -> Result<(), CheckpointError> {
+        let NtkTrace { interval: _, beta: _, weights } = self;
+        weights.restore(d, "weights")
     }
 }
 

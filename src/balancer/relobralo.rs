@@ -34,6 +34,7 @@ use tch::{TchError, Tensor};
 use super::softadapt::scaled_softmax;
 use super::update::{ema, ema_per_member, Interval};
 use super::{member_column, BalanceInputs, Balancer, BuildContext, Weights};
+use crate::checkpoint::{CheckpointError, StateDict};
 use crate::validation::Invalid;
 use crate::rng::{self, JobRng, Purpose};
 
@@ -145,6 +146,25 @@ impl Balancer for ReLoBRaLo {
 
     fn weights(&self) -> &Weights {
         &self.weights
+    }
+
+    fn save_state(&self, d: &mut StateDict) -> Result<(), CheckpointError> {
+        let ReLoBRaLo { config: _, interval: _, fixed: _, initial, previous, lambda, rngs, weights } = self;
+        super::save_optional(d, "initial", initial.as_deref())?;
+        d.put_tensors("previous", previous)?;
+        d.put_tensors("lambda", lambda)?;
+        d.put_rngs("lookback", rngs);
+        weights.save(d, "weights")
+    }
+
+    fn restore_state(&mut self, d: &StateDict) -> Result<(), CheckpointError> {
+        let ReLoBRaLo { config: _, interval: _, fixed: _, initial, previous, lambda, rngs, weights } = self;
+        let n = lambda.len();
+        *initial = super::restore_optional(d, "initial", n, &lambda[0])?;
+        *previous = super::restore_optional(d, "previous", n, &lambda[0])?.unwrap_or_default();
+        *lambda = d.tensors_like("lambda", n, &lambda[0])?;
+        *rngs = d.rngs("lookback", rngs.len())?;
+        weights.restore(d, "weights")
     }
 }
 

@@ -28,6 +28,7 @@ use tch::{TchError, Tensor};
 
 use super::update::{ema, Interval};
 use super::{member_column, BalanceInputs, Balancer, BuildContext, Weights};
+use crate::checkpoint::{CheckpointError, StateDict};
 use crate::validation::Invalid;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -114,6 +115,18 @@ impl Balancer for SoftAdapt {
 
     fn weights(&self) -> &Weights {
         &self.weights
+    }
+
+    fn save_state(&self, d: &mut StateDict) -> Result<(), CheckpointError> {
+        let SoftAdapt { interval: _, beta: _, eps: _, fixed: _, previous, weights } = self;
+        super::save_optional(d, "previous", previous.as_deref())?;
+        weights.save(d, "weights")
+    }
+
+    fn restore_state(&mut self, d: &StateDict) -> Result<(), CheckpointError> {
+        let SoftAdapt { interval: _, beta: _, eps: _, fixed: _, previous, weights } = self;
+        *previous = super::restore_optional(d, "previous", weights.values.len(), &weights.values[0])?;
+        weights.restore(d, "weights")
     }
 }
 

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use tch::{TchError, Tensor};
 
 use super::{member_column, BalanceInputs, Balancer, BuildContext, Weights};
+use crate::checkpoint::{CheckpointError, StateDict};
 use crate::validation::Invalid;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,6 +97,21 @@ impl Balancer for Uncertainty {
 
     fn extra_params(&self) -> Vec<Tensor> {
         self.log_var.iter().map(Tensor::shallow_clone).collect()
+    }
+
+    fn save_state(&self, d: &mut StateDict) -> Result<(), CheckpointError> {
+        let Uncertainty { log_var, fixed: _, weights } = self;
+        d.put_tensors("log_var", log_var)?;
+        weights.save(d, "weights")
+    }
+
+    /// The log-variances are the optimiser's own tensors: copied into, not replaced.
+    fn restore_state(&mut self, d: &StateDict) -> Result<(), CheckpointError> {
+        let Uncertainty { log_var, fixed: _, weights } = self;
+        for (i, s) in log_var.iter().enumerate() {
+            d.copy_into(&format!("log_var/{i}"), s)?;
+        }
+        weights.restore(d, "weights")
     }
 }
 

@@ -6,6 +6,7 @@
 //! [`job::JobConfig`] (unknown keys and wrong types rejected) and range-checked. Nothing is
 //! trained and nothing is written before every job of the sweep is valid.
 
+pub mod canonical;
 pub mod error;
 pub mod job;
 pub mod location;

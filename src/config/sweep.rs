@@ -20,12 +20,14 @@
 //! canonical JSON (sorted keys, defaults filled in), so it does not depend on how the sweep was
 //! written, on the order of axes, or on which other jobs the sweep contains.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde_yaml_ng::{Mapping, Value};
 use sha2::{Digest, Sha256};
 
+use super::canonical::{self, CanonicalWriter};
 use super::error::{ConfigError, Origin, SweepError};
 use super::job::JobConfig;
 use super::location::LocationIndex;
@@ -65,15 +67,39 @@ pub struct Axis {
 /// A job of the sweep: its id, resolved configuration and the axis values that made it.
 #[derive(Debug, Clone)]
 pub struct JobSpec {
-    /// Position in the expanded sweep (0-based).
+    /// Position in the expanded sweep (0-based; the mixed-radix number of its axis values).
     pub index: usize,
     pub id: String,
     pub config: JobConfig,
-    /// (axis key, value as YAML text) for display.
-    pub axis_values: Vec<(String, String)>,
+    /// The sweep's axes as text, shared by all its jobs (a million jobs should not each hold
+    /// their own copy of the axis values' text).
+    axes: Arc<AxisText>,
+}
+
+/// Keys, configuration paths and value texts of a sweep's axes.
+#[derive(Debug, Default)]
+struct AxisText {
+    axes: Vec<(String, Vec<String>)>,
+    paths: Vec<Vec<String>>,
 }
 
 impl JobSpec {
+    /// (axis key, value as YAML text) of this job, for display.
+    pub fn axis_values(&self) -> Vec<(String, String)> {
+        self.axes.axes.iter().zip(self.axis_picks()).map(|((key, values), p)| (key.clone(), values[p].clone())).collect()
+    }
+
+    /// Which value of each axis this job takes (the mixed-radix digits of `index`, last axis
+    /// fastest), in the order of [`JobSpec::axis_paths`].
+    pub fn axis_picks(&self) -> Vec<usize> {
+        picks_of(self.index, self.axes.axes.iter().map(|(_, v)| v.len()))
+    }
+
+    /// The configuration path of each axis of this job's sweep (`problem.eps` for `eps`).
+    pub fn axis_paths(&self) -> &[Vec<String>] {
+        &self.axes.paths
+    }
+
     /// The resolved configuration as YAML (stored in the job file's `config` attribute),
     /// spelled so that YAML 1.1 readers (PyYAML) load the same numbers ([`crate::yaml_text`]).
     pub fn config_yaml(&self) -> String {
@@ -282,11 +308,53 @@ fn parse_axis_values(key: &str, v: &Value) -> Result<Vec<Value>, String> {
     }
 }
 
-/// Path and message of a typing error, refined for unknown keys (serde reports the parent)
-/// and for the tagged sections whose inner errors serde reports at the section.
-fn typing_error(tree: &Value) -> Option<(Vec<String>, String)> {
-    let err = match serde_path_to_error::deserialize::<_, JobConfig>(tree.clone()) {
-        Ok(_) => return None,
+/// Mixed-radix digits of `index` for axes of the given lengths, last axis fastest.
+fn picks_of(index: usize, lens: impl DoubleEndedIterator<Item = usize> + ExactSizeIterator) -> Vec<usize> {
+    let mut picks = vec![0; lens.len()];
+    let mut rem = index;
+    for (k, n) in lens.enumerate().rev() {
+        picks[k] = rem % n;
+        rem /= n;
+    }
+    picks
+}
+
+/// `prev` with the top-level sections named in `fresh` typed anew from `tree` (a section
+/// missing from the tree takes its default, as in [`JobConfig`]'s derive). None, for the full
+/// typing of [`type_job`] to handle (and report), when a section does not type or is not one
+/// listed here: a field added to [`JobConfig`] and swept is then typed the slow way, never
+/// taken stale from `prev`.
+fn retype(prev: &JobConfig, tree: &Value, fresh: &[&str]) -> Option<JobConfig> {
+    fn section<T: serde::de::DeserializeOwned + Default>(tree: &Value, key: &str) -> Option<T> {
+        match tree.get(key) {
+            None => Some(T::default()),
+            Some(v) => T::deserialize(v).ok(),
+        }
+    }
+    let mut c = prev.clone();
+    for &key in fresh {
+        match key {
+            "seed" => c.seed = section(tree, key)?,
+            "problem" => c.problem = serde::Deserialize::deserialize(tree.get(key)?).ok()?,
+            "model" => c.model = section(tree, key)?,
+            "training" => c.training = section(tree, key)?,
+            "collocation" => c.collocation = section(tree, key)?,
+            "loss" => c.loss = section(tree, key)?,
+            "balancer" => c.balancer = section(tree, key)?,
+            "ntk" => c.ntk = section(tree, key)?,
+            "evaluation" => c.evaluation = section(tree, key)?,
+            _ => return None,
+        }
+    }
+    Some(c)
+}
+
+/// Type one job's tree; on error the path and message, refined for unknown keys (serde
+/// reports the parent) and for the tagged sections whose inner errors serde reports at the
+/// section.
+fn type_job(tree: &Value) -> Result<JobConfig, (Vec<String>, String)> {
+    let err = match serde_path_to_error::deserialize::<_, JobConfig>(tree) {
+        Ok(c) => return Ok(c),
         Err(e) => e,
     };
     let mut path = path_segments(err.path());
@@ -306,7 +374,7 @@ fn typing_error(tree: &Value) -> Option<(Vec<String>, String)> {
     if let Some(i) = msg.find(" at line ") {
         msg.truncate(i);
     }
-    Some((path, msg))
+    Err((path, msg))
 }
 
 impl Sweep {
@@ -339,12 +407,16 @@ impl Sweep {
             return Err(SweepError::Invalid(vec![ctx.at_file(&[], "", "a sweep file must be a mapping of sections (problem:, model:, sweep:, ...)")]));
         };
         let name = match top.remove("name") {
-            Some(Value::String(s)) => s,
+            Some(Value::String(s)) if is_plain_name(&s) => s,
+            Some(Value::String(s)) => {
+                errors.push(ctx.at_value(&["name".into()], "name", format!("must be a plain folder name (letters, digits, `-`, `_`, `.`; not `.` or `..`): it names the results folder results/<name>; got `{s}`")));
+                String::new()
+            }
             Some(_) => {
                 errors.push(ctx.at_value(&["name".into()], "name", "must be a string"));
                 String::new()
             }
-            None => default_name.to_string(),
+            None => plain_name_from(default_name),
         };
         if let Some(d) = top.remove("description") {
             if !d.is_string() {
@@ -441,25 +513,26 @@ impl Sweep {
             return Err(SweepError::Invalid(errors));
         }
         // --- expand and type every job ---------------------------------------------------
+        // One working tree for all jobs: every job sets every axis path, in axis order, so the
+        // tree holds exactly the base with this job's values (a clone per job costs more than
+        // the typing itself at a million jobs).
         let n_jobs: usize = axes.iter().map(|a| a.values.len()).product();
-        let mut jobs = Vec::with_capacity(n_jobs);
+        let text = Arc::new(AxisText {
+            axes: axes.iter().map(|a| (a.key.clone(), a.values.iter().map(yaml_text).collect())).collect(),
+            paths: axes.iter().map(|a| a.path.clone()).collect(),
+        });
+        let mut jobs = Vec::with_capacity(n_jobs.min(10_000_000));
         let mut seen_errors: Vec<ConfigError> = Vec::new();
-        let mut ids: BTreeMap<String, usize> = BTreeMap::new();
+        let mut ids: HashMap<u64, usize> = HashMap::with_capacity(n_jobs.min(10_000_000));
+        let mut canon = CanonicalWriter::default();
+        let mut written: Option<Vec<usize>> = None;
+        let mut tree = base;
         for index in 0..n_jobs {
-            // Mixed-radix digits, last axis fastest.
-            let mut rem = index;
-            let mut picks = vec![0usize; axes.len()];
-            for (k, a) in axes.iter().enumerate().rev() {
-                picks[k] = rem % a.values.len();
-                rem /= a.values.len();
-            }
-            let mut tree = base.clone();
-            let mut axis_values = Vec::new();
+            let picks = picks_of(index, axes.iter().map(|a| a.values.len()));
             for (a, &p) in axes.iter().zip(&picks) {
                 if let Err(m) = set_path(&mut tree, &a.path, a.values[p].clone()) {
                     push_unique(&mut seen_errors, ctx.at_file(&["sweep".into(), a.key.clone()], &format!("sweep.{}", a.key), m));
                 }
-                axis_values.push((a.key.clone(), yaml_text(&a.values[p])));
             }
             // `column`: a position inside the value (an expression), see [`Ctx::inside`].
             let locate = |path: &[String], message: String, column: Option<usize>| -> ConfigError {
@@ -485,11 +558,18 @@ impl Sweep {
                     None => ctx.at_file(path, &key, message),
                 }
             };
-            if let Some((path, msg)) = typing_error(&tree) {
-                push_unique(&mut seen_errors, locate(&path, msg, None));
-                continue;
-            }
-            let config: JobConfig = serde_yaml_ng::from_value(tree).expect("typed above");
+            // A top-level section is typed from its own subtree only, so its typed value and its
+            // canonical text can change only where an axis under it took another value since
+            // the last job accepted (the one before in the usual case: the last axis changed).
+            let fresh: Vec<&str> = axes.iter().enumerate().filter(|(k, _)| written.as_ref().is_none_or(|w: &Vec<usize>| w[*k] != picks[*k])).map(|(_, a)| a.path[0].as_str()).collect();
+            let reused = jobs.last().filter(|_| written.is_some()).and_then(|prev: &JobSpec| retype(&prev.config, &tree, &fresh));
+            let config = match reused.map_or_else(|| type_job(&tree), Ok) {
+                Ok(c) => c,
+                Err((path, msg)) => {
+                    push_unique(&mut seen_errors, locate(&path, msg, None));
+                    continue;
+                }
+            };
             let invalid = config.validate();
             if !invalid.is_empty() {
                 for inv in invalid {
@@ -497,11 +577,14 @@ impl Sweep {
                 }
                 continue;
             }
-            let id = job_id(&config);
-            if let Some(prev) = ids.insert(id.clone(), index) {
+            let digest = Sha256::digest(canon.write(&config, &|key| written.is_none() || fresh.contains(&key)).as_bytes());
+            written = Some(picks.clone());
+            let id = hex16(&digest);
+            let key = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
+            if let Some(prev) = ids.insert(key, index) {
                 push_unique(&mut seen_errors, ctx.at_file(&["sweep".into()], "sweep", format!("jobs {prev} and {index} resolve to the same configuration (id {id}); remove the repeated axis value")));
             }
-            jobs.push(JobSpec { index, id, config, axis_values });
+            jobs.push(JobSpec { index, id, config, axes: Arc::clone(&text) });
             if seen_errors.len() >= 50 {
                 break;
             }
@@ -510,6 +593,23 @@ impl Sweep {
             return Err(SweepError::Invalid(seen_errors));
         }
         Ok(Sweep { name, path: path.to_string(), axes, jobs })
+    }
+}
+
+/// Whether `name` can be a folder under `results/` and nothing else: letters, digits, `-`,
+/// `_` and `.`, not empty, not `.` or `..` (so `name: ../../x` cannot put results elsewhere).
+pub fn is_plain_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// The default name, from the sweep file's stem: characters a plain name cannot hold become
+/// `_` (a file may be called `my sweep.yaml`; that is no reason to refuse it).
+fn plain_name_from(stem: &str) -> String {
+    let name: String = stem.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }).collect();
+    if is_plain_name(&name) {
+        name
+    } else {
+        "sweep".to_string()
     }
 }
 
@@ -539,17 +639,38 @@ fn push_unique(errors: &mut Vec<ConfigError>, e: ConfigError) {
 }
 
 /// Stable id of a resolved job configuration: SHA-256 of its canonical JSON (serde_json's
-/// default map is ordered, so keys are sorted), first 16 hex digits.
+/// default map is ordered, so keys are sorted), first 16 hex digits. A sweep computes the same
+/// text faster with [`CanonicalWriter`].
 pub fn job_id(config: &JobConfig) -> String {
-    let json = serde_json::to_value(config).expect("config serialises");
-    let text = serde_json::to_string(&json).expect("json serialises");
-    let digest = Sha256::digest(text.as_bytes());
-    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    hex16(&Sha256::digest(canonical::slow(config, None, &[]).as_bytes()))
+}
+
+/// The first 8 bytes of a digest as 16 hex digits.
+fn hex16(digest: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    digest[..8].iter().flat_map(|b| [HEX[(b >> 4) as usize] as char, HEX[(b & 15) as usize] as char]).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every job of a sweep whose axes change sections back and forth (the parse re-types only
+    /// the sections whose axes changed) has the configuration of the same job typed on its
+    /// own (a one-job sweep with the axis values as `--set`).
+    #[test]
+    fn reused_sections_equal_a_job_typed_alone() {
+        let base = "problem: {kind: darcy1d, eps: 0.5}\nmodel: {width: 8}\ntraining: {steps: 10}\n";
+        let text = format!("{base}sweep:\n  balancer: [none, relobralo]\n  training.decay_rate: [0.9, 0.5]\n  width: [8, 16]\n  lr: [0.1, 0.01]\n  eps: [0.5, 0.25]\n  seed: [0, 1]\n");
+        let s = Sweep::parse(&text, "s.yaml", "s", &[]).unwrap();
+        assert_eq!(s.jobs.len(), 64);
+        for j in &s.jobs {
+            let sets: Vec<String> = j.axis_values().iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let alone = Sweep::parse(base, "s.yaml", "s", &sets).unwrap();
+            assert_eq!(alone.jobs[0].config, j.config, "job {}: {sets:?}", j.index);
+            assert_eq!(alone.jobs[0].id, j.id);
+        }
+    }
 
     const GOOD: &str = "\
 name: t
@@ -652,6 +773,25 @@ sweep:
         assert!(matches!(e[0].origin, Origin::CommandLine { .. }));
     }
 
+    /// `name: ../../x` would put the results outside results/: every name that is not a plain
+    /// folder name is an error at the value's position; plain names and default names pass.
+    #[test]
+    fn name_must_be_a_plain_folder_name() {
+        for bad in ["../../x", "a/b", "..", ".", "\"\"", "x y", "/abs"] {
+            let e = errs(&GOOD.replace("name: t", &format!("name: {bad}")), &[]);
+            assert_eq!(e[0].key, "name", "{bad}: {e:?}");
+            assert_eq!(line_of(&e[0]), Some(1), "{bad}");
+            assert!(matches!(e[0].origin, Origin::File { col: Some(7), .. }), "{bad}: {e:?}");
+            assert!(e[0].message.contains("plain folder name"), "{bad}: {}", e[0].message);
+        }
+        for good in ["t", "my-sweep_2.v1", "..x"] {
+            assert_eq!(Sweep::parse(&GOOD.replace("name: t", &format!("name: {good}")), "s.yaml", "s", &[]).unwrap().name, good);
+        }
+        let no_name = GOOD.replace("name: t\n", "");
+        assert_eq!(Sweep::parse(&no_name, "s.yaml", "my sweep", &[]).unwrap().name, "my_sweep");
+        assert_eq!(Sweep::parse(&no_name, "s.yaml", "..", &[]).unwrap().name, "sweep");
+    }
+
     #[test]
     fn yaml_syntax_error_has_a_position() {
         let e = errs("problem: {kind: darcy1d\n", &[]);
@@ -696,7 +836,7 @@ sweep:
         assert_eq!(last.model.fourier.as_ref().map(|f| (f.features, f.sigma)), Some((8, 2.5)));
         assert_eq!((last.ntk.method, last.ntk.probes), (NtkMethod::Hutchinson, 16));
         assert!(s.jobs[0].config.model.fourier.is_none());
-        assert_eq!(s.jobs[15].axis_values[1].1, "kind: layerwise scale: 4");
+        assert_eq!(s.jobs[15].axis_values()[1].1, "kind: layerwise scale: 4");
     }
 
     /// Unknown activation or slope mode, sigma <= 0, no features, scale <= 0 and zero probes

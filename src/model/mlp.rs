@@ -72,33 +72,37 @@ impl Mlp {
     /// `xavier_normal`: weights N(0, 2 / (fan_in + fan_out)), biases 0 (Glorot & Bengio 2010).
     /// `normal`: weights and biases N(0, 1) (paper 003's "normal" initialisation).
     pub fn init(sizes: &[usize], members: &mut [(Init, JobRng)], opts: TensorOpts) -> Mlp {
+        Self::try_init(sizes, members, opts).expect("allocating the network")
+    }
+
+    /// [`Mlp::init`] whose allocation failures are errors: each layer is allocated by
+    /// libtorch before its random numbers are drawn, so a network that does not fit in memory
+    /// fails here with a libtorch error (and fails its job) instead of aborting the process.
+    pub fn try_init(sizes: &[usize], members: &mut [(Init, JobRng)], opts: TensorOpts) -> Result<Mlp, TchError> {
         let e = members.len() as i64;
         let mut layers = Vec::new();
         for l in 0..sizes.len() - 1 {
             let (fan_in, fan_out) = (sizes[l], sizes[l + 1]);
-            let mut w = Vec::with_capacity(members.len() * fan_in * fan_out);
-            let mut b = Vec::with_capacity(members.len() * fan_out);
-            for (init, rng) in members.iter_mut() {
-                match init {
+            let w = Tensor::f_empty([e, fan_out as i64, fan_in as i64], (Kind::Double, tch::Device::Cpu))?;
+            let b = Tensor::f_empty([e, fan_out as i64], (Kind::Double, tch::Device::Cpu))?;
+            for (k, (init, rng)) in members.iter_mut().enumerate() {
+                let (wk, bk) = match init {
                     Init::XavierNormal => {
                         let std = (2.0 / (fan_in + fan_out) as f64).sqrt();
-                        w.extend(rng::normals(rng, fan_in * fan_out).into_iter().map(|z| z * std));
-                        b.extend(std::iter::repeat_n(0.0, fan_out));
+                        (rng::normals(rng, fan_in * fan_out).into_iter().map(|z| z * std).collect(), vec![0.0; fan_out])
                     }
-                    Init::Normal => {
-                        w.extend(rng::normals(rng, fan_in * fan_out));
-                        b.extend(rng::normals(rng, fan_out));
-                    }
-                }
+                    Init::Normal => (rng::normals(rng, fan_in * fan_out), rng::normals(rng, fan_out)),
+                };
+                let wk: Vec<f64> = wk;
+                w.f_select(0, k as i64)?.f_copy_(&Tensor::f_from_slice(&wk)?.f_view([fan_out as i64, fan_in as i64])?)?;
+                b.f_select(0, k as i64)?.f_copy_(&Tensor::f_from_slice(&bk)?)?;
             }
-            let w = Tensor::from_slice(&w).view([e, fan_out as i64, fan_in as i64]);
-            let b = Tensor::from_slice(&b).view([e, fan_out as i64]);
             layers.push(Linear {
-                w: w.to_kind(opts.kind).to_device(opts.device).set_requires_grad(true),
-                b: b.to_kind(opts.kind).to_device(opts.device).set_requires_grad(true),
+                w: w.f_to_kind(opts.kind)?.f_to_device(opts.device)?.set_requires_grad(true),
+                b: b.f_to_kind(opts.kind)?.f_to_device(opts.device)?.set_requires_grad(true),
             });
         }
-        Mlp::from_layers(layers, sizes.to_vec())
+        Ok(Mlp::from_layers(layers, sizes.to_vec()))
     }
 
     /// A tanh network with these layers, no adaptive slopes and no Fourier features.
@@ -112,6 +116,11 @@ impl Mlp {
     /// (or 2 m with Fourier features). Members of a batch share everything but `init` and the
     /// seed (the batch key).
     pub fn build(members: &[(&ModelConfig, u64)], d: usize, opts: TensorOpts) -> Mlp {
+        Self::try_build(members, d, opts).expect("allocating the network")
+    }
+
+    /// [`Mlp::build`] whose allocation failures are errors ([`Mlp::try_init`]).
+    pub fn try_build(members: &[(&ModelConfig, u64)], d: usize, opts: TensorOpts) -> Result<Mlp, TchError> {
         let c = members[0].0;
         let fourier = c.fourier.as_ref().map(|_| {
             let cfgs: Vec<(u64, &super::fourier::FourierConfig)> = members.iter().map(|(m, seed)| (*seed, m.fourier.as_ref().expect("batch key"))).collect();
@@ -119,17 +128,24 @@ impl Mlp {
         });
         let inputs = c.inputs(d);
         let mut init: Vec<(Init, JobRng)> = members.iter().map(|(m, seed)| (m.init, rng::stream(*seed, rng::Purpose::Init, 0))).collect();
-        let mut mlp = Mlp::init(&layer_sizes(inputs, c.width, c.depth), &mut init, opts);
+        let mut mlp = Mlp::try_init(&layer_sizes(inputs, c.width, c.depth), &mut init, opts)?;
         mlp.activation = c.activation;
         mlp.slopes = Slopes::init(&c.adaptive_activation, members.len() as i64, c.depth, opts.kind, opts.device);
         mlp.fourier = fourier;
-        mlp
+        Ok(mlp)
     }
 
     /// Parameters in a fixed order: w0, b0, w1, b1, ..., then the slopes [E, G] if any.
     pub fn parameters(&self) -> Vec<Tensor> {
-        let mut p: Vec<Tensor> = self.layers.iter().flat_map(|l| [l.w.shallow_clone(), l.b.shallow_clone()]).collect();
-        p.extend(self.slopes.as_ref().map(|s| s.a.shallow_clone()));
+        self.named_parameters().into_iter().map(|(_, p)| p).collect()
+    }
+
+    /// [`Mlp::parameters`] with names (`<layer>/w`, `<layer>/b`, `slopes`): what a
+    /// checkpoint saves the network as.
+    pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut p: Vec<(String, Tensor)> =
+            self.layers.iter().enumerate().flat_map(|(l, x)| [(format!("{l}/w"), x.w.shallow_clone()), (format!("{l}/b"), x.b.shallow_clone())]).collect();
+        p.extend(self.slopes.as_ref().map(|s| ("slopes".to_string(), s.a.shallow_clone())));
         p
     }
 

@@ -10,6 +10,8 @@
 
 use tch::{TchError, Tensor};
 
+use crate::checkpoint::{CheckpointError, StateDict};
+
 /// Adam state for every parameter of a batch, flattened per member: `m`, `v`: [E, P].
 ///
 /// Why flattened: a small PINN has a handful of parameter tensors, and written per tensor the
@@ -34,6 +36,24 @@ impl Adam {
     pub fn new(params: &[Tensor], beta1: f64, beta2: f64, eps: f64) -> Self {
         let zeros = tch::no_grad(|| flat(params).expect("parameters share a leading member dimension").zeros_like());
         Adam { m: zeros.zeros_like(), v: zeros, t: 0, beta1, beta2, eps }
+    }
+
+    /// Save the moments and the step count (the hyperparameters come from the config).
+    pub fn save(&self, d: &mut StateDict) -> Result<(), CheckpointError> {
+        let Adam { m, v, t, beta1: _, beta2: _, eps: _ } = self;
+        d.put_tensor("m", m)?;
+        d.put_tensor("v", v)?;
+        d.put_u64("t", *t as u64);
+        Ok(())
+    }
+
+    /// Restore what [`Adam::save`] saved (shapes must match this optimiser's parameters).
+    pub fn restore(&mut self, d: &StateDict) -> Result<(), CheckpointError> {
+        let Adam { m, v, t, beta1: _, beta2: _, eps: _ } = self;
+        *m = d.tensor_like("m", m)?;
+        *v = d.tensor_like("v", v)?;
+        *t = d.u64("t")? as i32;
+        Ok(())
     }
 
     /// One update. `lr`: [E], one learning rate per member (leading dimension of every param).

@@ -33,6 +33,7 @@ use std::collections::VecDeque;
 
 use tch::{Kind, TchError, Tensor};
 
+use crate::checkpoint::{CheckpointError, StateDict};
 pub use crate::config::training::{LbfgsConfig, LineSearch};
 use crate::model::mlp::{Linear, Mlp};
 
@@ -59,6 +60,21 @@ pub enum Converged {
     Step,
     /// |f_new - f_old| < tolerance_change.
     Loss,
+}
+
+impl Converged {
+    pub fn name(self) -> &'static str {
+        match self {
+            Converged::Gradient => "gradient",
+            Converged::Direction => "direction",
+            Converged::Step => "step",
+            Converged::Loss => "loss",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Converged> {
+        [Converged::Gradient, Converged::Direction, Converged::Step, Converged::Loss].into_iter().find(|c| c.name() == name)
+    }
 }
 
 /// What one iteration did.
@@ -125,6 +141,64 @@ impl Lbfgs {
             iterations: 0,
             converged,
             evaluations: 1,
+        })
+    }
+
+    /// Save the whole optimiser state (point, loss, gradient, previous direction and step,
+    /// curvature pairs, counters), for a checkpoint.
+    pub fn save(&self, s: &mut StateDict) -> Result<(), CheckpointError> {
+        let Lbfgs { history: _, tolerance_grad: _, tolerance_change: _, x, f, g, d, t, prev_g, old_dirs, old_steps, rho, h_diag, iterations, converged, evaluations } = self;
+        s.put_tensor("x", x)?;
+        s.put_f64("f", *f);
+        s.put_tensor("g", g)?;
+        if let Some(d) = d {
+            s.put_tensor("d", d)?;
+        }
+        s.put_f64("t", *t);
+        if let Some(p) = prev_g {
+            s.put_tensor("prev_g", p)?;
+        }
+        s.put_tensors("old_dirs", &old_dirs.iter().map(Tensor::shallow_clone).collect::<Vec<_>>())?;
+        s.put_tensors("old_steps", &old_steps.iter().map(Tensor::shallow_clone).collect::<Vec<_>>())?;
+        s.put_f64s("rho", &rho.iter().copied().collect::<Vec<_>>());
+        s.put_f64("h_diag", *h_diag);
+        s.put_u64("iterations", *iterations);
+        if let Some(c) = converged {
+            s.put_text("converged", c.name());
+        }
+        s.put_u64("evaluations", *evaluations);
+        Ok(())
+    }
+
+    /// The optimiser [`Lbfgs::save`] saved, continuing exactly (no objective evaluation);
+    /// `like` [P] gives the precision and device of its tensors.
+    pub fn restore(cfg: &LbfgsConfig, s: &StateDict, like: &Tensor) -> Result<Self, CheckpointError> {
+        let optional = |name: &str| -> Result<Option<Tensor>, CheckpointError> { if s.has(name) { s.tensor_like(name, like).map(Some) } else { Ok(None) } };
+        let rho: VecDeque<f64> = s.f64s("rho")?.into();
+        let converged = match s.has("converged") {
+            true => {
+                let name = s.text("converged")?;
+                Some(Converged::from_name(&name).ok_or(CheckpointError::Mismatch { name: "converged".into(), expected: "gradient, direction, step or loss".into(), found: name })?)
+            }
+            false => None,
+        };
+        Ok(Lbfgs {
+            history: cfg.history,
+            tolerance_grad: cfg.tolerance_grad,
+            tolerance_change: cfg.tolerance_change,
+            x: s.tensor_like("x", like)?,
+            f: s.f64("f")?,
+            g: s.tensor_like("g", like)?,
+            d: optional("d")?,
+            t: s.f64("t")?,
+            prev_g: optional("prev_g")?,
+            old_dirs: s.tensors_like("old_dirs", rho.len(), like)?.into(),
+            old_steps: s.tensors_like("old_steps", rho.len(), like)?.into(),
+            rho,
+            h_diag: s.f64("h_diag")?,
+            iterations: s.u64("iterations")?,
+            converged,
+            evaluations: s.u64("evaluations")?,
         })
     }
 
@@ -519,7 +593,7 @@ sweep:
             let sweep = Sweep::parse(yaml, "t.yaml", "t", &sets).unwrap();
             let specs: Vec<_> = jobs.iter().map(|&j| &sweep.jobs[j]).collect();
             let stop = AtomicBool::new(false);
-            let mut ctx = BatchContext { device: Device::Cpu, stop: &stop, on_steps: &mut |_| {}, autograd: false };
+            let mut ctx = BatchContext { device: Device::Cpu, stop: &stop, on_steps: &mut |_| {}, autograd: false, checkpoints: None };
             match train_batch(&specs, &mut ctx).unwrap() {
                 BatchOutcome::Finished(r) => r,
                 BatchOutcome::Interrupted => panic!("interrupted"),

@@ -8,6 +8,12 @@
 #   3. slurm/requeue.sbatch without preemption,
 #   4. slurm/requeue.sbatch preempted: SIGUSR1 to the batch script once a job file exists; the job
 #      must stop without partial files, requeue itself, and the rerun train only the missing jobs.
+#   5. slurm/array.sbatch: an array of 3 single-process tasks (no MPI) on one results folder, 3
+#      batches; one task cancelled (scancel) in the middle of its batch, which saves a checkpoint;
+#      the array submitted again. Every job trained and written exactly once (the logs of all
+#      tasks), files on contract, the cancelled batch resumed from its checkpoint (by a task of
+#      either array: on this 2-CPU node the third task of the first array often starts after the
+#      cancel and takes it over), no claims or checkpoints left.
 # Each run is checked: Slurm state COMPLETED with ExitCode 0:0 (`scontrol show job`; the cluster
 # keeps finished jobs for an hour since it has no accounting for sacct), every job file on the
 # HDF5 contract (tests/check_contract.py), status "done 9 ... pending 0", logs/rank-0.log and
@@ -17,7 +23,8 @@
 # already running before. About 1-3 minutes on 2 cores.
 #
 # Environment: NTKSWEEP_BIN (default target/release/ntksweep), KEEP=1 keeps the work folder,
-# PREEMPT_STEPS (training steps per job in test 4, default 600: long enough to be interrupted).
+# PREEMPT_STEPS (training steps per job in test 4, default 600: long enough to be interrupted),
+# ARRAY_STEPS (steps per job in test 5, default 3000), ONLY=array (run test 5 alone).
 set -uo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -28,6 +35,7 @@ CLUSTER=$REPO/tests/slurm/cluster.sh
 NJOBS=9
 JOB_TIMEOUT=${JOB_TIMEOUT:-240}
 PREEMPT_STEPS=${PREEMPT_STEPS:-600}
+ARRAY_STEPS=${ARRAY_STEPS:-3000}
 
 passed=0 failed=0
 ok() { passed=$((passed + 1)); echo "ok   - $*"; }
@@ -117,6 +125,7 @@ check_run() {
   if [ "$failed" != "$f0" ] && [ -f "$out" ]; then echo "  --- tail of slurm-$id.out"; tail -15 "$out" | sed 's/^/  | /'; fi
 }
 
+if [ "${ONLY:-}" != array ]; then
 # 1. one node, 2 ranks, mpirun inside the allocation; extra options as script arguments.
 id=$(submit "${RES[@]}" "$REPO/slurm/single_node.sbatch" "$SWEEP" results/single --device cpu)
 check_run single_node "$id" results/single 0
@@ -166,6 +175,62 @@ resumed() { [[ "$line" == *" $n_first already finished, $((NJOBS - n_first)) to 
 check "preempt: second run resumed: $n_first already finished, $((NJOBS - n_first)) to run" resumed
 check "preempt: slurm-$id.out holds both runs (--open-mode=append)" \
   eval "grep -q 'run 1 on' '$out' && grep -q 'run 2 on' '$out'"
+fi
+
+# 5. a job array of 3 single-process tasks on one folder; one task cancelled mid-batch; the
+#    array submitted again.
+dir=$WORK/results/array
+ARES=(--ntasks=1 --cpus-per-task=1 --gpus-per-task=0 --time=10:00)
+AOPTS=(--device cpu --max-batch 3 --set "training.steps=$ARRAY_STEPS")
+id=$(submit --array=0-2 "${ARES[@]}" "$REPO/slurm/array.sbatch" "$SWEEP" results/array "${AOPTS[@]}")
+log=$dir/logs/rank-0.log
+starts() { grep -c 'batch of 3 start' "$log" 2>/dev/null || echo 0; }
+t0=$SECONDS
+until [ "$(starts)" -ge 3 ] || [ $((SECONDS - t0)) -gt "$JOB_TIMEOUT" ]; do sleep 0.2; done
+sleep 3
+# Cancel the task whose batch started last (it has done the least).
+victim_pid=$(grep 'batch of 3 start' "$log" | tail -1 | sed -n 's/.* pid \([0-9]*\) rank.*/\1/p')
+victim=1
+for t in 0 1 2; do
+  grep -q " pid $victim_pid rank " "$WORK/slurm-${id}_$t.out" 2>/dev/null && victim=$t
+done
+scancel "${id}_$victim"
+echo "  array: job $id, 3 batches started after $((SECONDS - t0))s; cancelled task $victim (pid $victim_pid)"
+for t in 0 1 2; do state=$(wait_done "${id}_$t"); eval "astate_$t=$state"; done
+vstate=$(eval echo "\$astate_$victim")
+check "array: cancelled task $victim ended CANCELLED (got $vstate)" test "$vstate" = CANCELLED
+saved() { grep -q "batch interrupted after .*state saved in" "$log"; }
+check "array: the cancelled task saved its batch's state" saved
+others_ok=1
+for t in 0 1 2; do
+  [ "$t" = "$victim" ] && continue
+  s=$(eval echo "\$astate_$t"); [ "$s" = COMPLETED ] || others_ok=""
+done
+check "array: the other tasks COMPLETED" test -n "$others_ok"
+# Submit the array again: it resumes whatever is left.
+id2=$(submit --array=0-2 "${ARES[@]}" "$REPO/slurm/array.sbatch" "$SWEEP" results/array "${AOPTS[@]}")
+all2=1
+for t in 0 1 2; do
+  s=$(wait_done "${id2}_$t"); e=$(field "${id2}_$t" ExitCode)
+  echo "    resubmitted task $t: $s exit $e"
+  [ "$s" = COMPLETED ] && [ "$e" = 0:0 ] || all2=""
+done
+check "array: every task of the resubmitted array COMPLETED with ExitCode 0:0" test -n "$all2"
+check "array: every job file on contract" contract "$dir"
+check "array: ntksweep status: all $NJOBS done" all_done "$dir"
+once() {
+  local ids n
+  ids=$(grep -E ': job [0-9a-f]{16} ' "$log" | sed -E 's/.*: job ([0-9a-f]{16}) .*/\1/' | sort)
+  n=$(echo "$ids" | uniq | wc -l)
+  echo "    $(echo "$ids" | wc -l) job lines, $n distinct"
+  [ "$n" = "$NJOBS" ] && [ -z "$(echo "$ids" | uniq -d)" ]
+}
+check "array: every job trained and written exactly once (logs of all tasks)" once
+resumed() { grep -q 'resuming from checkpoint' "$log"; }
+check "array: the cancelled batch resumed from its checkpoint" resumed
+empty() { [ -z "$(ls -A "$dir/claims" 2>/dev/null)" ] && [ -z "$(ls -A "$dir/checkpoints" 2>/dev/null)" ]; }
+check "array: no claims or checkpoints left" empty
+check "array: no temporary files left" no_temporaries "$dir"
 
 echo "slurm test took ${SECONDS}s"
 finish
