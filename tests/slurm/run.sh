@@ -2,7 +2,7 @@
 # End-to-end test of the slurm/ templates on a real one-node Slurm (`make test-slurm`).
 #
 # Starts the private test cluster (tests/slurm/cluster.sh: slurm-wlm + munge, installed with apt
-# if missing), then, on CPU with the quickstart sweep (9 jobs):
+# if missing), then, on CPU with the quickstart sweep's darcy1d half (9 jobs):
 #   1. slurm/single_node.sbatch with 2 ranks (mpirun inside the allocation),
 #   2. slurm/multi_node.sbatch with 2 tasks on the one node (srun --mpi=pmix direct launch),
 #   3. slurm/requeue.sbatch without preemption,
@@ -30,7 +30,8 @@ set -uo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BIN=${NTKSWEEP_BIN:-$REPO/target/release/ntksweep}
 PY=$REPO/.venv/bin/python
-SWEEP=$REPO/sweeps/quickstart.yaml
+# The quickstart's darcy1d half (9 jobs): the problem.kind axis is dropped in a copy (see below).
+QUICKSTART=$REPO/sweeps/quickstart.yaml
 CLUSTER=$REPO/tests/slurm/cluster.sh
 NJOBS=9
 JOB_TIMEOUT=${JOB_TIMEOUT:-240}
@@ -64,6 +65,11 @@ cleanup() {
   if [ -n "${KEEP:-}" ]; then echo "work folder kept: $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
+# The quickstart without its problem.kind axis: its 9 darcy1d jobs keep every Slurm check the
+# same size and cost as before the quickstart gained poisson1d (the axis is one line).
+SWEEP=$WORK/quickstart.yaml
+grep -v '^  problem.kind:' "$QUICKSTART" >"$SWEEP"
+[ "$(grep -c '^  problem.kind:' "$QUICKSTART")" = 1 ] || { bad "sweeps/quickstart.yaml: expected one problem.kind axis line"; finish; }
 
 SECONDS=0
 start_out=$(bash "$CLUSTER" start 2>&1); rc=$?
