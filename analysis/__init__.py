@@ -36,6 +36,8 @@ __all__ = [
     "plot_ntk_scaling",
     "plot_ntk_spectra",
     "plot_error_field",
+    "error_spectra",
+    "plot_error_spectra",
     "plot_adaptive_weights",
     "plot_loss_curves",
 ]
@@ -49,6 +51,8 @@ _HOME = {
     "plot_ntk_scaling": "figures",
     "plot_ntk_spectra": "figures",
     "plot_error_field": "figures",
+    "error_spectra": "figures",
+    "plot_error_spectra": "figures",
     "plot_adaptive_weights": "figures",
     "plot_loss_curves": "figures",
 }

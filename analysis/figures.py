@@ -2,8 +2,9 @@
 
 Why this module exists: the questions the sweep answers - does the residual NTK block grow
 as eps^-2, what does its spectrum look like before and after training, where does the error
-sit and at which frequencies, what do the loss balancers do, which setting of an axis wins -
-are read off five kinds of figure. Each is one function usable on its own from a notebook;
+sit and at which frequencies (paper 003 section 4.4: a low-frequency peak and one at
+1/eps), what do the loss balancers do, which setting of an axis wins - are read off six
+kinds of figure. Each is one function usable on its own from a notebook;
 ``make_all_figures`` (used by ``python -m analysis DIR``) draws every one for every problem
 of a results folder.
 
@@ -23,7 +24,7 @@ figure draws scaling series, all equal but seed and eps), so a sweep over any se
 one line per value; legends name the settings that differ between the lines. When only eps
 differs, lines are coloured by eps; otherwise each combination of the other settings has its
 colour and eps its line style. Problems without eps (wave1d, klein_gordon1d, helmholtz2d)
-have every figure but the scaling one.
+have every figure but the scaling one; only 1-D problems have error spectra.
 
 Only jobs with status ``done`` are drawn. Seeds are averaged: "mean +- std" uses the
 sample standard deviation (ddof = 1; 0 for a single seed). A fit needs two distinct eps;
@@ -633,7 +634,10 @@ class ErrorField:
 
     ``x`` [M, d]; ``mean`` and ``std`` [M]; ``n`` seeds; ``spectrum`` [K] the mean of
     ``eval/error_spectrum`` (1-D problems, else ``None``); ``rel_l2`` [n] per-seed
-    ``eval`` attribute ``rel_l2`` (empty if absent); ``source`` "jobs" or "summary.h5".
+    ``eval`` attribute ``rel_l2`` (empty if absent); ``source`` "jobs" or "summary.h5";
+    ``errors`` [n, M] each seed's error on ``x`` (``None`` from summary.h5, which keeps only
+    the mean and variance), so per-seed statistics such as :func:`error_spectra` need not
+    read the files again.
     """
 
     key: dict[str, Any]
@@ -645,6 +649,7 @@ class ErrorField:
     rel_l2: np.ndarray
     source: str = "jobs"
     notes: list[str] = field(default_factory=list)
+    errors: np.ndarray | None = None
 
 
 def error_field_stats(source: Source, *, where: Mapping[str, Any] | None = None) -> ErrorField:
@@ -687,13 +692,14 @@ def error_field_stats(source: Source, *, where: Mapping[str, Any] | None = None)
             spectra.append(np.abs(np.asarray(ev.error_spectrum, dtype=float).reshape(-1)))
         if "rel_l2" in ev.attrs:
             rel.append(float(ev.attrs["rel_l2"]))
-    mean, std = _seed_stats(np.stack(errors))
+    stack = np.stack(errors)
+    mean, std = _seed_stats(stack)
     spectrum = None
     if spectra:
         m = min(s.size for s in spectra)
         spectrum, _ = _seed_stats(np.stack([s[:m] for s in spectra]))
     return ErrorField(key=key, x=x, mean=mean, std=std, n=len(errors), spectrum=spectrum,
-                      rel_l2=np.array(rel), notes=notes)
+                      rel_l2=np.array(rel), notes=notes, errors=stack)
 
 
 def _summary_error_field(results: Results | None, where: Mapping[str, Any] | None) -> ErrorField:
@@ -877,6 +883,218 @@ def _error_row_1d(row: Sequence[Any], ef: ErrorField, names: tuple[str, ...], ti
 
 
 # --------------------------------------------------------------------------------------
+# 3b. Error spectra
+# --------------------------------------------------------------------------------------
+
+
+def amplitude_spectrum(x: np.ndarray, values: np.ndarray, *, remove_jump: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """One-sided amplitude spectrum of samples on an equispaced 1-D grid that holds both end
+    points (ntksweep's evaluation grids do: x_j = a + j L / (M - 1), j = 0..M-1).
+
+    Why the last point is dropped: the discrete Fourier series treats its N samples as one
+    period of a periodic function. Keeping both ends would repeat x = a as x = a + L, so the
+    period would be L M / (M - 1) and sin(2 pi k x) would fall between bins and leak. With
+    the first N = M - 1 points the period is exactly L and the grid step h = L / N, so a
+    sine with a whole number of cycles over the domain lands on one bin with its full
+    amplitude.
+
+    Why the end jump is removed (``remove_jump``): an error that differs at the two ends
+    (a PINN's boundary errors) has a jump J = v(a + L) - v(a) in its periodic extension,
+    which adds the sawtooth series, |J| / (pi k) at the k-th frequency, to every bin. In the
+    paper 003 section 4.4 runs that sawtooth was as large as the whole spectrum from k = 1
+    to past 1/eps and hid the 1/eps peak. Subtracting the zero-mean ramp
+    J ((x - a) / L - 1/2) makes the extension continuous, keeps the mean, and leaves any
+    error with equal end values (a sine with whole cycles, a cosine) unchanged; the ramp's
+    own spectrum is the sawtooth, known from J alone (``ErrorSpectrum.end_jump``).
+
+    Frequencies are in cycles per unit length, f_k = k / L (``numpy.fft.rfftfreq(N, h)``),
+    so sin(2 pi x / eps) sits at 1 / eps whatever the domain length. Amplitudes are
+    normalised so that A sin(2 pi f x + phi) on the grid shows A at f: |X_k| 2 / N for
+    0 < k < N / 2, and |X_k| / N at k = 0 (the mean) and at the Nyquist bin k = N / 2.
+
+    # Reference: the DFT of a sampled sine, X_k = -i A N / 2 at its bin (numpy.fft
+    #   documentation, "Implementation details"); the sawtooth series
+    #   x - 1/2 = -sum_k sin(2 pi k x) / (pi k) on (0, 1); paper 003 section 4.4 and Fig. 7
+    #   (the Fourier coefficients of the error, peaks near 0 and at 1/eps).
+    # Shapes: x [M] or [M, 1] ascending; values [..., M] -> frequency [K], amplitude [..., K]
+    #   with K = N // 2 + 1, N = M - 1.
+
+    Raises ``ValueError`` for fewer than three points or a grid that is not equispaced
+    (relative tolerance 1e-6 on the steps; the spectrum of scattered points needs a
+    different transform).
+    """
+    xs = np.asarray(x, dtype=float).reshape(-1)
+    v = np.asarray(values, dtype=float)
+    if xs.size < 3 or v.shape[-1] != xs.size:
+        raise ValueError(f"an amplitude spectrum needs >= 3 points and one value per point "
+                         f"(got {xs.size} points, values of shape {v.shape})")
+    steps = np.diff(xs)
+    length = xs[-1] - xs[0]
+    h = length / (xs.size - 1)
+    if not (h > 0 and np.allclose(steps, h, rtol=1e-6, atol=0.0)):
+        raise ValueError(f"eval/x is not an equispaced ascending grid (steps {steps.min():g} "
+                         f"to {steps.max():g})")
+    if remove_jump:
+        jump = v[..., -1:] - v[..., :1]
+        v = v - jump * ((xs - xs[0]) / length - 0.5)
+    n = xs.size - 1
+    amplitude = np.abs(np.fft.rfft(v[..., :n], axis=-1)) * (2.0 / n)
+    amplitude[..., 0] /= 2.0
+    if n % 2 == 0:
+        amplitude[..., -1] /= 2.0
+    return np.fft.rfftfreq(n, d=h), amplitude
+
+
+@dataclass
+class ErrorSpectrum:
+    """Amplitude spectra of the error of one trial group (see :func:`amplitude_spectrum`).
+
+    ``key`` the group's settings (eps included) and ``series`` the same without eps (one
+    panel of :func:`plot_error_spectra` per series); ``frequency`` [K] in cycles per unit
+    length; ``amplitude`` [K] of the seed-mean error (what the paper's Fig. 7 shows: error
+    common to every seed); ``trial_amplitude`` [K] the mean over seeds of each seed's
+    amplitude (never below ``amplitude``; the gap is error that changes sign between seeds);
+    ``n`` seeds; ``end_jump`` J, the seed-mean error at the last point minus at the first:
+    the ramp removed before the transform (unless ``remove_jump=False``), whose spectrum is
+    |J| / (pi k) at f_k = k / L.
+    """
+
+    key: dict[str, Any]
+    series: dict[str, Any]
+    frequency: np.ndarray
+    amplitude: np.ndarray
+    trial_amplitude: np.ndarray
+    n: int
+    end_jump: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def eps(self) -> float | None:
+        eps = self.key.get("eps")
+        return float(eps) if isinstance(eps, (int, float)) else None
+
+    def peak(self, low: float, high: float) -> tuple[float, float]:
+        """(frequency, amplitude) of the largest ``amplitude`` with ``low <= f <= high``;
+        (nan, nan) when no bin lies there."""
+        inside = (self.frequency >= low) & (self.frequency <= high) & np.isfinite(self.amplitude)
+        if not inside.any():
+            return float("nan"), float("nan")
+        i = np.flatnonzero(inside)[np.argmax(self.amplitude[inside])]
+        return float(self.frequency[i]), float(self.amplitude[i])
+
+    def low_peak(self) -> tuple[float, float]:
+        """The low-frequency peak: the largest amplitude below half the eps frequency,
+        0 <= f <= 1 / (2 eps) (0 included: a constant offset is low-frequency error); over
+        every frequency when the problem has no eps."""
+        return self.peak(0.0, 0.5 / self.eps if self.eps else math.inf)
+
+    def eps_peak(self) -> tuple[float, float]:
+        """The peak of the fast scale: the largest amplitude within one bin of f = 1 / eps
+        (1/eps need not fall on a bin when L / eps is not an integer); nan without eps."""
+        if not self.eps or self.frequency.size < 2:
+            return float("nan"), float("nan")
+        df = float(self.frequency[1] - self.frequency[0])
+        return self.peak(1.0 / self.eps - df, 1.0 / self.eps + df)
+
+
+def error_spectra(source: Source, *, where: Mapping[str, Any] | None = None,
+                  remove_jump: bool = True) -> list[ErrorSpectrum]:
+    """Amplitude spectra of ``eval/error`` for every trial group of the selection (one 1-D
+    problem), in the reducer's group order: the seed-mean error's spectrum and the mean of
+    the per-seed spectra, on the evaluation grid (:func:`amplitude_spectrum`, whose
+    ``remove_jump`` this passes on; seeds are put on the first seed's grid as in
+    :func:`error_field_stats`).
+
+    Why not ``eval/error_spectrum``: that dataset is |DFT| of all M points, unnormalised and
+    indexed by bin, with the repeated end point; it is kept for the error-field figure.
+
+    Raises ``NothingToPlot`` for a problem that is not 1-D (the paper's spectra are of 1-D
+    errors; a 2-D field needs a 2-D transform) or a grid that is not equispaced.
+    """
+    jobs, _ = _done(source, where)
+    problem, jobs = _one_problem(jobs, "error_spectra")
+    dim = _eval_dim(jobs)
+    if dim is None:
+        raise NothingToPlot(f"error_spectra: no eval data for {problem}")
+    if dim != 1:
+        raise NothingToPlot(f"error_spectra: {problem} is evaluated on {dim}-D points; "
+                            "error spectra are drawn for 1-D problems only")
+    out = []
+    for group in trial_groups(jobs):
+        try:
+            ef = error_field_stats(group.jobs)
+        except NothingToPlot:  # no seed of this group has eval data
+            continue
+        order = np.argsort(ef.x[:, 0])
+        try:
+            freq, amps = amplitude_spectrum(ef.x[order, 0], np.vstack([ef.mean[order], ef.errors[:, order]]),
+                                            remove_jump=remove_jump)
+        except ValueError as exc:
+            raise NothingToPlot(f"error_spectra: {problem}: {exc}") from exc
+        out.append(ErrorSpectrum(
+            key=dict(group.key), series={k: v for k, v in group.key.items() if k != "eps"},
+            frequency=freq, amplitude=amps[0], trial_amplitude=amps[1:].mean(axis=0), n=ef.n,
+            end_jump=float(ef.mean[order][-1] - ef.mean[order][0]), notes=ef.notes,
+        ))
+    if not out:
+        raise NothingToPlot(f"error_spectra: no eval data for {problem}")
+    return out
+
+
+def _amount(value: float) -> str:
+    return "nan" if not math.isfinite(value) else f"{value:.2g}"
+
+
+def plot_error_spectra(source: Source, out: str | os.PathLike[str], *, where: Mapping[str, Any] | None = None) -> Path:
+    """Figure 3b: amplitude spectra of the error (:func:`error_spectra`) of one 1-D problem,
+    one panel per scaling series (all settings equal but seed and eps: e.g. unscaled and
+    eps-rescaled Darcy side by side), one line per eps coloured as elsewhere, a dashed
+    marker at 1/eps in the line's colour. Solid: the seed-mean error's spectrum; faint: the
+    mean of the per-seed spectra. Legends give both peaks (:meth:`ErrorSpectrum.low_peak`,
+    :meth:`ErrorSpectrum.eps_peak`). Log y; x is linear from 0 to 1 and logarithmic beyond
+    (symlog), so the mean (f = 0) stays visible.
+
+    # Reference: paper 003 section 4.4 and Fig. 7 (error spectra of the rescaled Darcy
+    #   PINN: a low-frequency peak and one at 1/eps, both growing as eps shrinks).
+    """
+    spectra = error_spectra(source, where=where)
+    problem = str(spectra[0].key.get("problem"))
+    series = list(dict.fromkeys(freeze(s.series) for s in spectra))
+    by_series = {f: [s for s in spectra if freeze(s.series) == f] for f in series}
+    keys = [by_series[f][0].series for f in series]
+    axes_ = distinguishing(keys, exclude=("problem",))
+    colors = _eps_colors(sorted({s.eps for s in spectra if s.eps is not None}))
+    ncols = min(2, len(series))
+    fig, axs = _new_figure(math.ceil(len(series) / ncols), ncols, panel=(6.0, 4.0))
+    for ax in axs.flat[len(series):]:
+        ax.set_axis_off()
+    for ax, f in zip(axs.flat, series):
+        for s in sorted(by_series[f], key=lambda s: -(s.eps or 0.0)):
+            color = colors.get(s.eps, "C0")
+            (fl, al), (fe, ae) = s.low_peak(), s.eps_peak()
+            label = (f"{format_eps(s.eps) if s.eps is not None else 'all seeds'} (n={s.n}): "
+                     f"low {_amount(al)} at {fl:g}" + (f", 1/ε {_amount(ae)} at {fe:g}" if s.eps else ""))
+            ax.plot(s.frequency, _positive(s.amplitude), "-", color=color, lw=1.3, label=label)
+            ax.plot(s.frequency, _positive(s.trial_amplitude), "-", color=color, lw=0.8, alpha=0.35)
+            if s.eps:
+                ax.axvline(1.0 / s.eps, color=color, ls="--", lw=1)
+        ax.set_xscale("symlog", linthresh=1.0, linscale=0.5)
+        ax.set_xlim(0.0, max(float(s.frequency[-1]) for s in by_series[f]))
+        _log_scale(ax, "y")
+        ax.set_xlabel("frequency (cycles per unit length)")
+        ax.set_ylabel("amplitude of the error")
+        title = group_label(by_series[f][0].series, axes_) if axes_ else "all trial groups"
+        ax.set_title(title, fontsize="medium")
+        ax.grid(True, which="major", alpha=0.25)
+        _legend(ax)
+    shared = _shared_text([Group(s.key) for s in spectra], _context_axes(source, problem))
+    fig.suptitle(f"Error spectra: {problem}{', ' + shared if shared else ''}\n"
+                 "solid: spectrum of the seed-mean error, faint: mean of per-seed spectra, "
+                 "dashed: f = 1/ε; end jump removed (amplitude_spectrum)")
+    return _save(fig, out)
+
+
+# --------------------------------------------------------------------------------------
 # 4 and 5. Training histories
 # --------------------------------------------------------------------------------------
 
@@ -1032,8 +1250,10 @@ def _problem_parts(problem: str, jobs: list[Job]) -> list[tuple[str, dict[str, A
 def figure_plan(results: Results) -> list[tuple[str, Callable[..., Path], dict[str, Any]]]:
     """(file name, figure function, where) for every figure of a results folder, per
     problem: ``ntk_scaling__<problem>.png`` (problems with eps); ``ntk_spectra__``,
-    ``loss__`` and ``weights__<problem>.png`` (split by scaling series,
-    ``..__<settings>.png``, beyond ``MAX_LINES`` trial groups); error fields
+    ``loss__`` and ``weights__<problem>.png``, and for 1-D problems
+    ``error_spectra__<problem>.png`` (all four split by scaling series,
+    ``..__<settings>.png``, beyond ``MAX_LINES`` trial groups; 2-D problems have no error
+    spectra, ``plot_error_spectra`` says so when called on one); error fields
     ``error__<problem>__eps<eps>__w<width>__<balancer>__<normalization>[__<settings>].png``
     per trial group for 1-D problems, ``error__<problem>[__part<k>].png`` with up to
     ``ERROR_ROWS`` groups for 2-D problems. Without done jobs, scaling and error figures
@@ -1060,6 +1280,8 @@ def figure_plan(results: Results) -> list[tuple[str, Callable[..., Path], dict[s
             plan.append((f"ntk_spectra__{slug(problem)}{suffix}.png", plot_ntk_spectra, where))
             plan.append((f"loss__{slug(problem)}{suffix}.png", plot_loss_curves, where))
             plan.append((f"weights__{slug(problem)}{suffix}.png", plot_adaptive_weights, where))
+            if (_eval_dim(jobs) or 1) == 1:
+                plan.append((f"error_spectra__{slug(problem)}{suffix}.png", plot_error_spectra, where))
         groups = trial_groups(jobs)
         if (_eval_dim(jobs) or 1) >= 2:
             chunks = [groups[i:i + ERROR_ROWS] for i in range(0, len(groups), ERROR_ROWS)]

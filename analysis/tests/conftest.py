@@ -23,6 +23,7 @@ loader has to survive:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import h5py
 import numpy as np
@@ -56,11 +57,11 @@ TRIAL_GROUPS = {
 SUMMARY_FIGURES = ["error__darcy1d__eps0.125__w20__ntk__none.png", "ntk_scaling__darcy1d.png"]
 #: Every PNG ``python -m analysis`` must write for this folder: per problem the scaling,
 #: spectra, loss and weight figures; per trial group an error figure for the 1-D problem, one
-#: error figure with a row per group for the 2-D one.
+#: error figure with a row per group for the 2-D one; error spectra for the 1-D problem only.
 EXPECTED_FIGURES = sorted(
     [f"{kind}__{p}.png" for p in ("darcy1d", "wave1d") for kind in ("ntk_scaling", "ntk_spectra", "loss", "weights")]
     + [f"error__{p}__eps{e:g}__w{w}__{b}__{n}.png" for (p, e, w, b, n) in TRIAL_GROUPS if p == "darcy1d"]
-    + ["error__wave1d.png"]
+    + ["error__wave1d.png", "error_spectra__darcy1d.png"]
 )
 
 
@@ -98,10 +99,12 @@ def write_job(
     spoil: bool = False,
     ntk_steps: tuple[int, ...] = NTK_STEPS,
     bytes_strings: bool = False,
+    error_fn: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> Path:
     """One job file per the contract. ``terms`` maps term -> NTK points [N_T, d]; with
     ``terms=None`` only the root attributes are written (a failed job). ``spoil`` fills the
-    numbers with huge values and NaN, as a diverged job might."""
+    numbers with huge values and NaN, as a diverged job might. ``error_fn`` (1-D only) gives
+    eval/error from x instead of :func:`eval_error`."""
     path = jobs_dir / f"{job_id}.h5"
     text = (lambda s: np.bytes_(s.encode("utf-8"))) if bytes_strings else (lambda s: s)
     with h5py.File(path, "w") as f:
@@ -165,7 +168,7 @@ def write_job(
         if x.shape[1] == 1:
             xs = x[:, 0]
             exact = np.sin(2 * np.pi * xs) + eps * np.sin(2 * np.pi * xs / eps)
-            error = eval_error(xs, eps, seed) * scale
+            error = (error_fn(xs) if error_fn else eval_error(xs, eps, seed)) * scale
         else:
             exact = np.sin(np.pi * x[:, 1]) * np.cos(2 * np.pi * x[:, 0])
             error = 0.01 * (seed + 1) * np.sin(np.pi * x[:, 1]) * np.sin(3 * np.pi * x[:, 0])

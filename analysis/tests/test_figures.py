@@ -20,6 +20,7 @@ from analysis.figures import (
     ntk_scaling_table,
     plot_adaptive_weights,
     plot_error_field,
+    plot_error_spectra,
     plot_loss_curves,
     plot_ntk_scaling,
     plot_ntk_spectra,
@@ -130,7 +131,7 @@ def test_figure_plan_names_every_group(results):
     assert sorted(name for name, _, _ in plan) == EXPECTED_FIGURES
     assert {func for _, func, _ in plan} == {
         plot_ntk_scaling, plot_ntk_spectra, plot_error_field, plot_adaptive_weights,
-        plot_loss_curves,
+        plot_loss_curves, plot_error_spectra,
     }
 
 

@@ -321,6 +321,8 @@ def test_every_problem_gets_every_figure_with_data(drawn):
         for kind in ("loss", "weights", "ntk_spectra"):
             assert f"{kind}__{problem}.png" in names
         assert (f"ntk_scaling__{problem}.png" in names) == (problem not in WITHOUT_EPS)
+        # error spectra for the 1-D problems only (the three without eps are evaluated in 2-D)
+        assert (f"error_spectra__{problem}.png" in names) == (problem not in WITHOUT_EPS)
     for problem in ("wave1d", "klein_gordon1d", "helmholtz2d"):
         assert f"error__{problem}.png" in names  # 2-D: one image per trial group, shared scale
     for problem, eps in (("darcy1d", "0.5"), ("poisson1d", "0.5"), ("regression1d", "0.25")):
