@@ -279,7 +279,7 @@ mod tests {
              training: {steps: 10, stages: [{steps: 5, lr: 0.01}]}\nsweep:\n  seed: [3, 4]\n  eps: [0.5, 0.25]\n  training.stages.0.lr: [0.01, 0.02]\n  \
              activation: [tanh, sin]\n  adaptive_activation: [none, {kind: layerwise, scale: 4}]\n  fourier: [null, {features: 4, sigma: 1}]\n  \
              ntk_method: [exact, hutchinson]\n  probes: [8, 16]\n",
-            "problem: {kind: darcy1d, eps: 0.5}\nsweep:\n  problem: [{kind: darcy1d, eps: 0.5}, {kind: darcy1d, eps: 0.25}]\n  eps: [0.125, 0.0625]\n  seed: [0, 1]\n",
+            "problem: {kind: darcy1d, eps: 0.5}\nsweep:\n  model: [{width: 8, depth: 2}, {width: 16, depth: 3}]\n  width: [4, 5]\n  seed: [0, 1]\n",
         ];
         for text in sweeps {
             let s = Sweep::parse(text, "t.yaml", "t", &[]).unwrap();

@@ -745,15 +745,14 @@ mod tests {
     /// around its own).
     #[test]
     fn nested_axes_are_set_in_axis_order() {
-        let problems = "[{kind: darcy1d, eps: 0.5}, {kind: darcy1d, eps: 0.25}]";
-        let outer_first = format!("problem: {{kind: darcy1d, eps: 0.5}}\nsweep:\n  problem: {problems}\n  eps: [0.125, 0.0625]\n");
-        let s = Sweep::parse(&outer_first, "s.yaml", "s", &[]).unwrap();
-        let eps: Vec<Option<f64>> = s.jobs.iter().map(|j| j.config.problem.eps()).collect();
-        assert_eq!(eps, [Some(0.125), Some(0.0625), Some(0.125), Some(0.0625)]);
-        let inner_first = format!("problem: {{kind: darcy1d, eps: 0.5}}\nsweep:\n  eps: [0.125, 0.0625]\n  problem: {problems}\n");
-        let s = Sweep::parse(&inner_first, "s.yaml", "s", &[]).unwrap();
-        let eps: Vec<Option<f64>> = s.jobs.iter().map(|j| j.config.problem.eps()).collect();
-        assert_eq!(eps, [Some(0.5), Some(0.25), Some(0.5), Some(0.25)]);
+        let models = "[{width: 8, depth: 2}, {width: 16, depth: 3}]";
+        let shapes = |text: &str| -> Vec<(usize, usize)> {
+            Sweep::parse(text, "s.yaml", "s", &[]).unwrap().jobs.iter().map(|j| (j.config.model.width, j.config.model.depth)).collect()
+        };
+        let outer_first = format!("problem: {{kind: darcy1d, eps: 0.5}}\nsweep:\n  model: {models}\n  width: [4, 5]\n");
+        assert_eq!(shapes(&outer_first), [(4, 2), (5, 2), (4, 3), (5, 3)]);
+        let inner_first = format!("problem: {{kind: darcy1d, eps: 0.5}}\nsweep:\n  width: [4, 5]\n  model: {models}\n");
+        assert!(Sweep::parse(&inner_first, "s.yaml", "s", &[]).is_err(), "the model axis overwrites the width: jobs repeat");
     }
 
     /// A duplicate value is reported at each repetition (a set finds them, not a search of
