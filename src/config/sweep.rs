@@ -751,6 +751,9 @@ mod tests {
         };
         let outer_first = format!("problem: {{kind: darcy1d, eps: 0.5}}\nsweep:\n  model: {models}\n  width: [4, 5]\n");
         assert_eq!(shapes(&outer_first), [(4, 2), (5, 2), (4, 3), (5, 3)]);
+        // The width's value stays while the model changes: it must still be set again.
+        let one_width = format!("problem: {{kind: darcy1d, eps: 0.5}}\nsweep:\n  model: {models}\n  width: [4]\n  seed: [0, 1]\n");
+        assert_eq!(shapes(&one_width), [(4, 2), (4, 2), (4, 3), (4, 3)]);
         let inner_first = format!("problem: {{kind: darcy1d, eps: 0.5}}\nsweep:\n  width: [4, 5]\n  model: {models}\n");
         assert!(Sweep::parse(&inner_first, "s.yaml", "s", &[]).is_err(), "the model axis overwrites the width: jobs repeat");
     }
