@@ -5,13 +5,16 @@
 #
 # The sweep is the quickstart (darcy1d, collocation and NTK settings as shipped) with axes
 # eps (4) x width (5) x seed (N). It measures, with the real binary:
-#   plan  - wall time and peak memory (/usr/bin/time: elapsed, maximum resident set size) of
-#           `ntksweep plan` writing its table to /dev/null;
+#   plan  - wall time, CPU time (user + sys) and peak memory (/usr/bin/time: elapsed, user,
+#           system, maximum resident set size) of `ntksweep plan` writing its table to /dev/null;
 #   run   - wall time from the start of `ntksweep run` to the first "batch ... start" line of
 #           its log (parse, validate, expand, scan the results folder, write plan.tsv, plan the
-#           batches), and the peak resident memory at that moment (VmHWM); then the run is
+#           batches), the CPU time (user + sys, /proc/PID/stat) and the peak resident memory
+#           (VmHWM) at that moment; then the run is
 #           stopped with SIGTERM (its first batch saves a checkpoint) and the folder removed.
-# Both include the process start (loading libtorch: about 0.5 GB resident by itself).
+# Both include the process start (loading libtorch: about 0.5 GB resident by itself). On a
+# machine shared with other work the CPU seconds are the number to compare: wall time grows
+# with the load, CPU time hardly.
 # Environment: NTKSWEEP_BIN (default target/release/ntksweep).
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -31,9 +34,9 @@ EOF
 JOBS=$((20 * N))
 echo "scale benchmark: $JOBS jobs, $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg), $BIN"
 
-/usr/bin/time -f "%e %M" -o "$WORK/plan.time" "$BIN" plan "$WORK/scale.yaml" >/dev/null
-read -r secs kb <"$WORK/plan.time"
-printf "plan          %8.2f s  %8.0f MB peak resident\n" "$secs" "$((kb / 1024))"
+/usr/bin/time -f "%e %U %S %M" -o "$WORK/plan.time" "$BIN" plan "$WORK/scale.yaml" >/dev/null
+read -r secs usr sys kb <"$WORK/plan.time"
+printf "plan          %8.2f s wall  %8.2f s CPU  %6.0f MB peak resident\n" "$secs" "$(echo "$usr + $sys" | bc)" "$((kb / 1024))"
 
 OUT=$WORK/res
 t0=$(date +%s.%N)
@@ -45,7 +48,9 @@ until grep -q "batch of .* start" "$OUT/logs/rank-0.log" 2>/dev/null; do
 done
 t1=$(date +%s.%N)
 hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+# utime and stime (fields 14 and 15, in clock ticks) of the process and its threads.
+ticks=$(awk '{print $14 + $15}' "/proc/$pid/stat")
 kill -TERM "$pid"
 wait "$pid" || true
-printf "run (start)   %8.2f s  %8.0f MB peak resident\n" "$(echo "$t1 - $t0" | bc)" "$((hwm / 1024))"
+printf "run (start)   %8.2f s wall  %8.2f s CPU  %6.0f MB peak resident\n" "$(echo "$t1 - $t0" | bc)" "$(echo "scale=2; $ticks / $(getconf CLK_TCK)" | bc)" "$((hwm / 1024))"
 grep -E "^sweep|^batches" "$WORK/run.out" | sed 's/^/  /'

@@ -205,6 +205,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let budget = ntksweep::budget::device_budget(device, 1);
             let states = out.as_ref().map(|o| run::scan(&sweep, o));
             print_plan(&sweep, states.as_deref(), budget, device)?;
+            // The process ends here: freeing a million job configurations one allocation at a
+            // time would only delay the exit.
+            std::mem::forget(sweep);
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { dir, jobs } => status(&dir, jobs),
@@ -320,7 +323,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// The table of `plan`: one line per job with its axis values, cost and memory estimates.
 fn print_plan(sweep: &Sweep, states: Option<&[Option<ntksweep::record::Status>]>, budget: Option<f64>, device: tch::Device) -> std::io::Result<()> {
-    use ntksweep::budget::{gigabytes, member_bytes};
+    use ntksweep::budget::gigabytes;
     use std::io::Write;
     // One buffered writer: a million lines through the line-buffered stdout take seconds.
     let mut w = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
@@ -331,14 +334,14 @@ fn print_plan(sweep: &Sweep, states: Option<&[Option<ntksweep::record::Status>]>
     }
     writeln!(w, "  {:>10}  {:>8}{}", "GFLOP", "mem_GB", if states.is_some() { "  state" } else { "" })?;
     let (mut total, mut over, mut peak) = (0.0, 0usize, 0.0f64);
-    for j in &sweep.jobs {
+    let mut estimates = ntksweep::schedule::Estimates::new(&sweep.jobs);
+    for (i, j) in sweep.jobs.iter().enumerate() {
         write!(w, "{:>5}  {:<16}", j.index, j.id)?;
-        for (_, v) in &j.axis_values() {
+        for (_, v) in j.axis_texts() {
             write!(w, "  {v:>12}")?;
         }
-        let c = j.cost_gflop();
+        let ntksweep::schedule::Estimate { gflop: c, bytes: mem } = estimates.get(i);
         total += c;
-        let mem = member_bytes(j);
         peak = peak.max(mem);
         write!(w, "  {c:>10.1}  {:>8}", gigabytes(mem))?;
         if let Some(s) = states {

@@ -377,13 +377,21 @@ pub fn read_plan_ids(dir: &Path) -> Option<Vec<String>> {
 /// Write the sweep's plan next to the results (expected job ids, for status and reduce).
 pub fn write_plan(sweep: &Sweep, out: &Path) -> Result<(), RunError> {
     std::fs::create_dir_all(output::jobs_dir(out)).map_err(|source| RunError::Io { path: out.display().to_string(), source })?;
-    let mut text = String::from("# index\tjob_id\taxes\n");
-    for j in &sweep.jobs {
-        let axes: Vec<String> = j.axis_values().iter().map(|(k, v)| format!("{k}={v}")).collect();
-        text.push_str(&format!("{}\t{}\t{}\n", j.index, j.id, axes.join(" ")));
-    }
     // A temporary name per process: array tasks write the same plan at the same time.
     let tmp = out.join(format!(".plan.tsv.tmp-{}-{}", crate::host::host_tag(), std::process::id()));
-    std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, out.join("plan.tsv"))).map_err(|source| RunError::Io { path: out.join("plan.tsv").display().to_string(), source })
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
+        w.write_all(b"# index\tjob_id\taxes\n")?;
+        for j in &sweep.jobs {
+            write!(w, "{}\t{}\t", j.index, j.id)?;
+            for (n, (k, v)) in j.axis_texts().enumerate() {
+                write!(w, "{}{k}={v}", if n > 0 { " " } else { "" })?;
+            }
+            w.write_all(b"\n")?;
+        }
+        w.flush()
+    };
+    write().and_then(|_| std::fs::rename(&tmp, out.join("plan.tsv"))).map_err(|source| RunError::Io { path: out.join("plan.tsv").display().to_string(), source })
 }
 

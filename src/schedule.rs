@@ -90,12 +90,12 @@ fn is_member_axis(path: &[String]) -> bool {
 /// `jobs` are one sweep's jobs as parsed.
 fn group_by_key(jobs: &[JobSpec], pending: &[usize]) -> Vec<Vec<usize>> {
     let mut by_key: HashMap<String, usize> = HashMap::new();
-    let mut by_picks: HashMap<Vec<usize>, usize> = HashMap::new();
+    let mut by_picks: HashMap<usize, usize> = HashMap::new();
     let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mask = jobs.first().map(|j| j.axis_mask(|p| !is_member_axis(p))).unwrap_or_default();
     for &i in pending {
         let j = &jobs[i];
-        let picks: Vec<usize> = j.axis_picks().into_iter().zip(j.axis_paths()).filter(|(_, p)| !is_member_axis(p)).map(|(k, _)| k).collect();
-        let g = *by_picks.entry(picks).or_insert_with(|| {
+        let g = *by_picks.entry(j.index_keeping(&mask)).or_insert_with(|| {
             let n = by_key.len();
             *by_key.entry(batch_key(j)).or_insert(n)
         });
@@ -105,6 +105,56 @@ fn group_by_key(jobs: &[JobSpec], pending: &[usize]) -> Vec<Vec<usize>> {
         groups[g].push(i);
     }
     groups
+}
+
+/// Configuration paths that neither estimate ([`JobSpec::cost_gflop`],
+/// [`budget::member_bytes`]) reads: an axis under one of them cannot change either.
+const UNREAD_BY_ESTIMATES: &[&[&str]] = &[
+    &["seed"],
+    &["loss"],
+    &["training", "lr"],
+    &["training", "decay_rate"],
+    &["training", "decay_every"],
+    &["training", "staircase"],
+    &["model", "init"],
+    &["model", "normalization"],
+];
+
+/// Cost and peak-memory estimates of one job.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Estimate {
+    pub gflop: f64,
+    pub bytes: f64,
+}
+
+impl Estimate {
+    pub fn of(spec: &JobSpec) -> Self {
+        Estimate { gflop: spec.cost_gflop(), bytes: budget::member_bytes(spec) }
+    }
+}
+
+/// The estimates of a sweep's jobs, computed once per combination of the values of the axes
+/// they can depend on: `plan` prints both for every job and the batches sum costs and take
+/// the largest memory, and a million jobs of 20 shapes need 20 evaluations of the formulas.
+/// `jobs`: one sweep's jobs as parsed.
+pub struct Estimates<'a> {
+    jobs: &'a [JobSpec],
+    mask: Vec<bool>,
+    memo: HashMap<usize, Estimate>,
+}
+
+impl<'a> Estimates<'a> {
+    pub fn new(jobs: &'a [JobSpec]) -> Self {
+        let unread = |p: &[String]| UNREAD_BY_ESTIMATES.iter().any(|u| p.len() >= u.len() && p.iter().zip(u.iter()).all(|(a, b)| a == b));
+        let mask = jobs.first().map(|j| j.axis_mask(|p| !unread(p))).unwrap_or_default();
+        Estimates { jobs, mask, memo: HashMap::new() }
+    }
+
+    /// The estimates of `jobs[i]`.
+    pub fn get(&mut self, i: usize) -> Estimate {
+        let j = &self.jobs[i];
+        *self.memo.entry(j.index_keeping(&self.mask)).or_insert_with(|| Estimate::of(j))
+    }
 }
 
 /// A group of jobs trained together (indices into the sweep's job list).
@@ -121,8 +171,9 @@ pub struct Batch {
 /// only on the jobs, `cap` and `budget`.
 pub fn plan_batches(jobs: &[JobSpec], pending: &[usize], cap: usize, budget: Option<f64>) -> Vec<Batch> {
     let mut batches = Vec::new();
+    let mut estimates = Estimates::new(jobs);
     for members in group_by_key(jobs, pending) {
-        let per_member = members.iter().map(|&i| budget::member_bytes(&jobs[i])).fold(0.0, f64::max);
+        let per_member = members.iter().map(|&i| estimates.get(i).bytes).fold(0.0, f64::max);
         let cap = budget::fit(budget, per_member, cap);
         let k = members.len().div_ceil(cap.max(1));
         let mut rest = members.as_slice();
@@ -130,7 +181,7 @@ pub fn plan_batches(jobs: &[JobSpec], pending: &[usize], cap: usize, budget: Opt
             let size = members.len() / k + usize::from(b < members.len() % k);
             let (chunk, tail) = rest.split_at(size);
             rest = tail;
-            let cost = chunk.iter().map(|&i| jobs[i].cost_gflop()).sum();
+            let cost = chunk.iter().map(|&i| estimates.get(i).gflop).sum();
             batches.push(Batch { jobs: chunk.to_vec(), cost });
         }
     }
@@ -199,6 +250,27 @@ mod tests {
         // 2 widths x 2 step counts: 4 groups of 8 (lr, eps and seed are per member).
         assert_eq!(b.len(), 4);
         assert!(is_member_axis(&["training".into(), "lr".into()]) && !is_member_axis(&["training".into(), "steps".into()]) && !is_member_axis(&["model".into(), "width".into()]));
+    }
+
+    /// The memoised estimates equal each job's own on a sweep whose axes include every path
+    /// they skip (seed, lr and its decay, init, normalization, loss weights) beside ones they
+    /// read (width, steps, eps, the NTK points, fourier features), in an order where skipped
+    /// and read axes alternate.
+    #[test]
+    fn memoised_estimates_equal_each_jobs_own() {
+        let text = "problem: {kind: darcy1d, eps: 0.5}\ntraining: {steps: 5}\nsweep:\n  seed: [0, 1]\n  width: [8, 16]\n  lr: [0.01, 0.001]\n  steps: [5, 7]\n  \
+                    training.decay_rate: [0.9, 0.5]\n  ntk.points: [{residual: 10}, {residual: 20}]\n  init: [xavier_normal, normal]\n  eps: [0.5, 0.25]\n  \
+                    loss.weights: [{boundary: 1.0}, {boundary: 10.0}]\n  normalization: [none, zscore]\n  fourier: [null, {features: 4, sigma: 1}]\n";
+        let s = Sweep::parse(text, "s.yaml", "s", &[]).unwrap();
+        let mut e = Estimates::new(&s.jobs);
+        let mut distinct = std::collections::HashSet::new();
+        for (i, j) in s.jobs.iter().enumerate() {
+            let want = Estimate::of(j);
+            assert_eq!(e.get(i), want, "job {i}: {:?}", j.axis_values());
+            distinct.insert(format!("{want:?}"));
+        }
+        assert!(distinct.len() >= 16, "the read axes change the estimates: {}", distinct.len());
+        assert!(e.memo.len() < s.jobs.len() / 16, "memoised: {} evaluations for {} jobs", e.memo.len(), s.jobs.len());
     }
 
     #[test]

@@ -9,12 +9,12 @@
 //! job id of varied sweeps with [`slow`]), so job ids do not change. Anything that does not
 //! serialize as a plain struct takes the slow way.
 
-use std::collections::HashMap;
 use std::fmt;
 
 use serde::ser::{Impossible, SerializeStruct, Serializer};
 use serde::Serialize;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 /// Changes a top-level field's JSON before it is written: false removes the field.
 pub type Edit = fn(&str, &mut Value) -> bool;
@@ -22,8 +22,17 @@ pub type Edit = fn(&str, &mut Value) -> bool;
 /// See the module documentation.
 #[derive(Default)]
 pub struct CanonicalWriter {
-    /// key -> canonical JSON of the field's last value written.
-    cache: HashMap<&'static str, String>,
+    /// (key, canonical JSON of the field's last value written), in the order first seen: a
+    /// struct has a handful of fields, and a hash map look-up per field and job costs more.
+    cache: Vec<(&'static str, String)>,
+    /// Fields whose text changed since the last [`CanonicalWriter::digest`].
+    changed: Vec<&'static str>,
+    /// The sorted keys of the last value digested, and the SHA-256 state after `{` and the
+    /// first k of its fields for every k: SHA-256 reads its input in order and its state can be
+    /// cloned, so the fields before the first one that changed are not hashed again (the
+    /// `seed` axis of a big sweep changes one field near the end of the text).
+    keys: Vec<&'static str>,
+    states: Vec<Sha256>,
 }
 
 impl CanonicalWriter {
@@ -36,7 +45,7 @@ impl CanonicalWriter {
             return slow(value, None, &[]);
         }
         fields.sort_unstable();
-        let mut out = String::with_capacity(fields.iter().map(|k| k.len() + self.cache[k].len() + 4).sum::<usize>() + 2);
+        let mut out = String::with_capacity(fields.iter().map(|k| k.len() + self.text(k).len() + 4).sum::<usize>() + 2);
         out.push('{');
         for (i, k) in fields.iter().enumerate() {
             if i > 0 {
@@ -44,18 +53,68 @@ impl CanonicalWriter {
             }
             out.push_str(&serde_json::to_string(k).expect("a key serialises"));
             out.push(':');
-            out.push_str(&self.cache[k]);
+            out.push_str(self.text(k));
         }
         out.push('}');
         out
     }
 
+    /// SHA-256 of [`CanonicalWriter::write`]'s text, hashing only from the first field that
+    /// changed since the last call (see `states`).
+    pub fn digest<T: Serialize>(&mut self, value: &T, fresh: &dyn Fn(&str) -> bool) -> [u8; 32] {
+        let mut fields: Vec<&'static str> = Vec::new();
+        if value.serialize(Top { writer: self, fresh, fields: &mut fields }).is_err() {
+            self.keys.clear();
+            self.states.clear();
+            return Sha256::digest(slow(value, None, &[]).as_bytes()).into();
+        }
+        fields.sort_unstable();
+        let same = fields.iter().zip(&self.keys).take_while(|(k, old)| k == old && !self.changed.contains(k)).count();
+        self.changed.clear();
+        self.keys = fields;
+        self.states.truncate(same + 1);
+        if self.states.is_empty() {
+            self.states.push(Sha256::new_with_prefix(b"{"));
+        }
+        for i in same..self.keys.len() {
+            let k = self.keys[i];
+            let mut h = self.states[i].clone();
+            if i > 0 {
+                h.update(b",");
+            }
+            h.update(serde_json::to_string(k).expect("a key serialises").as_bytes());
+            h.update(b":");
+            h.update(self.text(k).as_bytes());
+            self.states.push(h);
+        }
+        let mut h = self.states[self.keys.len()].clone();
+        h.update(b"}");
+        h.finalize().into()
+    }
+
+    /// The cached text of field `key` (one that was written).
+    fn text(&self, key: &str) -> &str {
+        self.cache.iter().find(|(k, _)| *k == key).map(|(_, t)| t.as_str()).expect("a field written before")
+    }
+
     fn field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T, fresh: bool) -> Result<(), NotAStruct> {
-        if !fresh && self.cache.contains_key(key) {
+        let slot = self.cache.iter().position(|(k, _)| *k == key);
+        if !fresh && slot.is_some() {
             return Ok(());
         }
         let v = serde_json::to_value(value).map_err(|_| NotAStruct)?;
-        self.cache.insert(key, serde_json::to_string(&v).expect("a JSON value serialises"));
+        let text = serde_json::to_string(&v).expect("a JSON value serialises");
+        match slot {
+            Some(i) if self.cache[i].1 == text => {}
+            Some(i) => {
+                self.changed.push(key);
+                self.cache[i].1 = text;
+            }
+            None => {
+                self.changed.push(key);
+                self.cache.push((key, text));
+            }
+        }
         Ok(())
     }
 }
@@ -200,6 +259,7 @@ impl<'a> Serializer for Top<'a> {
 mod tests {
     use super::*;
     use crate::config::sweep::job_id;
+    use sha2::{Digest, Sha256};
     use crate::config::Sweep;
 
     /// Every job id of sweeps that vary every kind of section (scalars, tagged problem and
@@ -212,6 +272,14 @@ mod tests {
             "problem: {kind: wave1d}\nevaluation: {points: 50}\ncollocation: {residual: {points: 30, resample: true}}\ntraining: {steps: 10, stages: [{steps: 5, lr: 0.01}]}\n\
              sweep:\n  balancer: [none, {kind: ntk, every: 5}, relobralo]\n  training.lbfgs: [null, {steps: 3}]\n  normalization: [none, zscore]\n  lr: [0.1, 0.01]\n",
             "problem: {kind: helmholtz2d}\nevaluation: {points: 50}\nloss: {weights: {boundary: 10.0}}\nntk: {points: {residual: 20}}\nsweep:\n  seed: [0, 1]\n  ntk.enabled: [true, false]\n",
+            // Seed first (every field after it is hashed again when it changes), the network
+            // schemes, the NTK method, a list item, an expression problem's constant, and a whole
+            // section swept beside an axis inside it.
+            "problem: {kind: expression, inputs: {x: [0, 1]}, constants: {eps: 0.5}, solution: sin(pi*x) + eps*x, operator: -u_xx}\n\
+             training: {steps: 10, stages: [{steps: 5, lr: 0.01}]}\nsweep:\n  seed: [3, 4]\n  eps: [0.5, 0.25]\n  training.stages.0.lr: [0.01, 0.02]\n  \
+             activation: [tanh, sin]\n  adaptive_activation: [none, {kind: layerwise, scale: 4}]\n  fourier: [null, {features: 4, sigma: 1}]\n  \
+             ntk_method: [exact, hutchinson]\n  probes: [8, 16]\n",
+            "problem: {kind: darcy1d, eps: 0.5}\nsweep:\n  model: [{width: 8, depth: 2}, {width: 16, depth: 3}]\n  width: [4, 5]\n  seed: [0, 1]\n",
         ];
         for text in sweeps {
             let s = Sweep::parse(text, "t.yaml", "t", &[]).unwrap();
@@ -219,10 +287,26 @@ mod tests {
             for j in &s.jobs {
                 assert_eq!(j.id, job_id(&j.config), "job {} of\n{text}", j.index);
             }
+            let ids: std::collections::HashSet<&String> = s.jobs.iter().map(|j| &j.id).collect();
+            assert_eq!(ids.len(), s.jobs.len(), "distinct ids");
             let mut w = CanonicalWriter::default();
             let first = w.write(&s.jobs[0].config, &|_| true);
             assert_eq!(w.write(&s.jobs[1].config, &|_| false), first, "nothing recomputed");
             assert_ne!(w.write(&s.jobs[1].config, &|_| true), first);
+        }
+    }
+
+    /// The digest hashes again only from the first field whose text changed, and equals the
+    /// SHA-256 of the text whatever changed: fields in the middle, at the end, none, a field
+    /// that appears or disappears (an optional section), back and forth.
+    #[test]
+    fn digest_of_a_changed_suffix_equals_the_digest_of_the_text() {
+        let text = "problem: {kind: darcy1d, eps: 0.5}\ntraining: {steps: 10}\nsweep:\n  training.lbfgs: [null, {steps: 3}]\n  width: [8, 16]\n  eps: [0.5, 0.25]\n  seed: [0, 1]\n";
+        let s = Sweep::parse(text, "t.yaml", "t", &[]).unwrap();
+        let mut w = CanonicalWriter::default();
+        for j in s.jobs.iter().chain(s.jobs.iter().rev()).chain([&s.jobs[3], &s.jobs[3], &s.jobs[12]]) {
+            let want: [u8; 32] = Sha256::digest(slow(&j.config, None, &[]).as_bytes()).into();
+            assert_eq!(w.digest(&j.config, &|_| true), want, "job {}", j.index);
         }
     }
 

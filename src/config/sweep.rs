@@ -20,7 +20,8 @@
 //! canonical JSON (sorted keys, defaults filled in), so it does not depend on how the sweep was
 //! written, on the order of axes, or on which other jobs the sweep contains.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -86,7 +87,34 @@ struct AxisText {
 impl JobSpec {
     /// (axis key, value as YAML text) of this job, for display.
     pub fn axis_values(&self) -> Vec<(String, String)> {
-        self.axes.axes.iter().zip(self.axis_picks()).map(|((key, values), p)| (key.clone(), values[p].clone())).collect()
+        self.axis_texts().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    /// [`JobSpec::axis_values`] borrowed from the sweep (a table of a million jobs should not
+    /// copy two strings per cell).
+    pub fn axis_texts(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.axes.axes.iter().zip(self.axis_picks()).map(|((key, values), p)| (key.as_str(), values[p].as_str()))
+    }
+
+    /// Which axes of this job's sweep `keep(path)` selects, by configuration path.
+    pub fn axis_mask(&self, keep: impl Fn(&[String]) -> bool) -> Vec<bool> {
+        self.axes.paths.iter().map(|p| keep(p)).collect()
+    }
+
+    /// This job's index with the digits of the axes not in `mask` ([`JobSpec::axis_mask`])
+    /// set to 0: jobs of one sweep that differ only in those axes get the same number, a cheap
+    /// key for what depends only on the other axes.
+    pub fn index_keeping(&self, mask: &[bool]) -> usize {
+        let (mut rem, mut key, mut stride) = (self.index, 0, 1);
+        for ((_, values), &keep) in self.axes.axes.iter().zip(mask).rev() {
+            let n = values.len();
+            if keep {
+                key += (rem % n) * stride;
+            }
+            rem /= n;
+            stride *= n;
+        }
+        key
     }
 
     /// Which value of each axis this job takes (the mixed-radix digits of `index`, last axis
@@ -497,8 +525,11 @@ impl Sweep {
                     *v = wrapper.get(&a.path[0]).cloned().unwrap_or(Value::Null);
                 }
             }
+            // A set, not a search of the values before each: an axis of 50,000 seeds would
+            // take 1.25e9 comparisons (most of `plan`'s time at a million jobs).
+            let mut seen: HashSet<&Value> = HashSet::with_capacity(a.values.len());
             for (i, v) in a.values.iter().enumerate() {
-                if a.values[..i].contains(v) {
+                if !seen.insert(v) {
                     let e = match &a.from_cli {
                         Some(arg) => Ctx::at_cli(arg, &format!("sweep.{}", a.key), format!("duplicate value {} in axis", yaml_text(v))),
                         None => ctx.at_value(&["sweep".into(), a.key.clone(), i.to_string()], &format!("sweep.{}", a.key), format!("duplicate value {} in axis (the two jobs would be the same job)", yaml_text(v))),
@@ -523,15 +554,25 @@ impl Sweep {
         });
         let mut jobs = Vec::with_capacity(n_jobs.min(10_000_000));
         let mut seen_errors: Vec<ConfigError> = Vec::new();
-        let mut ids: HashMap<u64, usize> = HashMap::with_capacity(n_jobs.min(10_000_000));
+        let mut ids: HashMap<u64, usize, BuildHasherDefault<Prehashed>> = HashMap::with_capacity_and_hasher(n_jobs.min(10_000_000), Default::default());
         let mut canon = CanonicalWriter::default();
         let mut written: Option<Vec<usize>> = None;
         let mut tree = base;
+        // Which value of each axis the tree holds now. An axis whose path lies inside or
+        // around another axis's path is set for every job, in axis order (the later one
+        // overwrites); the others only when their value changes.
+        let mut in_tree: Vec<Option<usize>> = vec![None; axes.len()];
+        let nested: Vec<bool> = axes.iter().map(|a| axes.iter().filter(|b| a.path.starts_with(&b.path) || b.path.starts_with(&a.path)).count() > 1).collect();
         for index in 0..n_jobs {
             let picks = picks_of(index, axes.iter().map(|a| a.values.len()));
-            for (a, &p) in axes.iter().zip(&picks) {
-                if let Err(m) = set_path(&mut tree, &a.path, a.values[p].clone()) {
-                    push_unique(&mut seen_errors, ctx.at_file(&["sweep".into(), a.key.clone()], &format!("sweep.{}", a.key), m));
+            for (k, (a, &p)) in axes.iter().zip(&picks).enumerate() {
+                if in_tree[k] == Some(p) && !nested[k] {
+                    continue;
+                }
+                in_tree[k] = None;
+                match set_path(&mut tree, &a.path, a.values[p].clone()) {
+                    Ok(()) => in_tree[k] = Some(p),
+                    Err(m) => push_unique(&mut seen_errors, ctx.at_file(&["sweep".into(), a.key.clone()], &format!("sweep.{}", a.key), m)),
                 }
             }
             // `column`: a position inside the value (an expression), see [`Ctx::inside`].
@@ -577,7 +618,7 @@ impl Sweep {
                 }
                 continue;
             }
-            let digest = Sha256::digest(canon.write(&config, &|key| written.is_none() || fresh.contains(&key)).as_bytes());
+            let digest = canon.digest(&config, &|key| written.is_none() || fresh.contains(&key));
             written = Some(picks.clone());
             let id = hex16(&digest);
             let key = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
@@ -645,10 +686,36 @@ pub fn job_id(config: &JobConfig) -> String {
     hex16(&Sha256::digest(canonical::slow(config, None, &[]).as_bytes()))
 }
 
+/// Hasher of keys that are already hashes (the first 8 bytes of a job's SHA-256): SipHash
+/// over them again would cost more than the look-up itself at a million jobs.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 /// The first 8 bytes of a digest as 16 hex digits.
 fn hex16(digest: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    digest[..8].iter().flat_map(|b| [HEX[(b >> 4) as usize] as char, HEX[(b & 15) as usize] as char]).collect()
+    let mut s = String::with_capacity(16);
+    for b in &digest[..8] {
+        s.push(HEX[(b >> 4) as usize] as char);
+        s.push(HEX[(b & 15) as usize] as char);
+    }
+    s
 }
 
 #[cfg(test)]
@@ -670,6 +737,37 @@ mod tests {
             assert_eq!(alone.jobs[0].config, j.config, "job {}: {sets:?}", j.index);
             assert_eq!(alone.jobs[0].id, j.id);
         }
+    }
+
+    /// An axis over a whole section and an axis inside it: the later one in axis order wins
+    /// for every job, though only the fastest axis changes from one job to the next (the
+    /// expansion sets an unchanged axis again only when another axis's path is inside or
+    /// around its own).
+    #[test]
+    fn nested_axes_are_set_in_axis_order() {
+        let models = "[{width: 8, depth: 2}, {width: 16, depth: 3}]";
+        let shapes = |text: &str| -> Vec<(usize, usize)> {
+            Sweep::parse(text, "s.yaml", "s", &[]).unwrap().jobs.iter().map(|j| (j.config.model.width, j.config.model.depth)).collect()
+        };
+        let outer_first = format!("problem: {{kind: darcy1d, eps: 0.5}}\nsweep:\n  model: {models}\n  width: [4, 5]\n");
+        assert_eq!(shapes(&outer_first), [(4, 2), (5, 2), (4, 3), (5, 3)]);
+        // The width's value stays while the model changes: it must still be set again.
+        let one_width = format!("problem: {{kind: darcy1d, eps: 0.5}}\nsweep:\n  model: {models}\n  width: [4]\n  seed: [0, 1]\n");
+        assert_eq!(shapes(&one_width), [(4, 2), (4, 2), (4, 3), (4, 3)]);
+        let inner_first = format!("problem: {{kind: darcy1d, eps: 0.5}}\nsweep:\n  width: [4, 5]\n  model: {models}\n");
+        assert!(Sweep::parse(&inner_first, "s.yaml", "s", &[]).is_err(), "the model axis overwrites the width: jobs repeat");
+    }
+
+    /// A duplicate value is reported at each repetition (a set finds them, not a search of
+    /// the values before each).
+    #[test]
+    fn every_repeated_axis_value_is_reported() {
+        let text = "problem: {kind: darcy1d, eps: 0.5}\nsweep:\n  seed: [0, 1, 0, 2, 0, 1]\n";
+        let e = errs(text, &[]);
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(e.iter().all(|e| e.key == "sweep.seed" && e.message.contains("duplicate value")), "{e:?}");
+        let cols: Vec<_> = e.iter().map(|e| match e.origin { Origin::File { col, .. } => col, _ => None }).collect();
+        assert_eq!(cols, [Some(16), Some(22), Some(25)], "{e:?}");
     }
 
     const GOOD: &str = "\
