@@ -427,6 +427,10 @@ mod tests {
             ("{kind: darcy1d, eps: 0.25}", "[0.25, 0.5]", "zscore", "{kind: gradnorm, every: 3}", ", activation: silu, adaptive_activation: global"),
             ("{kind: darcy1d, eps: 0.25}", "[0.25, 0.5]", "zscore", "{kind: grad_stats, every: 4}", ", adaptive_activation: layerwise, fourier: {features: 4, sigma: 2}"),
             ("{kind: darcy1d, eps: 0.25}", "[0.25, 0.5]", "zscore", "{kind: ntk, every: 4}", ", adaptive_activation: global, method: hutchinson"),
+            // Exact Dirichlet conditions: the ansatz sits between the taped network and the
+            // losses (1-D, (t, x) with the initial face, faces with different data).
+            ("{kind: darcy1d, eps: 0.25}", "[0.25, 0.5]", "zscore", "{kind: grad_stats, every: 4}", ", exact_bc: true"),
+            ("{kind: klein_gordon1d}", "", "minmax", "none", ", exact_bc: true, activation: sin"),
         ]);
         for (problem, eps, normalization, balancer, scheme) in cases {
             let (model_extra, ntk_extra) = match scheme.split_once(", method: ") {
@@ -613,6 +617,9 @@ mod tests {
         // Network schemes: trained slopes (in Adam's state and the L-BFGS vectors), Fourier
         // features (rebuilt from the seeds), Hutchinson traces (probes from seed and step).
         cases.push(("schemes".into(), SCHEMES.iter().map(|s| s.to_string()).chain(["ntk.method=hutchinson".to_string(), "balancer={kind: gradnorm, every: 3}".to_string()]).collect()));
+        // Loss-term schemes: importance sampling's points, weights and stream; exact conditions
+        // and gradient-enhanced residuals (autograd steps, third-order streams, in L-BFGS too).
+        cases.push(("loss schemes".into(), LOSS_SCHEMES.iter().map(|s| s.to_string()).chain(["balancer=softadapt".to_string()]).collect()));
         for (what, sets) in cases {
             let s = Sweep::parse(RESUME, "t.yaml", "t", &sets).unwrap_or_else(|e| panic!("{what}: {e}"));
             let specs: Vec<&JobSpec> = s.jobs.iter().collect();
@@ -629,6 +636,10 @@ mod tests {
             }
         }
     }
+
+    /// Exact Dirichlet conditions, gradient-enhanced residuals and importance sampling of the
+    /// residual points (redrawn every 3 steps from a pool of 40).
+    const LOSS_SCHEMES: [&str; 3] = ["model.exact_bc=true", "loss.gradient_enhanced={weight: 0.1}", "collocation.residual={points: 12, sampling: importance, pool: 40, every: 3}"];
 
     /// A network with another activation, layerwise adaptive slopes and Fourier features.
     const SCHEMES: [&str; 3] = ["model.activation=sin", "model.adaptive_activation=layerwise", "model.fourier={features: 3, sigma: 1}"];
@@ -651,6 +662,7 @@ mod tests {
         let mut cases: Vec<Vec<String>> =
             ["none", "{kind: ntk, every: 4}", "softadapt", "{kind: relobralo, rho: 0.5}", "{kind: gradnorm, every: 3}", "uncertainty"].iter().map(|b| vec![format!("balancer={b}")]).collect();
         cases.push(SCHEMES.iter().map(|s| s.to_string()).chain(["balancer=softadapt".to_string()]).collect());
+        cases.push(LOSS_SCHEMES.iter().map(|s| s.to_string()).collect());
         for sets in cases {
             let b = sets.join(" ");
             let s = Sweep::parse(RESUME, "t.yaml", "t", &sets).unwrap();
@@ -681,6 +693,7 @@ mod tests {
                     assert!(saved.has(&format!("net/{name}")), "{b}: net/{name} not saved");
                 }
                 assert_eq!(saved.has("net/slopes"), b.contains("adaptive"), "{b}");
+                assert_eq!(saved.has("terms/residual/weights"), b.contains("importance"), "{b}: importance weights saved");
             }
         }
     }
