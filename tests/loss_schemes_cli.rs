@@ -31,7 +31,7 @@ fn loss_schemes_are_recorded_and_batches_equal_jobs_run_alone() {
     let tmp = tempfile::tempdir().unwrap();
     let sweep = write(tmp.path(), "loss.yaml", LOSS_SCHEMES);
     let o = ntksweep(&["plan", sweep.to_str().unwrap()]);
-    assert!(o.status.success() && text(&o).contains("32 jobs") && text(&o).contains("exact_bc: true"), "{}", text(&o));
+    assert!(o.status.success() && text(&o).contains("32 jobs") && text(&o).contains("exact_bc") && text(&o).contains("sampling: importance pool: 48 every: 5"), "{}", text(&o));
     let (batched, alone, t) = run_batched_and_alone(tmp.path(), &sweep, "4");
     assert!(t.contains("32 to run in 8 batch(es)"), "{t}");
     py_check("check_contract.py", &[batched.to_str().unwrap(), "--expect-status", "done"]);
