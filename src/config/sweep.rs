@@ -890,7 +890,12 @@ sweep:
                 continue;
             }
             for set in &sets {
-                let sweep = Sweep::load(&path, set).unwrap();
+                // Gradient-enhanced residuals refuse Hutchinson traces (schemes_darcy.yaml has them).
+                let sweep = match Sweep::load(&path, set) {
+                    Ok(s) => s,
+                    Err(e) if path.ends_with("schemes_darcy.yaml") && set.iter().any(|s| s == "ntk.method=hutchinson") && e.to_string().contains("loss.gradient_enhanced") => continue,
+                    Err(e) => panic!("{}: {e}", path.display()),
+                };
                 for job in &sweep.jobs {
                     let text = job.config_yaml();
                     let back: crate::config::JobConfig = serde_yaml_ng::from_str(&text)
