@@ -20,7 +20,17 @@ pub enum Sampling {
     Uniform,
     /// Quasi-random Halton points (bases 2, 3), fixed.
     Halton,
+    /// Importance sampling (training points only): every `every` steps the term's points are
+    /// redrawn from a uniform pool with probability proportional to the squared residual, and
+    /// the loss is weighted by f/q so it stays an unbiased estimate ([`crate::train`]).
+    /// Before the first redraw, and for the pool itself, points are uniform.
+    Importance,
 }
+
+/// Default `collocation.<term>.pool` per training point.
+pub const DEFAULT_POOL_FACTOR: usize = 10;
+/// Default `collocation.<term>.every`.
+pub const DEFAULT_IMPORTANCE_EVERY: u64 = 100;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,11 +44,25 @@ pub struct TermSampling {
     /// points fixed (it needs a deterministic loss).
     #[serde(default)]
     pub resample: bool,
+    /// `sampling: importance`: uniform points the training points are drawn from (default
+    /// 10 x points). Left out of the resolved configuration when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<usize>,
+    /// `sampling: importance`: steps between redraws (default 100; the first at step 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<u64>,
 }
 
 impl TermSampling {
     /// Range checks of one term's `collocation.<term>` entry (`path`).
     pub fn validate(&self, path: &str) -> Vec<Invalid> {
+        if self.sampling == Sampling::Importance {
+            return self.validate_importance(path);
+        }
+        if self.pool.is_some() || self.every.is_some() {
+            let key = if self.pool.is_some() { "pool" } else { "every" };
+            return vec![Invalid::new(format!("{path}.{key}"), "applies to `sampling: importance` only")];
+        }
         if self.points == 0 {
             vec![Invalid::new(format!("{path}.points"), "must be at least 1")]
         } else if self.resample && self.sampling == Sampling::Halton {
@@ -49,6 +73,38 @@ impl TermSampling {
         } else {
             Vec::new()
         }
+    }
+}
+
+impl TermSampling {
+    /// A term's points without importance sampling's keys.
+    pub fn plain(points: usize, sampling: Sampling, resample: bool) -> TermSampling {
+        TermSampling { points, sampling, resample, pool: None, every: None }
+    }
+
+    /// The pool size and redraw interval of `sampling: importance`.
+    pub fn importance(&self) -> Option<(usize, u64)> {
+        (self.sampling == Sampling::Importance)
+            .then(|| (self.pool.unwrap_or(DEFAULT_POOL_FACTOR * self.points), self.every.unwrap_or(DEFAULT_IMPORTANCE_EVERY)))
+    }
+
+    fn validate_importance(&self, path: &str) -> Vec<Invalid> {
+        let mut out = Vec::new();
+        if self.points == 0 {
+            out.push(Invalid::new(format!("{path}.points"), "must be at least 1"));
+        }
+        if self.resample {
+            out.push(Invalid::new(format!("{path}.resample"), "`sampling: importance` redraws its points every `every` steps; drop `resample`"));
+        }
+        if let Some(pool) = self.pool {
+            if pool < self.points.max(1) {
+                out.push(Invalid::new(format!("{path}.pool"), format!("must be at least the number of points ({}), got {pool}", self.points)));
+            }
+        }
+        if self.every == Some(0) {
+            out.push(Invalid::new(format!("{path}.every"), "must be at least 1 (steps between redraws)"));
+        }
+        out
     }
 }
 
@@ -73,7 +129,7 @@ fn unit(n: usize, sampling: Sampling, rng: &mut JobRng, base: u64) -> Vec<f64> {
                 (0..n).map(|k| k as f64 / (n - 1) as f64).collect()
             }
         }
-        Sampling::Uniform => rng::uniforms(rng, n),
+        Sampling::Uniform | Sampling::Importance => rng::uniforms(rng, n),
         Sampling::Halton => (1..=n as u64).map(|i| radical_inverse(i, base)).collect(),
     }
 }

@@ -487,4 +487,36 @@ mod tests {
             }
         }
     }
+    /// Exact Dirichlet conditions and gradient-enhanced residuals: the factored Jacobian of
+    /// every remaining term (residual_grad included, through third-derivative streams) equals
+    /// one backward pass per point and the kernel equals J J^T; the terms the ansatz satisfies
+    /// have no block.
+    #[test]
+    fn jacobian_and_kernel_under_exact_conditions_and_gradient_enhanced_residuals() {
+        use crate::problem::schemes::{self, Schemes};
+        for (yaml, exact_bc, gradient_enhanced) in [("{kind: darcy1d, eps: 0.25}", true, true), ("{kind: darcy1d, eps: 0.25}", false, true), ("{kind: wave1d}", true, true), ("{kind: helmholtz2d}", true, false)] {
+            let cfg: ProblemConfig = serde_yaml_ng::from_str(yaml).unwrap();
+            let p = schemes::build(&[&cfg], Schemes { exact_bc, gradient_enhanced }, opts());
+            let d = p.domain().dim();
+            let lo = Tensor::from_slice(&p.domain().lo);
+            let hi = Tensor::from_slice(&p.domain().hi);
+            let pts: Vec<TermPoints> = p.terms().iter().map(|t| TermPoints { name: t.name.to_string(), x: Tensor::rand([1, 5, d as i64], (Kind::Double, Device::Cpu)) * (&hi - &lo) + &lo }).collect();
+            assert!(!pts.iter().any(|t| t.name == "boundary") || !exact_bc, "{yaml}");
+            let mlp = crate::model::testing::network(&crate::model::config::ModelConfig { width: 6, depth: 2, ..Default::default() }, d, 1);
+            let f = factors(&mlp, &norm(1, p.as_ref()), p.as_ref(), &pts, &BTreeMap::new(), 3).unwrap();
+            let j = jacobian(&f).unwrap().select(0, 0);
+            let jn = naive_jacobian(&mlp, p.as_ref(), &pts);
+            let rel = (&j - &jn).abs().max().double_value(&[]) / jn.abs().max().double_value(&[]);
+            assert!(rel < 1e-10, "{yaml}: Jacobian relative error {rel}");
+            let k = kernel(&f).unwrap().select(0, 0);
+            let kj = jn.matmul(&jn.transpose(0, 1));
+            let rel = (&k - &kj).abs().max().double_value(&[]) / kj.abs().max().double_value(&[]);
+            assert!(rel < 1e-10, "{yaml}: kernel relative error {rel}");
+            let s = snapshot(&f, false).unwrap();
+            let names: Vec<&str> = s.terms.iter().map(|t| t.name.as_str()).collect();
+            assert_eq!(names.contains(&"residual_grad"), gradient_enhanced, "{yaml}: {names:?}");
+            assert!(!(exact_bc && (names.contains(&"boundary") || names.contains(&"initial"))), "{yaml}: {names:?}");
+        }
+    }
 }
+

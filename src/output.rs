@@ -95,7 +95,15 @@ fn write_scheme_attrs(file: &hdf5::File, c: &crate::config::JobConfig) -> hdf5::
     attr_i64(file, "fourier_features", m.fourier.as_ref().map_or(0, |f| f.features as i64))?;
     attr_f64(file, "fourier_sigma", m.fourier.as_ref().map_or(f64::NAN, |f| f.sigma))?;
     attr_str(file, "ntk_method", c.ntk.method.name())?;
-    attr_i64(file, "ntk_probes", if c.ntk.method.is_exact() { 0 } else { c.ntk.probes as i64 })
+    attr_i64(file, "ntk_probes", if c.ntk.method.is_exact() { 0 } else { c.ntk.probes as i64 })?;
+    // Loss-term schemes: exact Dirichlet conditions (and the terms they satisfy, which have no
+    // loss, weight or NTK block), gradient-enhanced residuals, importance-sampled terms.
+    attr_i64(file, "exact_bc", i64::from(m.exact_bc))?;
+    let exact = if m.exact_bc { crate::problem::exact_bc::exact_terms(&c.problem.terms()).join(" ") } else { String::new() };
+    attr_str(file, "exact_terms", &exact)?;
+    attr_f64(file, "gradient_enhanced_weight", c.loss.gradient_enhanced.as_ref().map_or(f64::NAN, |g| g.weight))?;
+    let importance: Vec<&str> = c.collocation.iter().filter(|(_, s)| s.sampling == crate::collocation::Sampling::Importance).map(|(t, _)| t.as_str()).collect();
+    attr_str(file, "importance_terms", &importance.join(" "))
 }
 
 fn write_contents(file: &hdf5::File, spec: &JobSpec, rec: &JobRecord, meta: &RunMeta) -> hdf5::Result<()> {

@@ -77,12 +77,32 @@ fn three_sigusr1_interrupts_and_resumes_give_the_files_of_an_uninterrupted_run()
     let schemes = "dtype: float64, activation: sin, adaptive_activation: layerwise, fourier: {features: 4, sigma: 1}}";
     let text_in = LONG.replacen("dtype: float64}", schemes, 1);
     assert_ne!(text_in, LONG);
-    let sweep = write(tmp.path(), "long.yaml", &text_in);
-    let whole = tmp.path().join("whole");
+    interrupted_three_times_equals_uninterrupted(tmp.path(), &text_in);
+}
+
+/// The same with the loss-term schemes whose state a checkpoint must carry: importance
+/// sampling (each term's points, f/q weights and random stream, redrawn every 7 steps), exact
+/// Dirichlet conditions and gradient-enhanced residuals (trained by autograd).
+#[test]
+fn three_sigusr1_interrupts_and_resumes_with_importance_sampling_exact_conditions_and_gradient_enhancement() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text_in = LONG
+        .replacen("dtype: float64}", "dtype: float64, exact_bc: true}\nloss: {gradient_enhanced: {weight: 0.1}}", 1)
+        .replacen("{points: 24, resample: true}", "{points: 24, sampling: importance, pool: 96, every: 7}", 1)
+        .replacen("steps: 1200", "steps: 600", 1);
+    assert_eq!(text_in.matches("importance").count() + text_in.matches("exact_bc").count(), 2);
+    interrupted_three_times_equals_uninterrupted(tmp.path(), &text_in);
+}
+
+/// Run `text_in` whole, then interrupted by SIGUSR1 three times and resumed; the job files
+/// must be identical.
+fn interrupted_three_times_equals_uninterrupted(dir: &Path, text_in: &str) {
+    let sweep = write(dir, "long.yaml", text_in);
+    let whole = dir.join("whole");
     let o = ntksweep(&["run", sweep.to_str().unwrap(), "--out", whole.to_str().unwrap(), "--max-batch", "2", "-q"]);
     assert!(o.status.success(), "{}", text(&o));
 
-    let out = tmp.path().join("res");
+    let out = dir.join("res");
     let args = ["run", sweep.to_str().unwrap(), "--out", out.to_str().unwrap(), "--max-batch", "2", "-q"];
     for i in 1..=3 {
         let mut child = spawn(&args, &[]);

@@ -51,6 +51,19 @@ pub struct LossConfig {
     pub weights: BTreeMap<String, f64>,
     /// Multiply the PDE residual by eps (paper 003, section 4.4); combines with any balancer.
     pub eps_rescale: bool,
+    /// Add the term `residual_grad` (the PDE residual's derivative along the spatial input,
+    /// [`crate::problem::gradient`]) with this fixed weight; absent by default and then left
+    /// out of the resolved configuration.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gradient_enhanced: Option<GradientEnhanced>,
+}
+
+/// `loss.gradient_enhanced: {weight: w}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GradientEnhanced {
+    /// Fixed weight of `residual_grad` (adaptive balancers start from it).
+    pub weight: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -157,8 +170,27 @@ impl JobConfig {
         if let Some(l) = &t.lbfgs {
             out.extend(l.validate());
         }
-        let terms = self.problem.term_names();
+        // Terms a key may name: the problem's (those exact_bc satisfies included, so that one
+        // base serves a sweep over it) and residual_grad when it is on.
+        let mut terms = self.problem.term_names();
+        if self.loss.gradient_enhanced.is_some() {
+            terms.push(crate::problem::gradient::NAME);
+        }
         let known = |name: &str| terms.iter().any(|t| *t == name);
+        if let Err((path, message)) = self.terms() {
+            out.push(Invalid::new(path, message));
+        }
+        if let Some(g) = &self.loss.gradient_enhanced {
+            if !(g.weight.is_finite() && g.weight >= 0.0) {
+                out.push(Invalid::new("loss.gradient_enhanced.weight", format!("must be a finite number >= 0, got {}", g.weight)));
+            }
+            if !self.ntk.method.is_exact() {
+                out.push(Invalid::new(
+                    "loss.gradient_enhanced",
+                    "needs ntk.method: exact (Hutchinson traces run the graph-free forward, which carries derivatives up to second order; residual_grad reads third ones)",
+                ));
+            }
+        }
         let list = terms.join(", ");
         for (name, s) in &self.collocation {
             if !known(name) {
@@ -171,7 +203,9 @@ impl JobConfig {
             }
         }
         for (name, w) in &self.loss.weights {
-            if !known(name) {
+            if name == crate::problem::gradient::NAME {
+                out.push(Invalid::new(format!("loss.weights.{name}"), "the weight of residual_grad is loss.gradient_enhanced.weight"));
+            } else if !known(name) {
                 out.push(Invalid::new(
                     format!("loss.weights.{name}"),
                     format!("`{name}` is not a loss term of {}; its terms are: {list}", self.problem.kind_name()),
@@ -193,6 +227,9 @@ impl JobConfig {
             } else if *n == 0 {
                 out.push(Invalid::new(format!("ntk.points.{name}"), "must be at least 1"));
             }
+        }
+        if self.ntk.sampling == Sampling::Importance {
+            out.push(Invalid::new("ntk.sampling", "importance sampling is for training points (collocation.<term>.sampling); NTK points use grid, uniform or halton"));
         }
         if self.ntk.chunk == 0 {
             out.push(Invalid::new("ntk.chunk", "must be at least 1"));
@@ -219,10 +256,9 @@ impl JobConfig {
 
     /// Training points of a term (configured, else the problem's default).
     pub fn term_points(&self, term: &str) -> TermSampling {
-        self.collocation.get(term).cloned().unwrap_or_else(|| TermSampling {
-            points: self.problem.default_points(term),
-            sampling: Sampling::Grid,
-            resample: false,
+        self.collocation.get(term).cloned().unwrap_or_else(|| {
+            let points = self.terms().ok().and_then(|ts| ts.iter().find(|t| t.name == term).map(|t| t.default_points)).unwrap_or_else(|| self.problem.default_points(term));
+            TermSampling::plain(points, Sampling::Grid, false)
         })
     }
 
@@ -232,9 +268,23 @@ impl JobConfig {
         self.loss.eps_rescale || self.balancer.rescales_eps()
     }
 
-    /// Fixed weight of a term (default 1).
+    /// Fixed weight of a term (default 1; `residual_grad`'s from `loss.gradient_enhanced`).
     pub fn weight(&self, term: &str) -> f64 {
-        self.loss.weights.get(term).copied().unwrap_or(1.0)
+        match &self.loss.gradient_enhanced {
+            Some(g) if term == crate::problem::gradient::NAME => g.weight,
+            _ => self.loss.weights.get(term).copied().unwrap_or(1.0),
+        }
+    }
+
+    /// The schemes that change the loss terms.
+    pub fn schemes(&self) -> crate::problem::schemes::Schemes {
+        crate::problem::schemes::Schemes { exact_bc: self.model.exact_bc, gradient_enhanced: self.loss.gradient_enhanced.is_some() }
+    }
+
+    /// The loss terms the job trains: the problem's, less those `model.exact_bc` satisfies,
+    /// plus `residual_grad`; or the path and message of why the schemes do not apply.
+    pub fn terms(&self) -> Result<Vec<crate::problem::TermSpec>, (&'static str, String)> {
+        crate::problem::schemes::terms(&self.problem, self.schemes())
     }
 
     /// NTK points of a term (configured, else the number of training points).

@@ -78,6 +78,10 @@ pub struct ModelConfig {
     /// Fourier feature embedding of the (normalised) inputs (absent by default).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fourier: Option<FourierConfig>,
+    /// Exact Dirichlet conditions through the ansatz u = g + phi N
+    /// ([`crate::model::ansatz`]); left out of the resolved configuration when false.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub exact_bc: bool,
 }
 
 impl Default for ModelConfig {
@@ -91,6 +95,7 @@ impl Default for ModelConfig {
             activation: Activation::Tanh,
             adaptive_activation: AdaptiveActivation::default(),
             fourier: None,
+            exact_bc: false,
         }
     }
 }

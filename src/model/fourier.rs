@@ -12,6 +12,7 @@
 //!   value   gamma    = [cos phi, sin phi]
 //!   first   gamma_i  = [-sin phi dphi_i, cos phi dphi_i]
 //!   second  gamma_ij = [-cos phi dphi_i dphi_j, -sin phi dphi_i dphi_j]
+//!   third   gamma_ijk = [sin phi dphi_i dphi_j dphi_k, -cos phi dphi_i dphi_j dphi_k]
 //! B is not trained, so no reverse pass goes through the embedding.
 //!
 //! # Reference
@@ -97,6 +98,12 @@ impl FourierFeatures {
     pub fn second(phi: &Tensor, dphi_i: &Tensor, dphi_j: &Tensor) -> Tensor {
         let dd = dphi_i * dphi_j;
         Tensor::cat(&[-phi.cos() * &dd, -phi.sin() * dd], -1)
+    }
+
+    /// gamma_ijk = [sin phi dphi_i dphi_j dphi_k, -cos phi dphi_i dphi_j dphi_k]: [E, N, 2 m].
+    pub fn third(phi: &Tensor, dphi_i: &Tensor, dphi_j: &Tensor, dphi_k: &Tensor) -> Tensor {
+        let ddd = dphi_i * dphi_j * dphi_k;
+        Tensor::cat(&[phi.sin() * &ddd, -phi.cos() * ddd], -1)
     }
 
     pub fn to_kind(&self, kind: tch::Kind) -> FourierFeatures {

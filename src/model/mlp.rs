@@ -327,12 +327,20 @@ fn tanh_rows(z: &[Tensor], plans: &[SegmentPlan], e: i64, fan_out: i64) -> Vec<T
                 out.push(Tensor::tanh_backward(&blk, &tu).view([e, p.k * p.n, fan_out]));
                 continue;
             }
-            let fs = blk.split_with_sizes([p.k - p.n2, p.n2], 1);
+            let k1 = p.k - p.n2 - p.n3;
+            let fs = if p.n3 == 0 { blk.split_with_sizes([k1, p.n2], 1) } else { blk.split_with_sizes([k1, p.n2, p.n3], 1) };
             let zz = p.cross(&fs[0]);
             let a1 = Tensor::tanh_backward(&fs[0], &tu);
             let a2 = Tensor::tanh_backward(&fs[1].addcmul(&(&tu * -2.0), &zz), &tu);
-            out.push(a1.view([e, (p.k - p.n2) * p.n, fan_out]));
+            out.push(a1.view([e, k1 * p.n, fan_out]));
             out.push(a2.view([e, p.n2 * p.n, fan_out]));
+            if p.n3 > 0 {
+                // tanh' = 1 - t^2, tanh'' = -2 t tanh', tanh''' = tanh' (6 t^2 - 2).
+                let d1 = 1.0 - tu.square();
+                let d2 = &tu * &d1 * -2.0;
+                let d3 = &d1 * (tu.square() * 6.0 - 2.0);
+                out.push(p.third_rows(&fs[0], &fs[1], &fs[2], [&d1, &d2, &d3]).view([e, p.n3 * p.n, fan_out]));
+            }
         }
     }
     out
@@ -349,7 +357,13 @@ fn smooth_rows(act: Activation, z: &[Tensor], plans: &[SegmentPlan], e: i64, fan
     if z.len() == 1 {
         return out;
     }
-    let order = if plans.iter().any(|p| p.n2 > 0) { 2 } else { 1 };
+    let order = if plans.iter().any(|p| p.n3 > 0) {
+        3
+    } else if plans.iter().any(|p| p.n2 > 0) {
+        2
+    } else {
+        1
+    };
     let d: Vec<Vec<Tensor>> = f.derivatives(&z[0], order).iter().map(|t| per_segment(t, plans)).collect();
     for (b, (si, p)) in plans.iter().enumerate().filter(|(_, p)| p.k > 0).enumerate() {
         let blk = z[b + 1].view([e, p.k, p.n, fan_out]);
@@ -358,10 +372,15 @@ fn smooth_rows(act: Activation, z: &[Tensor], plans: &[SegmentPlan], e: i64, fan
             out.push((&blk * &s1).view([e, p.k * p.n, fan_out]));
             continue;
         }
-        let fs = blk.split_with_sizes([p.k - p.n2, p.n2], 1);
+        let k1 = p.k - p.n2 - p.n3;
+        let fs = if p.n3 == 0 { blk.split_with_sizes([k1, p.n2], 1) } else { blk.split_with_sizes([k1, p.n2, p.n3], 1) };
         let zz = p.cross(&fs[0]);
-        out.push((&fs[0] * &s1).view([e, (p.k - p.n2) * p.n, fan_out]));
+        out.push((&fs[0] * &s1).view([e, k1 * p.n, fan_out]));
         out.push((&fs[1] * &s1 + zz * d[1][si].unsqueeze(1)).view([e, p.n2 * p.n, fan_out]));
+        if p.n3 > 0 {
+            let ds = [&s1, &d[1][si].unsqueeze(1), &d[2][si].unsqueeze(1)];
+            out.push(p.third_rows(&fs[0], &fs[1], &fs[2], ds).view([e, p.n3 * p.n, fan_out]));
+        }
     }
     out
 }
@@ -402,8 +421,8 @@ pub(super) fn input_streams(x: &Tensor, norm: &Normalizer, plans: &[SegmentPlan]
         for &i in &p.first {
             rows.push(seeds.select(1, i as i64).unsqueeze(1).expand([e, p.n, d], false));
         }
-        if p.n2 > 0 {
-            rows.push(Tensor::zeros([e, p.n2 * p.n, d], (x.kind(), x.device())));
+        if p.n2 + p.n3 > 0 {
+            rows.push(Tensor::zeros([e, (p.n2 + p.n3) * p.n, d], (x.kind(), x.device())));
         }
         parts.push(Tensor::cat(&rows, 1));
     }
@@ -429,6 +448,9 @@ fn fourier_streams(f: &FourierFeatures, x: &Tensor, norm: &Normalizer, plans: &[
             for &(i, j) in &p.second {
                 parts.push(FourierFeatures::second(ph, &di(i), &di(j)));
             }
+            for &(i, j, k) in &p.third {
+                parts.push(FourierFeatures::third(ph, &di(i), &di(j), &di(k)));
+            }
         }
     }
     Tensor::cat(&parts, 1)
@@ -441,9 +463,16 @@ pub(super) struct SegmentPlan {
     /// Derivative streams (first + second).
     pub(super) k: i64,
     pub(super) n2: i64,
+    /// Third derivatives (gradient-enhanced residuals only; the taped pass has none).
+    pub(super) n3: i64,
     first: Vec<usize>,
     /// Second-derivative pairs (i, j) of inputs.
     second: Vec<(usize, usize)>,
+    third: Vec<(usize, usize, usize)>,
+    /// For third derivative q = (i, j, k): positions of i, j, k among the first derivatives
+    /// and of (j, k), (i, k), (i, j) among the second ones ([6] index tensors; empty without
+    /// third derivatives).
+    third_index: Vec<Tensor>,
     /// For second derivative q = (i, j): positions of i and j among the segment's first
     /// derivatives. None when the seconds are exactly the pure ones in first-derivative
     /// order (then z_i z_j is a square of the whole first-derivative block).
@@ -481,7 +510,32 @@ impl SegmentPlan {
             let jj: Vec<i64> = l.second.iter().map(|p| pos(p.1)).collect();
             (Some(Tensor::from_slice(&ii).to_device(device)), Some(Tensor::from_slice(&jj).to_device(device)))
         };
-        SegmentPlan { n: seg.points, k: seg.derivatives(), n2: l.second.len() as i64, first: l.first.clone(), second: l.second.clone(), ii, jj }
+        let spos = |a: usize, b: usize| l.second.iter().position(|&q| q == (a.min(b), a.max(b))).unwrap() as i64;
+        let third_index = if l.third.is_empty() {
+            Vec::new()
+        } else {
+            let cols: [Vec<i64>; 6] = [
+                l.third.iter().map(|t| pos(t.0)).collect(),
+                l.third.iter().map(|t| pos(t.1)).collect(),
+                l.third.iter().map(|t| pos(t.2)).collect(),
+                l.third.iter().map(|t| spos(t.1, t.2)).collect(),
+                l.third.iter().map(|t| spos(t.0, t.2)).collect(),
+                l.third.iter().map(|t| spos(t.0, t.1)).collect(),
+            ];
+            cols.iter().map(|c| Tensor::from_slice(c).to_device(device)).collect()
+        };
+        SegmentPlan {
+            n: seg.points,
+            k: seg.derivatives(),
+            n2: l.second.len() as i64,
+            n3: l.third.len() as i64,
+            first: l.first.clone(),
+            second: l.second.clone(),
+            third: l.third.clone(),
+            third_index,
+            ii,
+            jj,
+        }
     }
 
     /// z_i z_j for every second derivative q = (i, j), from the segment's first-derivative
@@ -491,6 +545,18 @@ impl SegmentPlan {
             (Some(i), Some(j)) => zf.index_select(1, i) * zf.index_select(1, j),
             _ => zf.square(),
         }
+    }
+
+    /// Third-derivative rows a_ijk = s1 z_ijk + s2 (z_jk z_i + z_ik z_j + z_ij z_k)
+    /// + s3 z_i z_j z_k (Faa di Bruno for sigma(z(x)), s_m = sigma^(m)(z)) from the segment's
+    /// first, second and third pre-activation rows `zf` [E, K1, N_s, w], `zs` [E, n2, N_s, w],
+    /// `zt` [E, n3, N_s, w] and `ds` = [s1, s2, s3], each [E, 1, N_s, w]; returns
+    /// [E, n3, N_s, w].
+    pub(super) fn third_rows(&self, zf: &Tensor, zs: &Tensor, zt: &Tensor, ds: [&Tensor; 3]) -> Tensor {
+        let ix = &self.third_index;
+        let (zi, zj, zk) = (zf.index_select(1, &ix[0]), zf.index_select(1, &ix[1]), zf.index_select(1, &ix[2]));
+        let pairs = zs.index_select(1, &ix[3]) * &zi + zs.index_select(1, &ix[4]) * &zj + zs.index_select(1, &ix[5]) * &zk;
+        zt * ds[0] + pairs * ds[1] + zi * zj * zk * ds[2]
     }
 
     /// sum_{q containing i} c_q z_(other index of q) for every first derivative i (2 c_q z_i for
@@ -524,6 +590,12 @@ pub fn autograd_streams(mlp: &Mlp, x: &Tensor, norm: &Normalizer, layout: &Strea
             let gg = Tensor::run_backward(&[gi.sum(Kind::Float)], &[&x], true, true).remove(0);
             out.push(gg.select(-1, j as i64));
         }
+        for &(i, j, k) in &layout.third {
+            let gi = g.select(-1, i as i64);
+            let gij = Tensor::run_backward(&[gi.sum(Kind::Float)], &[&x], true, true).remove(0).select(-1, j as i64);
+            let ggg = Tensor::run_backward(&[gij.sum(Kind::Float)], &[&x], true, true).remove(0);
+            out.push(ggg.select(-1, k as i64));
+        }
     }
     Tensor::stack(&out, 1)
 }
@@ -548,7 +620,7 @@ mod tests {
         (a - b).abs().max().double_value(&[]) / b.abs().max().double_value(&[]).max(1e-300)
     }
 
-    /// Forward streams (mixed second derivatives included) against nested autograd, to `tol`
+    /// Forward streams (mixed second and third derivatives included) against nested autograd, to `tol`
     /// relative, on random points of [-1, 2]^dim under every normalisation.
     fn check_streams(net: &dyn Fn() -> Mlp, dim: usize, tol: f64, what: &str) {
         let domain = Domain { lo: vec![-1.0; dim], hi: vec![2.0; dim], time_dependent: false };
@@ -557,7 +629,9 @@ mod tests {
             let e = mlp.members();
             let norm = Normalizer::new(&vec![norm_kind; e as usize], &domain, opts());
             let x = Tensor::rand([e, 15, dim as i64], (Kind::Double, Device::Cpu)) * 3.0 - 1.0;
-            let layout = StreamLayout::full_second_order(dim);
+            // Every derivative up to third order (gradient-enhanced residuals read third ones).
+            let third = if dim == 1 { vec![(0, 0, 0)] } else { vec![(0, 0, 0), (0, 0, 1), (0, 1, 1), (1, 1, 1)] };
+            let layout = StreamLayout { third, ..StreamLayout::full_second_order(dim) };
             let fwd = mlp.forward(&x, &norm, &layout).stacked();
             let rev = autograd_streams(&mlp, &x, &norm, &layout);
             for k in 0..layout.len() as i64 {
@@ -618,7 +692,7 @@ mod tests {
                 Segment { points: 9, layout: StreamLayout::first_order(dim, &[1]) },
                 Segment { points: 6, layout: full.clone() },
                 Segment { points: 4, layout: StreamLayout::value(dim) },
-                Segment { points: 5, layout: StreamLayout { dim, first: vec![1, 0], second: vec![(0, 1), (1, 1)] } },
+                Segment { points: 5, layout: StreamLayout { dim, first: vec![1, 0], second: vec![(0, 1), (1, 1)], third: vec![] } },
                 Segment { points: 3, layout: StreamLayout::second_order(dim) },
             ];
             let x = Tensor::rand([3, 27, dim as i64], (Kind::Double, Device::Cpu)) * 3.0 - 1.0;

@@ -2,6 +2,7 @@
 //! adaptive), an optional Fourier feature embedding, and input normalisation.
 
 pub mod activation;
+pub mod ansatz;
 pub mod adaptive;
 pub mod config;
 pub mod fourier;

@@ -19,6 +19,41 @@ pub enum Stream {
     D(usize),
     /// d2u/dx_i dx_j, i <= j.
     DD(usize, usize),
+    /// d3u/dx_i dx_j dx_k, i <= j <= k (gradient-enhanced residuals read one order more
+    /// than their equation).
+    DDD(usize, usize, usize),
+}
+
+impl Stream {
+    /// The inputs this stream differentiates along, sorted (empty for the value).
+    pub fn indices(self) -> Vec<usize> {
+        match self {
+            Stream::Value => vec![],
+            Stream::D(i) => vec![i],
+            Stream::DD(i, j) => vec![i, j],
+            Stream::DDD(i, j, k) => vec![i, j, k],
+        }
+    }
+
+    /// The stream of derivatives along `idx` (any order; at most three).
+    pub fn from_indices(idx: &[usize]) -> Stream {
+        let mut v = idx.to_vec();
+        v.sort_unstable();
+        match v[..] {
+            [] => Stream::Value,
+            [i] => Stream::D(i),
+            [i, j] => Stream::DD(i, j),
+            [i, j, k] => Stream::DDD(i, j, k),
+            _ => panic!("derivative streams go up to third order, asked for {idx:?}"),
+        }
+    }
+
+    /// This stream differentiated once more along input `i`.
+    pub fn along(self, i: usize) -> Stream {
+        let mut v = self.indices();
+        v.push(i);
+        Stream::from_indices(&v)
+    }
 }
 
 /// Which streams are carried, in this order: value, the listed first derivatives, then the
@@ -31,22 +66,25 @@ pub struct StreamLayout {
     /// Second-derivative pairs (i, j), i <= j; (i, i) is a pure second derivative. Both i and j
     /// must be in `first` (a second derivative is propagated from the first ones).
     pub second: Vec<(usize, usize)>,
+    /// Third-derivative triples (i, j, k), i <= j <= k: only gradient-enhanced residuals
+    /// read them. Their pairs must be in `second` and their inputs in `first`.
+    pub third: Vec<(usize, usize, usize)>,
 }
 
 impl StreamLayout {
     /// Value only (regression, evaluation, boundary and initial values).
     pub fn value(dim: usize) -> Self {
-        StreamLayout { dim, first: Vec::new(), second: Vec::new() }
+        StreamLayout { dim, first: Vec::new(), second: Vec::new(), third: Vec::new() }
     }
 
     /// Value and the first derivatives along `inputs` (e.g. u_t for an initial velocity).
     pub fn first_order(dim: usize, inputs: &[usize]) -> Self {
-        StreamLayout { dim, first: inputs.to_vec(), second: Vec::new() }
+        StreamLayout { dim, first: inputs.to_vec(), second: Vec::new(), third: Vec::new() }
     }
 
     /// Value, all first derivatives and all pure second derivatives.
     pub fn second_order(dim: usize) -> Self {
-        StreamLayout { dim, first: (0..dim).collect(), second: (0..dim).map(|i| (i, i)).collect() }
+        StreamLayout { dim, first: (0..dim).collect(), second: (0..dim).map(|i| (i, i)).collect(), third: Vec::new() }
     }
 
     /// Value, all first derivatives and every second derivative including mixed ones.
@@ -57,12 +95,12 @@ impl StreamLayout {
                 second.push((i, j));
             }
         }
-        StreamLayout { dim, first: (0..dim).collect(), second }
+        StreamLayout { dim, first: (0..dim).collect(), second, third: Vec::new() }
     }
 
     /// Number of streams S.
     pub fn len(&self) -> usize {
-        1 + self.first.len() + self.second.len()
+        1 + self.first.len() + self.second.len() + self.third.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -78,7 +116,32 @@ impl StreamLayout {
         let mut s = vec![Stream::Value];
         s.extend(self.first.iter().map(|&i| Stream::D(i)));
         s.extend(self.second.iter().map(|&(i, j)| Stream::DD(i, j)));
+        s.extend(self.third.iter().map(|&(i, j, k)| Stream::DDD(i, j, k)));
         s
+    }
+
+    /// This layout with every stream's derivative along input `i` added (a residual's
+    /// derivative along x_i reads them): u -> u_i, u_j -> u_ji, u_jk -> u_jki. Closed when
+    /// this layout is.
+    pub fn grown(&self, i: usize) -> StreamLayout {
+        let mut all: Vec<Stream> = self.streams();
+        all.extend(self.streams().into_iter().map(|s| s.along(i)));
+        let mut out = StreamLayout::value(self.dim);
+        for s in all {
+            match s {
+                Stream::Value => {}
+                Stream::D(a) => out.first.push(a),
+                Stream::DD(a, b) => out.second.push((a, b)),
+                Stream::DDD(a, b, c) => out.third.push((a, b, c)),
+            }
+        }
+        out.first.sort_unstable();
+        out.first.dedup();
+        out.second.sort_unstable();
+        out.second.dedup();
+        out.third.sort_unstable();
+        out.third.dedup();
+        out
     }
 
     /// Position of `stream` in this layout.
@@ -90,12 +153,27 @@ impl StreamLayout {
                 let p = if i <= j { (i, j) } else { (j, i) };
                 self.second.iter().position(|&q| q == p).map(|k| 1 + self.n_first() + k)
             }
+            Stream::DDD(..) => {
+                let v = stream.indices();
+                let mut v = v.clone();
+                v.sort_unstable();
+                let p = (v[0], v[1], v[2]);
+                self.third.iter().position(|&q| q == p).map(|k| 1 + self.n_first() + self.second.len() + k)
+            }
         }
     }
 
     /// True when every second derivative's first derivatives are carried.
     pub fn is_closed(&self) -> bool {
         self.second.iter().all(|&(i, j)| i <= j && self.first.contains(&i) && self.first.contains(&j))
+            && self.third.iter().all(|&(i, j, k)| i <= j && j <= k && [(i, j), (i, k), (j, k)].iter().all(|p| self.second.contains(p)))
+    }
+
+    /// Whether the graph-free taped pass ([`crate::model::tape`]) can carry this layout: up
+    /// to second derivatives. Gradient-enhanced residuals read third ones and train by
+    /// autograd through the forward of [`crate::model::mlp`].
+    pub fn tapeable(&self) -> bool {
+        self.third.is_empty()
     }
 
     /// True when every stream of `other` is carried here.
@@ -209,6 +287,16 @@ impl Streams {
     pub fn dd(&self, i: usize, j: usize) -> Tensor {
         self.get(Stream::DD(i, j))
     }
+
+    /// d3u/dx_i dx_j dx_k: [E, N].
+    pub fn ddd(&self, i: usize, j: usize, k: usize) -> Tensor {
+        self.get(Stream::from_indices(&[i, j, k]))
+    }
+
+    /// Any carried stream: [E, N].
+    pub fn stream(&self, s: Stream) -> Tensor {
+        self.get(s)
+    }
 }
 
 #[cfg(test)]
@@ -232,6 +320,20 @@ mod tests {
         assert!(l.is_closed());
         assert!(l.contains(&StreamLayout::first_order(2, &[1])));
         assert!(!StreamLayout::first_order(2, &[1]).contains(&l));
-        assert!(!StreamLayout { dim: 2, first: vec![0], second: vec![(0, 1)] }.is_closed());
+        assert!(!StreamLayout { dim: 2, first: vec![0], second: vec![(0, 1)], third: vec![] }.is_closed());
+    }
+
+    /// Growing a layout by one derivative along an input adds the derivative of every stream.
+    #[test]
+    fn grown_layouts_add_one_derivative_order() {
+        let g = StreamLayout::second_order(1).grown(0);
+        assert_eq!(g.streams(), vec![Stream::Value, Stream::D(0), Stream::DD(0, 0), Stream::DDD(0, 0, 0)]);
+        assert!(g.is_closed());
+        let w = StreamLayout::second_order(2).grown(1);
+        assert_eq!(w.first, vec![0, 1]);
+        assert_eq!(w.second, vec![(0, 0), (0, 1), (1, 1)]);
+        assert_eq!(w.third, vec![(0, 0, 1), (1, 1, 1)]);
+        assert!(w.is_closed());
+        assert_eq!(w.index(Stream::from_indices(&[1, 0, 0])), Some(6));
     }
 }

@@ -9,12 +9,15 @@
 //! dimension `[E, 1]` that broadcasts against `[E, N]` point tensors.
 
 pub mod darcy1d;
+pub mod exact_bc;
 pub mod expression;
+pub mod gradient;
 pub mod helmholtz2d;
 pub mod klein_gordon1d;
 pub mod multiscale;
 pub mod poisson1d;
 pub mod regression1d;
+pub mod schemes;
 pub mod wave1d;
 
 use serde::{Deserialize, Serialize};
@@ -96,18 +99,12 @@ pub enum Reads {
 }
 
 /// The runtime side of a problem for a batch of members, as the trainer and the NTK see it:
-/// an [`Equation`] with its loss terms' residuals. Every equation is one (blanket impl), so
-/// the residual of each kind of term is written once.
+/// an [`Equation`] with its loss terms' residuals. Every equation is one (blanket impl); the
+/// residual of each kind of term is written once, in [`Equation::residual_of`].
 pub trait Problem: Equation {
-    /// Streams the residual of `term` reads, a sub-layout of [`Equation::layout`], from the
-    /// term's [`TermSpec::reads`].
+    /// Streams the residual of `term` reads, a sub-layout of [`Equation::layout`].
     fn term_layout(&self, term: &str) -> StreamLayout {
-        let dim = self.domain().dim();
-        match self.terms().iter().find(|t| t.name == term).map(|t| t.reads) {
-            Some(Reads::Value) => StreamLayout::value(dim),
-            Some(Reads::TimeDerivative) => StreamLayout::first_order(dim, &[0]),
-            Some(Reads::Layout) | None => self.layout(),
-        }
+        self.layout_of(term)
     }
 
     /// Residual of `term` at points `x` from the network streams at those points: N[u] - f
@@ -116,13 +113,13 @@ pub trait Problem: Equation {
     /// # Shapes
     /// `x`: [E, N, d]; `u`: streams [E, S, N]; returns [E, N].
     fn residual(&self, term: &str, x: &Tensor, u: &Streams) -> Tensor {
-        let spec = self.terms().iter().find(|t| t.name == term).unwrap_or_else(|| panic!("no loss term {term}"));
-        match (spec.pde, spec.reads) {
-            (true, _) => self.pde_residual(x, u),
-            (false, Reads::Value) => u.u() - self.solution(x),
-            (false, Reads::TimeDerivative) => u.d(0) - self.solution_t(x),
-            (false, Reads::Layout) => unreachable!("term {term}: a data term reads u or u_t"),
-        }
+        self.residual_of(term, x, u)
+    }
+
+    /// The solution the trained network represents at `x`, from its streams there (the
+    /// network's value, or the exact-boundary ansatz around it): [E, N].
+    fn predict(&self, x: &Tensor, u: &Streams) -> Tensor {
+        self.prediction(x, u)
     }
 
     /// Exact solution at `x` [E, N, d]; returns [E, N].
@@ -170,6 +167,31 @@ pub trait Equation: Send {
     /// Per-member eps, [E, 1], for problems with a scale.
     fn eps(&self) -> Option<Tensor> {
         None
+    }
+    /// Streams the residual of `term` reads, from the term's [`TermSpec::reads`]; see
+    /// [`Problem::term_layout`].
+    fn layout_of(&self, term: &str) -> StreamLayout {
+        let dim = self.domain().dim();
+        match self.terms().iter().find(|t| t.name == term).map(|t| t.reads) {
+            Some(Reads::Value) => StreamLayout::value(dim),
+            Some(Reads::TimeDerivative) => StreamLayout::first_order(dim, &[0]),
+            Some(Reads::Layout) | None => self.layout(),
+        }
+    }
+    /// The residual of a term; see [`Problem::residual`]. Only the scheme wrapper
+    /// ([`schemes::Schemed`]) overrides it.
+    fn residual_of(&self, term: &str, x: &Tensor, u: &Streams) -> Tensor {
+        let spec = self.terms().iter().find(|t| t.name == term).unwrap_or_else(|| panic!("no loss term {term}"));
+        match (spec.pde, spec.reads) {
+            (true, _) => self.pde_residual(x, u),
+            (false, Reads::Value) => u.u() - self.solution(x),
+            (false, Reads::TimeDerivative) => u.d(0) - self.solution_t(x),
+            (false, Reads::Layout) => unreachable!("term {term}: a data term reads u or u_t"),
+        }
+    }
+    /// See [`Problem::predict`].
+    fn prediction(&self, _x: &Tensor, u: &Streams) -> Tensor {
+        u.u()
     }
 }
 
@@ -235,6 +257,15 @@ impl ProblemConfig {
             ProblemConfig::Poisson1d(c) => Some(c.eps),
             ProblemConfig::Regression1d(c) => Some(c.eps),
             ProblemConfig::Wave1d(_) | ProblemConfig::KleinGordon1d(_) | ProblemConfig::Helmholtz2d(_) => None,
+        }
+    }
+
+    /// Whether input 0 is time.
+    pub fn time_dependent(&self) -> bool {
+        match self {
+            ProblemConfig::Wave1d(_) | ProblemConfig::KleinGordon1d(_) => true,
+            ProblemConfig::Expression(c) => c.time_dependent(),
+            _ => false,
         }
     }
 

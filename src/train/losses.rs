@@ -127,6 +127,8 @@ pub(crate) struct MemberObjective {
     /// A one-member network of the member's architecture ([`lbfgs::member_network`]).
     pub template: Mlp,
     pub kind: Kind,
+    /// Differentiate by autograd (layouts the taped pass does not carry).
+    pub autograd: bool,
 }
 
 impl MemberObjective {
@@ -134,6 +136,9 @@ impl MemberObjective {
     /// reverse pass (the training step's fast path, [`TapedLosses`]) of the full-batch loss of
     /// a one-member network.
     pub fn eval(&self, flat: &Tensor) -> Result<(f64, Tensor), TchError> {
+        if self.autograd {
+            return self.eval_autograd(flat);
+        }
         let net = lbfgs::member_network(&self.template, 0, &flat.detach())?;
         let taped = TapedLosses::new(&net, &self.norm, self.problem.as_ref(), &self.points, &self.scale, self.kind)?;
         let mut total: Option<Tensor> = None;
@@ -148,6 +153,20 @@ impl MemberObjective {
         // Parameter gradients come in flattening order (w0, b0, w1, b1, ..., slopes).
         let grads = taped.parameter_gradients(&net, &total, &[], false)?;
         let g = Tensor::f_cat(&grads.iter().map(|g| g.reshape([-1])).collect::<Vec<_>>(), 0)?;
+        Ok((total.f_double_value(&[])?, g))
+    }
+
+    /// [`MemberObjective::eval`] by autograd through the whole network.
+    fn eval_autograd(&self, flat: &Tensor) -> Result<(f64, Tensor), TchError> {
+        let leaf = flat.detach().set_requires_grad(true);
+        let net = lbfgs::member_network(&self.template, 0, &leaf)?;
+        let losses = term_losses(&net, &self.norm, self.problem.as_ref(), &self.points, &self.scale, self.kind)?;
+        let mut total = Tensor::f_zeros([1], (self.kind, flat.device()))?;
+        for ((_, l), w) in losses.iter().zip(&self.weights) {
+            total = total.f_add(&l.f_mul_scalar(*w)?)?;
+        }
+        let total = total.f_sum(self.kind)?;
+        let g = Tensor::f_run_backward(&[&total], &[&leaf], false, false)?.remove(0);
         Ok((total.f_double_value(&[])?, g))
     }
 }

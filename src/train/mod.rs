@@ -22,6 +22,7 @@
 //! from that state continues bit for bit as if it had not been interrupted.
 
 pub mod adam;
+mod importance;
 pub mod lbfgs;
 mod losses;
 mod setup;
@@ -188,12 +189,18 @@ fn adam_phase(setup: &BatchSetup<'_>, state: &mut BatchState, ctx: &mut BatchCon
         if let Some(snap) = snap.as_ref().filter(|_| record_ntk) {
             state.records.snapshot(step, snap);
         }
+        for t in state.terms.iter_mut() {
+            if t.importance.as_ref().is_some_and(|i| step % i.every == 0) {
+                importance::redraw(setup, &state.mlp, t)?;
+            }
+        }
         let points: Vec<(&'static str, Tensor)> = state.terms.iter().map(|s| (s.name, s.x.shallow_clone())).collect();
+        let scale = state.loss_scale(setup);
         // The hand-written reverse pass unless the autograd reference was asked for.
-        let (losses, taped) = if ctx.autograd {
-            (term_losses(&state.mlp, &setup.norm, setup.problem.as_ref(), &points, &setup.scale, setup.opts.kind)?, None)
+        let (losses, taped) = if ctx.autograd || setup.autograd_only {
+            (term_losses(&state.mlp, &setup.norm, setup.problem.as_ref(), &points, &scale, setup.opts.kind)?, None)
         } else {
-            let t = TapedLosses::new(&state.mlp, &setup.norm, setup.problem.as_ref(), &points, &setup.scale, setup.opts.kind)?;
+            let t = TapedLosses::new(&state.mlp, &setup.norm, setup.problem.as_ref(), &points, &scale, setup.opts.kind)?;
             (t.losses.iter().map(|(n, l)| (n.clone(), l.shallow_clone())).collect(), Some(t))
         };
         // Per-term parameter gradients for balancers that read them, by the same path.
@@ -241,7 +248,8 @@ fn adam_phase(setup: &BatchSetup<'_>, state: &mut BatchState, ctx: &mut BatchCon
 fn member_objectives(setup: &BatchSetup<'_>, state: &BatchState, active: &[bool]) -> Result<Vec<Option<MemberObjective>>, TchError> {
     let points: Vec<(&'static str, Tensor)> = state.terms.iter().map(|s| (s.name, s.x.shallow_clone())).collect();
     let frozen: Vec<Vec<f64>> = setup.term_names.iter().map(|t| to_vec(state.balancer.weights().get(t))).collect();
-    active.iter().enumerate().map(|(k, &a)| a.then(|| setup.member_objective(&state.mlp, k, &points, &frozen)).transpose()).collect()
+    let scale = state.loss_scale(setup);
+    active.iter().enumerate().map(|(k, &a)| a.then(|| setup.member_objective(&state.mlp, k, &points, &scale, &frozen)).transpose()).collect()
 }
 
 /// The L-BFGS phase's start: one optimiser per member that has not diverged (each evaluates
@@ -292,7 +300,8 @@ fn lbfgs_phase(setup: &BatchSetup<'_>, state: &mut BatchState, ctx: &mut BatchCo
             state.records.snapshot(step, &snap);
         }
         if step % setup.log_every == 0 || finished {
-            let losses = tch::no_grad(|| term_losses(&state.mlp, &setup.norm, setup.problem.as_ref(), &points, &setup.scale, setup.opts.kind))?;
+            let scale = state.loss_scale(setup);
+            let losses = tch::no_grad(|| term_losses(&state.mlp, &setup.norm, setup.problem.as_ref(), &points, &scale, setup.opts.kind))?;
             state.records.history(step, &setup.term_names, &losses, state.balancer.weights(), &setup.rel_l2(&state.mlp), &step_length);
         }
         if finished {
@@ -306,7 +315,7 @@ fn lbfgs_phase(setup: &BatchSetup<'_>, state: &mut BatchState, ctx: &mut BatchCo
 /// The evaluation on the uniform grid and one record per member.
 fn finish(setup: &BatchSetup<'_>, state: BatchState, t0: Instant) -> Vec<JobRecord> {
     let BatchState { mlp, mut records, params_init, slopes_init, elapsed, .. } = state;
-    let u_pred = tch::no_grad(|| mlp.forward(&setup.x_eval, &setup.norm, &setup.value_layout).u());
+    let u_pred = setup.predict(&mlp);
     let err = &u_pred - &setup.u_exact;
     let wall = elapsed + t0.elapsed().as_secs_f64();
     let d = setup.dim();
@@ -418,6 +427,10 @@ mod tests {
             ("{kind: darcy1d, eps: 0.25}", "[0.25, 0.5]", "zscore", "{kind: gradnorm, every: 3}", ", activation: silu, adaptive_activation: global"),
             ("{kind: darcy1d, eps: 0.25}", "[0.25, 0.5]", "zscore", "{kind: grad_stats, every: 4}", ", adaptive_activation: layerwise, fourier: {features: 4, sigma: 2}"),
             ("{kind: darcy1d, eps: 0.25}", "[0.25, 0.5]", "zscore", "{kind: ntk, every: 4}", ", adaptive_activation: global, method: hutchinson"),
+            // Exact Dirichlet conditions: the ansatz sits between the taped network and the
+            // losses (1-D, (t, x) with the initial face, faces with different data).
+            ("{kind: darcy1d, eps: 0.25}", "[0.25, 0.5]", "zscore", "{kind: grad_stats, every: 4}", ", exact_bc: true"),
+            ("{kind: klein_gordon1d}", "", "minmax", "none", ", exact_bc: true, activation: sin"),
         ]);
         for (problem, eps, normalization, balancer, scheme) in cases {
             let (model_extra, ntk_extra) = match scheme.split_once(", method: ") {
@@ -513,6 +526,7 @@ mod tests {
                 weights: weights.clone(),
                 template: lbfgs::member_network(&mlp, 0, &lbfgs::flatten_member(&mlp, 0).unwrap()).unwrap(),
                 kind: Kind::Double,
+                autograd: false,
             };
             let flat = lbfgs::flatten_member(&mlp, 0).unwrap();
             let (value, grad) = objective.eval(&flat).unwrap();
@@ -603,6 +617,9 @@ mod tests {
         // Network schemes: trained slopes (in Adam's state and the L-BFGS vectors), Fourier
         // features (rebuilt from the seeds), Hutchinson traces (probes from seed and step).
         cases.push(("schemes".into(), SCHEMES.iter().map(|s| s.to_string()).chain(["ntk.method=hutchinson".to_string(), "balancer={kind: gradnorm, every: 3}".to_string()]).collect()));
+        // Loss-term schemes: importance sampling's points, weights and stream; exact conditions
+        // and gradient-enhanced residuals (autograd steps, third-order streams, in L-BFGS too).
+        cases.push(("loss schemes".into(), LOSS_SCHEMES.iter().map(|s| s.to_string()).chain(["balancer=softadapt".to_string()]).collect()));
         for (what, sets) in cases {
             let s = Sweep::parse(RESUME, "t.yaml", "t", &sets).unwrap_or_else(|e| panic!("{what}: {e}"));
             let specs: Vec<&JobSpec> = s.jobs.iter().collect();
@@ -619,6 +636,10 @@ mod tests {
             }
         }
     }
+
+    /// Exact Dirichlet conditions, gradient-enhanced residuals and importance sampling of the
+    /// residual points (redrawn every 3 steps from a pool of 40).
+    const LOSS_SCHEMES: [&str; 3] = ["model.exact_bc=true", "loss.gradient_enhanced={weight: 0.1}", "collocation.residual={points: 12, sampling: importance, pool: 40, every: 3}"];
 
     /// A network with another activation, layerwise adaptive slopes and Fourier features.
     const SCHEMES: [&str; 3] = ["model.activation=sin", "model.adaptive_activation=layerwise", "model.fourier={features: 3, sigma: 1}"];
@@ -641,6 +662,7 @@ mod tests {
         let mut cases: Vec<Vec<String>> =
             ["none", "{kind: ntk, every: 4}", "softadapt", "{kind: relobralo, rho: 0.5}", "{kind: gradnorm, every: 3}", "uncertainty"].iter().map(|b| vec![format!("balancer={b}")]).collect();
         cases.push(SCHEMES.iter().map(|s| s.to_string()).chain(["balancer=softadapt".to_string()]).collect());
+        cases.push(LOSS_SCHEMES.iter().map(|s| s.to_string()).collect());
         for sets in cases {
             let b = sets.join(" ");
             let s = Sweep::parse(RESUME, "t.yaml", "t", &sets).unwrap();
@@ -671,6 +693,7 @@ mod tests {
                     assert!(saved.has(&format!("net/{name}")), "{b}: net/{name} not saved");
                 }
                 assert_eq!(saved.has("net/slopes"), b.contains("adaptive"), "{b}");
+                assert_eq!(saved.has("terms/residual/weights"), b.contains("importance"), "{b}: importance weights saved");
             }
         }
     }

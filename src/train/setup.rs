@@ -18,7 +18,7 @@ use crate::model::mlp::{layer_sizes, Mlp};
 use crate::model::normalize::Normalizer;
 use crate::model::streams::StreamLayout;
 use crate::ntk::{self, TermPoints};
-use crate::problem::{Domain, Problem, ProblemConfig, TensorOpts, TermSpec};
+use crate::problem::{schemes, Domain, Problem, ProblemConfig, TensorOpts, TermSpec};
 use crate::rng::{self, JobRng, Purpose};
 
 pub(crate) struct BatchSetup<'a> {
@@ -68,6 +68,9 @@ pub(crate) struct BatchSetup<'a> {
     pub u_exact: Tensor,
     exact_norm: Tensor,
     pub value_layout: StreamLayout,
+    /// The layout has third derivatives (gradient-enhanced residuals), which the taped pass
+    /// does not carry: every step differentiates by autograd.
+    pub autograd_only: bool,
 }
 
 impl<'a> BatchSetup<'a> {
@@ -77,7 +80,8 @@ impl<'a> BatchSetup<'a> {
         let opts = TensorOpts { kind: c0.model.dtype.kind(), device };
         let ntk_opts = TensorOpts { kind: c0.ntk.dtype.kind(), device };
         let pcfgs: Vec<&ProblemConfig> = specs.iter().map(|s| &s.config.problem).collect();
-        let problem = ProblemConfig::build(&pcfgs, opts);
+        let schemes = c0.schemes();
+        let problem = schemes::build(&pcfgs, schemes, opts);
         let domain = problem.domain();
         let d = domain.dim();
         let terms = problem.terms().to_vec();
@@ -96,7 +100,7 @@ impl<'a> BatchSetup<'a> {
         }
 
         let ntk_used = c0.ntk.enabled || c0.balancer.uses_ntk();
-        let problem_ntk = (ntk_used && ntk_opts.kind != opts.kind).then(|| ProblemConfig::build(&pcfgs, ntk_opts));
+        let problem_ntk = (ntk_used && ntk_opts.kind != opts.kind).then(|| schemes::build(&pcfgs, schemes, ntk_opts));
         let norm_ntk = (ntk_opts.kind != opts.kind).then(|| norm.to_kind(ntk_opts.kind));
         let ntk_points: Vec<TermPoints> = if ntk_used {
             terms
@@ -116,6 +120,7 @@ impl<'a> BatchSetup<'a> {
         let m = on_boundary.len() as i64;
         let x_eval = Tensor::from_slice(&xe).view([1, m, d as i64]).repeat([e as i64, 1, 1]).to_kind(opts.kind).to_device(opts.device);
         let u_exact = problem.exact(&x_eval); // [E, M]
+        let autograd_only = !problem.layout().tapeable();
         let exact_norm = u_exact.square().sum_dim_intlist(&[-1i64][..], false, opts.kind).sqrt();
 
         BatchSetup {
@@ -149,6 +154,7 @@ impl<'a> BatchSetup<'a> {
             u_exact,
             exact_norm,
             value_layout: StreamLayout::value(d),
+            autograd_only,
             problem,
             domain,
         }
@@ -193,9 +199,15 @@ impl<'a> BatchSetup<'a> {
         balancer::build(&bcfgs, &balancer::BuildContext { terms: &self.terms, fixed: &fixed, seeds: &self.seeds, opts: self.opts })
     }
 
+    /// The solution every member represents on the evaluation grid, [E, M] (the network's
+    /// value, or the exact-boundary ansatz around it).
+    pub fn predict(&self, mlp: &Mlp) -> Tensor {
+        tch::no_grad(|| self.problem.predict(&self.x_eval, &mlp.forward(&self.x_eval, &self.norm, &self.value_layout))).detach()
+    }
+
     /// Relative L2 error of every member on the evaluation grid, [E].
     pub fn rel_l2(&self, mlp: &Mlp) -> Tensor {
-        let u = tch::no_grad(|| mlp.forward(&self.x_eval, &self.norm, &self.value_layout).u());
+        let u = self.predict(mlp);
         (u - &self.u_exact).square().sum_dim_intlist(&[-1i64][..], false, self.opts.kind).sqrt() / &self.exact_norm
     }
 
@@ -232,17 +244,25 @@ impl<'a> BatchSetup<'a> {
     /// points of every term, [E, N_T, d]) with weights `frozen[term][member]`, on a
     /// one-member network of member `k` of `mlp`'s architecture (activation, slopes, Fourier
     /// features).
-    pub fn member_objective(&self, mlp: &Mlp, k: usize, points: &[(&'static str, Tensor)], frozen: &[Vec<f64>]) -> Result<MemberObjective, TchError> {
+    pub fn member_objective(
+        &self,
+        mlp: &Mlp,
+        k: usize,
+        points: &[(&'static str, Tensor)],
+        scale: &BTreeMap<String, Tensor>,
+        frozen: &[Vec<f64>],
+    ) -> Result<MemberObjective, TchError> {
         let ki = k as i64;
         let norm_kinds: Vec<_> = self.specs[k..=k].iter().map(|s| s.config.model.normalization).collect();
         Ok(MemberObjective {
-            problem: ProblemConfig::build(&[&self.specs[k].config.problem], self.opts),
+            problem: schemes::build(&[&self.specs[k].config.problem], self.specs[k].config.schemes(), self.opts),
             norm: Normalizer::new(&norm_kinds, &self.domain, self.opts),
             points: points.iter().map(|(n, x)| (*n, x.narrow(0, ki, 1))).collect(),
-            scale: self.scale.iter().map(|(n, s)| (n.clone(), s.narrow(0, ki, 1))).collect(),
+            scale: scale.iter().map(|(n, s)| (n.clone(), s.narrow(0, ki, 1))).collect(),
             weights: frozen.iter().map(|w| w[k]).collect(),
             template: lbfgs::member_network(mlp, ki, &lbfgs::flatten_member(mlp, ki)?)?,
             kind: self.opts.kind,
+            autograd: self.autograd_only,
         })
     }
 }

@@ -14,7 +14,7 @@
 //!
 //! Layout of the saved entries (the checkpoint file's datasets): `net/<layer>/w|b`, `net/slopes`,
 //! `adam/m|v|t`, `balancer/...` (per scheme, [`crate::balancer::Balancer::save_state`]),
-//! `terms/<term>/x` and `terms/<term>/rng/<member>`, `history/<member>/step|loss/<term>|
+//! `terms/<term>/x`, `terms/<term>/rng/<member>` and (importance sampling) `terms/<term>/weights`, `history/<member>/step|loss/<term>|
 //! weight/<term>|rel_l2|lr`, `ntk/<member>/step|full_frobenius|terms/<i>/name|x|frobenius|
 //! trace|trace_stderr|eigenvalues`, `diverged/<member>/step|message`,
 //! `params_init/<member>/<layer>/weight|bias`, `params_init/<member>/slopes`, `phase/kind|next`, `phase/members/<member>/...` (L-BFGS), `elapsed`, `jobs`.
@@ -22,6 +22,7 @@
 use tch::{TchError, Tensor};
 
 use super::adam::Adam;
+use super::importance::Importance;
 use super::lbfgs::Lbfgs;
 use super::setup::BatchSetup;
 use super::{draw, to_vec};
@@ -46,6 +47,8 @@ pub(crate) struct TermState {
     pub rngs: Vec<JobRng>,
     /// [E, N, d].
     pub x: Tensor,
+    /// `sampling: importance`: the pool size, the redraw interval and the points' f/q weights.
+    pub importance: Option<Importance>,
 }
 
 /// Where the batch is.
@@ -109,7 +112,8 @@ impl BatchState {
                 let mut rngs: Vec<JobRng> = setup.specs.iter().map(|s| rng::stream(s.config.seed, Purpose::Collocation, ti as u64)).collect();
                 let sampling = if ts.resample { Sampling::Uniform } else { ts.sampling };
                 let x = draw(&setup.domain, t.region, ts.points, sampling, &mut rngs, setup.opts);
-                TermState { name: t.name, region: t.region, points: ts.points, sampling, resample: ts.resample, rngs, x }
+                let importance = ts.importance().map(|(pool, every)| Importance { pool, every, weights: Tensor::ones([setup.e as i64, ts.points as i64], (setup.opts.kind, setup.opts.device)) });
+                TermState { name: t.name, region: t.region, points: ts.points, sampling, resample: ts.resample, rngs, x, importance }
             })
             .collect();
         let balancer = setup.build_balancer();
@@ -138,6 +142,24 @@ impl BatchState {
         })
     }
 
+    /// What multiplies each term's residual in the training loss: the eps rescaling, and for
+    /// importance-sampled terms sqrt(f/q) per point (so the squared residual is weighted by
+    /// f/q). [E, 1] or [E, N_T] per term.
+    pub fn loss_scale(&self, setup: &BatchSetup<'_>) -> std::collections::BTreeMap<String, Tensor> {
+        let mut scale: std::collections::BTreeMap<String, Tensor> = setup.scale.iter().map(|(k, v)| (k.clone(), v.shallow_clone())).collect();
+        for t in &self.terms {
+            if let Some(imp) = &t.importance {
+                let root = imp.weights.sqrt();
+                let s = match scale.get(t.name) {
+                    Some(eps) => root * eps,
+                    None => root,
+                };
+                scale.insert(t.name.to_string(), s);
+            }
+        }
+        scale
+    }
+
     /// Optimisation steps done so far (Adam steps, then Adam steps + L-BFGS iterations).
     pub fn steps_done(&self, setup: &BatchSetup<'_>) -> u64 {
         match &self.phase {
@@ -163,9 +185,12 @@ impl BatchState {
         balancer.save_state(&mut b)?;
         d.put_sub("balancer", b);
         for t in terms {
-            let TermState { name, region: _, points: _, sampling: _, resample: _, rngs, x } = t;
+            let TermState { name, region: _, points: _, sampling: _, resample: _, rngs, x, importance } = t;
             d.put_tensor(&format!("terms/{name}/x"), x)?;
             d.put_rngs(&format!("terms/{name}/rng"), rngs);
+            if let Some(Importance { pool: _, every: _, weights }) = importance {
+                d.put_tensor(&format!("terms/{name}/weights"), weights)?;
+            }
         }
         for (k, h) in history.iter().enumerate() {
             save_history(&mut d, &format!("history/{k}"), h);
@@ -224,9 +249,12 @@ impl BatchState {
         adam.restore(&d.sub("adam"))?;
         balancer.restore_state(&d.sub("balancer"))?;
         for t in terms.iter_mut() {
-            let TermState { name, region: _, points: _, sampling: _, resample: _, rngs, x } = t;
+            let TermState { name, region: _, points: _, sampling: _, resample: _, rngs, x, importance } = t;
             *x = d.tensor_like(&format!("terms/{name}/x"), x)?;
             *rngs = d.rngs(&format!("terms/{name}/rng"), rngs.len())?;
+            if let Some(Importance { pool: _, every: _, weights }) = importance {
+                *weights = d.tensor_like(&format!("terms/{name}/weights"), weights)?;
+            }
         }
         for (k, h) in history.iter_mut().enumerate() {
             *h = restore_history(d, &format!("history/{k}"))?;

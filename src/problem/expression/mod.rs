@@ -90,6 +90,7 @@ impl Parsed {
             Stream::Value => sol.clone(),
             Stream::D(i) => sol.derivative(i),
             Stream::DD(i, j) => sol.derivative(i).derivative(j),
+            Stream::DDD(i, j, k) => sol.derivative(i).derivative(j).derivative(k),
         })
     }
 
@@ -112,6 +113,7 @@ impl Parsed {
                     first.extend([i, j]);
                     second.push((i, j));
                 }
+                Stream::DDD(..) => unreachable!("operators are parsed up to second derivatives"),
             }
         }
         if self.terms.iter().any(|t| t.name == "initial_velocity") {
@@ -121,7 +123,7 @@ impl Parsed {
         first.dedup();
         second.sort_unstable();
         second.dedup();
-        StreamLayout { dim, first, second }
+        StreamLayout { dim, first, second, third: Vec::new() }
     }
 }
 
@@ -169,6 +171,11 @@ impl ExpressionConfig {
     /// that the other checks can still run; the parse error is reported by `validate`).
     pub fn terms(&self) -> Vec<TermSpec> {
         self.parsed().map(|p| p.terms).unwrap_or_else(|_| vec![TermSpec::residual(100), TermSpec::boundary(2)])
+    }
+
+    /// Whether the first input is time `t` (false for a configuration whose inputs are invalid).
+    pub fn time_dependent(&self) -> bool {
+        self.domain().is_ok_and(|d| d.time_dependent)
     }
 
     fn domain(&self) -> Result<Domain, Vec<Invalid>> {

@@ -215,6 +215,7 @@ fn read(u: &Streams, s: Stream) -> Tensor {
         Stream::Value => u.u(),
         Stream::D(i) => u.d(i),
         Stream::DD(i, j) => u.dd(i, j),
+        Stream::DDD(i, j, k) => u.ddd(i, j, k),
     }
 }
 

@@ -139,7 +139,7 @@ fn layouts_and_default_terms_follow_the_operator() {
     // t is input 0 whatever the order written; first order in time: no initial velocity.
     assert_eq!(p.domain, Domain { lo: vec![0.0, 0.0], hi: vec![1.0, 2.0], time_dependent: true });
     assert_eq!(p.terms.iter().map(|t| t.name).collect::<Vec<_>>(), ["residual", "initial", "boundary"]);
-    assert_eq!(p.layout(), StreamLayout { dim: 2, first: vec![0, 1], second: vec![(1, 1)] });
+    assert_eq!(p.layout(), StreamLayout { dim: 2, first: vec![0, 1], second: vec![(1, 1)], third: vec![] });
     // exp(-t) sin(pi x / 2) solves u_t = (4/pi^2) u_xx: the forcing vanishes (to rounding).
     let f = p.forcing();
     for pt in [[0.3, 0.7], [0.9, 1.9]] {
@@ -148,7 +148,7 @@ fn layouts_and_default_terms_follow_the_operator() {
     let mixed = expression("inputs: {x: [0, 1], y: [0, 1]}\nsolution: x*y\noperator: u_xy + u_y\nterms: [boundary, residual]\n");
     let ProblemConfig::Expression(c) = &mixed else { unreachable!() };
     let p = c.parsed().unwrap();
-    assert_eq!(p.layout(), StreamLayout { dim: 2, first: vec![0, 1], second: vec![(0, 1)] });
+    assert_eq!(p.layout(), StreamLayout { dim: 2, first: vec![0, 1], second: vec![(0, 1)], third: vec![] });
     assert_eq!(p.terms.iter().map(|t| (t.name, t.default_points)).collect::<Vec<_>>(), [("residual", 400), ("boundary", 200)]);
     // u_xy + u_y of x y is 1 + x.
     assert_eq!(p.forcing().eval(&[0.25, 0.5], &[]).unwrap(), 1.25);
