@@ -17,8 +17,10 @@
 //!   value, initial velocity) x 300 points in float64: traces and Frobenius norms of every
 //!   block (ntksweep computes the whole 900 x 900 kernel on the way); and the same traces by
 //!   Hutchinson estimates (16 probes per term), timed against the exact kernel of this run.
-//! - network schemes: the width-50 wave step with SiLU, a global adaptive slope and 64 Fourier
-//!   features, each against the tanh step of the same invocation (no external reference).
+//! - schemes: the width-50 wave step with SiLU, a global adaptive slope, 64 Fourier features,
+//!   exact Dirichlet conditions, a gradient-enhanced residual and an importance-sampled
+//!   residual ([`SCHEMES`]), each against the tanh step of the same invocation (no external
+//!   reference).
 //!
 //! Timings use wall clock around whole phases after a warm-up; a training-step time is the
 //! difference between a long and a short run divided by the extra steps, so set-up costs
@@ -89,6 +91,25 @@ fn per_step(yaml_with_steps: &dyn Fn(u64) -> String, short: u64, long: u64, devi
     let tb = train_seconds(&b, device)?;
     Ok(((tb - ta) / (long - short) as f64).max(0.0))
 }
+
+/// The schemes timed against plain tanh on the wave step: name, model keys added, and an edit
+/// of the workload's text (from, to) for schemes configured outside `model`.
+const SCHEMES: &[(&str, &str, Option<(&str, &str)>)] = &[
+    ("silu", ", activation: silu", None),
+    ("tanh + global adaptive slope", ", adaptive_activation: global", None),
+    ("tanh + 64 Fourier features", ", fourier: {features: 64, sigma: 1}", None),
+    ("tanh + exact Dirichlet conditions", ", exact_bc: true", None),
+    (
+        "tanh + gradient-enhanced residual (weight 0.01; autograd path)",
+        "",
+        Some(("ntk: {enabled: false}", "loss: {gradient_enhanced: {weight: 0.01}}\nntk: {enabled: false}")),
+    ),
+    (
+        "tanh + importance-sampled residual (pool 3000, every 100)",
+        "",
+        Some(("residual: {points: 300, sampling: uniform, resample: true}", "residual: {points: 300, sampling: importance, pool: 3000, every: 100}")),
+    ),
+];
 
 /// The wave step workload; `model_extra` adds model keys (", activation: silu").
 fn wave_yaml(width: usize, steps: u64, model_extra: &str) -> String {
@@ -276,20 +297,20 @@ pub fn run(repo: &Path, o: &BenchOptions) -> Vec<Row> {
 
     // --- network schemes against the tanh baseline, both timed here ---------------------------
     let (short, long) = (5, if o.quick { 25 } else { 405 });
-    let scheme_step = |extra: &str| -> Option<f64> {
-        (0..reps).filter_map(|_| per_step(&|s| wave_yaml(50, s, extra), short, long, o.device).map_err(|e| eprintln!("  ntksweep: {e}")).ok()).map(|s| s * 1e3).reduce(f64::min)
+    let scheme_step = |extra: &str, edit: Option<(&str, &str)>| -> Option<f64> {
+        let yaml = |s| {
+            let y = wave_yaml(50, s, extra);
+            edit.map_or(y.clone(), |(from, to)| y.replacen(from, to, 1))
+        };
+        (0..reps).filter_map(|_| per_step(&yaml, short, long, o.device).map_err(|e| eprintln!("  ntksweep: {e}")).ok()).map(|s| s * 1e3).reduce(f64::min)
     };
     eprintln!("bench: wave step, width 50, network schemes vs tanh (best of {reps}) ...");
-    let tanh = scheme_step("");
-    for (name, extra) in [
-        ("silu", ", activation: silu"),
-        ("tanh + global adaptive slope", ", adaptive_activation: global"),
-        ("tanh + 64 Fourier features", ", fourier: {features: 64, sigma: 1}"),
-    ] {
+    let tanh = scheme_step("", None);
+    for (name, extra, edit) in SCHEMES {
         rows.push(Row {
             workload: format!("wave step, 1 job, width 50, {name}"),
             unit: "ms/step",
-            ours: scheme_step(extra),
+            ours: scheme_step(extra, *edit),
             refs: vec![("tanh (this run)".to_string(), tanh)],
             lower_is_better: true,
             note: String::new(),
