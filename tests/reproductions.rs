@@ -79,13 +79,16 @@ fn every_reproduction_runs_shortened_and_reduces() {
     let tmp = tempfile::tempdir().unwrap();
     for args in reproduction_commands() {
         let sweep = repo().join(&args[0]);
-        let name = sweep.file_stem().unwrap().to_str().unwrap().to_owned();
+        // The results folder: the table's `--out` (a variant of a shipped sweep, e.g. another
+        // depth) or the sweep's name, inside the temporary folder.
+        let own: Vec<&String> = args[1..].iter().collect();
+        let named = own.chunks(2).find(|p| p[0] == "--out").map(|p| p[1].rsplit('/').next().unwrap().to_owned());
+        let name = named.unwrap_or_else(|| sweep.file_stem().unwrap().to_str().unwrap().to_owned());
         let out = tmp.path().join(&name);
         let mut run: Vec<String> =
             vec!["run".into(), sweep.to_str().unwrap().into(), "--out".into(), out.to_str().unwrap().into()];
         // The table's own `--set`s, except seed lists and step counts, which shortening replaces.
-        let own: Vec<&String> = args[1..].iter().collect();
-        for pair in own.chunks(2) {
+        for pair in own.chunks(2).filter(|p| p[0] != "--out") {
             let keep = !pair[1].starts_with("sweep.seed=") && !pair[1].starts_with("training.steps=");
             if keep && pair[1] != "ntk.every=1000" && !pair[1].starts_with("training.log_every") {
                 run.extend(pair.iter().map(|s| s.to_string()));
