@@ -298,9 +298,9 @@ pub fn run(repo: &Path, o: &BenchOptions) -> Vec<Row> {
     // --- network schemes against the tanh baseline, both timed here ---------------------------
     let (short, long) = (5, if o.quick { 25 } else { 405 });
     let scheme_step = |extra: &str, edit: Option<(&str, &str)>| -> Option<f64> {
-        let yaml = |s| {
-            let y = wave_yaml(50, s, extra);
-            edit.map_or(y.clone(), |(from, to)| y.replacen(from, to, 1))
+        let yaml = |s| match edit {
+            Some((from, to)) => wave_yaml(50, s, extra).replacen(from, to, 1),
+            None => wave_yaml(50, s, extra),
         };
         (0..reps).filter_map(|_| per_step(&yaml, short, long, o.device).map_err(|e| eprintln!("  ntksweep: {e}")).ok()).map(|s| s * 1e3).reduce(f64::min)
     };
