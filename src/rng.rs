@@ -24,6 +24,9 @@ pub enum Purpose {
     Fourier,
     /// Rademacher probe vectors of the Hutchinson trace estimate (`ntk.method: hutchinson`).
     Probes,
+    /// The points at which the terms `model.exact_bc` satisfies are checked (their reported
+    /// loss; they are not trained).
+    ExactTerms,
 }
 
 /// A job's random stream for one purpose (and an optional sub-key, e.g. a term index).

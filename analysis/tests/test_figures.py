@@ -8,6 +8,7 @@ seed, defeats the sweep. The numbers checked here come from the closed forms in 
 
 from __future__ import annotations
 
+import h5py
 import numpy as np
 import pytest
 
@@ -34,6 +35,7 @@ from .conftest import (
     assert_png,
     eval_error,
     residual_frobenius,
+    write_job,
     write_summary,
 )
 
@@ -161,3 +163,29 @@ def test_summary_exponent_attached_as_cross_check(results_dir, tmp_path):
     assert res and all(s.source == "jobs" and s.reducer["exponent"] == -2.0 for s in res)
     assert all(s.reducer is None for s in series if s.term != "residual")
     assert_png(plot_ntk_scaling(r, tmp_path / "s.png", where={"problem": "darcy1d"}))
+
+
+def test_loss_of_an_exact_term_is_labelled_and_keeps_the_log_axis(tmp_path, monkeypatch):
+    # model.exact_bc: the terms the ansatz satisfies report a loss of exactly 0 at every step
+    # (train/loss/<term>, no weight, no NTK block). Beside a trained boundary loss, the zero
+    # line is named "exact: loss 0" and does not force the panel onto a linear axis.
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    x1 = np.linspace(0.0, 1.0, EVAL_POINTS)[:, None]
+    terms = {"residual": np.linspace(0.0, 1.0, 8)[:, None], "boundary": np.array([[0.0], [1.0]])}
+    common = dict(problem="darcy1d", eps=0.25, seed=0, balancer="none", normalization="none", terms=terms, eval_x=x1)
+    write_job(jobs, "trained", width=16, **common)
+    exact = write_job(jobs, "exact", width=32, **common)
+    with h5py.File(exact, "a") as f:
+        f["train/loss/boundary"][...] = 0.0
+        del f["train/weight/boundary"], f["ntk/boundary"]
+        f.attrs["exact_terms"] = "boundary"
+    drawn = {}
+    monkeypatch.setattr(figures, "_save", lambda fig, out: drawn.setdefault("fig", fig) and out)
+    plot_loss_curves(load_results(tmp_path), tmp_path / "loss.png")
+    ax = next(a for a in drawn["fig"].axes if a.get_title() == "loss: boundary")
+    labels = ax.get_legend_handles_labels()[1]
+    assert ax.get_yscale() == "log", labels
+    assert sum("exact: loss 0" in lbl for lbl in labels) == 1 and len(labels) == 2, labels
+    residual = next(a for a in drawn["fig"].axes if a.get_title() == "loss: residual")
+    assert not any("exact" in lbl for lbl in residual.get_legend_handles_labels()[1])

@@ -5,8 +5,10 @@
 //! joins, and the layout grows by one derivative order). Without either, the problem is used
 //! as it is (the same object, so existing numerics are untouched).
 //!
-//! The terms dropped by `exact_bc` have no points, no loss, no balancer weight and no NTK
-//! block: the job file lists them in the root attribute `exact_terms`.
+//! The terms dropped by `exact_bc` have no training points, no part in the total loss, no
+//! balancer weight and no NTK block: the job file lists them in the root attribute
+//! `exact_terms`. Their loss is still reported (the trainer measures it through this problem,
+//! whose residual of such a term reads the ansatz: zero up to rounding).
 
 use tch::Tensor;
 

@@ -9,16 +9,16 @@ use std::collections::BTreeMap;
 use tch::{Device, Kind, TchError, Tensor};
 
 use super::draw;
-use super::losses::MemberObjective;
+use super::losses::{term_losses, MemberObjective};
 use super::lbfgs::{self, LbfgsConfig};
 use crate::balancer::{self, Balancer};
-use crate::collocation;
+use crate::collocation::{self, Sampling};
 use crate::config::JobSpec;
 use crate::model::mlp::{layer_sizes, Mlp};
 use crate::model::normalize::Normalizer;
 use crate::model::streams::StreamLayout;
 use crate::ntk::{self, TermPoints};
-use crate::problem::{schemes, Domain, Problem, ProblemConfig, TensorOpts, TermSpec};
+use crate::problem::{exact_bc, schemes, Domain, Problem, ProblemConfig, TensorOpts, TermSpec};
 use crate::rng::{self, JobRng, Purpose};
 
 pub(crate) struct BatchSetup<'a> {
@@ -44,6 +44,9 @@ pub(crate) struct BatchSetup<'a> {
     /// NTK points per term, drawn from their own stream (separate from the training batch);
     /// also needed, without recording, by a balancer that reads the NTK.
     pub ntk_points: Vec<TermPoints>,
+    /// Points of the terms `model.exact_bc` satisfies, [E, N_T, d] each: they are not trained,
+    /// but their loss is measured there at every logged step ([`BatchSetup::exact_losses`]).
+    exact_points: Vec<(&'static str, Tensor)>,
     ntk_opts: TensorOpts,
     problem_ntk: Option<Box<dyn Problem>>,
     norm_ntk: Option<Normalizer>,
@@ -116,6 +119,8 @@ impl<'a> BatchSetup<'a> {
             Vec::new()
         };
 
+        let exact_points = if schemes.exact_bc { exact_term_points(specs, &domain, opts) } else { Vec::new() };
+
         let (xe, on_boundary) = collocation::eval_grid(&domain, c0.evaluation.points);
         let m = on_boundary.len() as i64;
         let x_eval = Tensor::from_slice(&xe).view([1, m, d as i64]).repeat([e as i64, 1, 1]).to_kind(opts.kind).to_device(opts.device);
@@ -136,6 +141,7 @@ impl<'a> BatchSetup<'a> {
             ntk_on: c0.ntk.enabled,
             spectra: c0.ntk.spectra,
             ntk_points,
+            exact_points,
             ntk_opts,
             problem_ntk,
             norm_ntk,
@@ -205,6 +211,17 @@ impl<'a> BatchSetup<'a> {
         tch::no_grad(|| self.problem.predict(&self.x_eval, &mlp.forward(&self.x_eval, &self.norm, &self.value_layout))).detach()
     }
 
+    /// The loss of every term `model.exact_bc` satisfies, [E] each, measured at its own points
+    /// (drawn as its `collocation` entry says) through the ansatz u = g + phi N: zero up to
+    /// rounding, since phi vanishes there and g holds the data. It is reported, not trained:
+    /// the check that the ansatz really makes the term exact. Empty without exact terms.
+    pub fn exact_losses(&self, mlp: &Mlp) -> Result<Vec<(String, Tensor)>, TchError> {
+        if self.exact_points.is_empty() {
+            return Ok(Vec::new());
+        }
+        tch::no_grad(|| term_losses(mlp, &self.norm, self.problem.as_ref(), &self.exact_points, &BTreeMap::new(), self.opts.kind))
+    }
+
     /// Relative L2 error of every member on the evaluation grid, [E].
     pub fn rel_l2(&self, mlp: &Mlp) -> Tensor {
         let u = self.predict(mlp);
@@ -265,6 +282,25 @@ impl<'a> BatchSetup<'a> {
             autograd: self.autograd_only,
         })
     }
+}
+
+/// The points of the terms `model.exact_bc` satisfies, each member from its own stream (term
+/// index among the problem's terms): as many as the term's `collocation` entry asks, sampled
+/// the same way (importance sampling, which needs a trained residual, falls back to uniform).
+fn exact_term_points(specs: &[&JobSpec], domain: &Domain, opts: TensorOpts) -> Vec<(&'static str, Tensor)> {
+    let c0 = &specs[0].config;
+    let all = c0.problem.terms();
+    let exact = exact_bc::exact_terms(&all);
+    all.iter()
+        .enumerate()
+        .filter(|(_, t)| exact.contains(&t.name))
+        .map(|(ti, t)| {
+            let s = c0.term_points(t.name);
+            let sampling = if s.sampling == Sampling::Importance { Sampling::Uniform } else { s.sampling };
+            let mut rngs: Vec<JobRng> = specs.iter().map(|s| rng::stream(s.config.seed, Purpose::ExactTerms, ti as u64)).collect();
+            (t.name, draw(domain, t.region, s.points, sampling, &mut rngs, opts))
+        })
+        .collect()
 }
 
 /// `None` when every member's parameters are finite, else a [E] mask of the finite members.

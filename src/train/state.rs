@@ -307,9 +307,11 @@ impl Records {
     }
 
     /// Append one history entry for every member not yet diverged; a member with a non-finite
-    /// loss is marked diverged instead. `losses`, `weights`: [E] per term; `rel_l2`: [E].
-    pub fn history(&mut self, step: u64, term_names: &[&str], losses: &[(String, Tensor)], weights: &Weights, rel_l2: &Tensor, lr: &[f64]) {
+    /// loss is marked diverged instead. `losses`, `weights`: [E] per term; `rel_l2`: [E];
+    /// `exact`: [E] per term `model.exact_bc` satisfies, recorded as a loss without a weight.
+    pub fn history(&mut self, step: u64, term_names: &[&str], losses: &[(String, Tensor)], weights: &Weights, rel_l2: &Tensor, lr: &[f64], exact: &[(String, Tensor)]) {
         let host_losses: Vec<Vec<f64>> = losses.iter().map(|(_, l)| to_vec(l)).collect();
+        let host_exact: Vec<Vec<f64>> = exact.iter().map(|(_, l)| to_vec(l)).collect();
         let host_weights: Vec<Vec<f64>> = term_names.iter().map(|t| to_vec(weights.get(t))).collect();
         let rl2 = to_vec(rel_l2);
         for k in 0..self.history.len() {
@@ -325,6 +327,9 @@ impl Records {
             for (ti, t) in term_names.iter().enumerate() {
                 h.loss.entry(t.to_string()).or_default().push(host_losses[ti][k]);
                 h.weight.entry(t.to_string()).or_default().push(host_weights[ti][k]);
+            }
+            for ((t, _), v) in exact.iter().zip(&host_exact) {
+                h.loss.entry(t.clone()).or_default().push(v[k]);
             }
             h.rel_l2.push(rl2[k]);
             h.lr.push(lr[k]);
