@@ -52,8 +52,9 @@ fn exact_terms_report_zero_loss_on_every_problem() {
 }
 
 /// The schemes train through `ntksweep run`; the files hold what each promises (exact terms
-/// out of the training, weights and NTK, their reported loss zero, boundary met; residual_grad with its weight and NTK
-/// block; importance terms named), and batches of 4 equal the same jobs run alone to 1e-10.
+/// out of the training, weights and NTK, their reported loss zero, boundary met; residual_grad
+/// with its weight and NTK block; importance terms named), and batches of 4 equal the same jobs
+/// run alone to 1e-10.
 #[test]
 fn loss_schemes_are_recorded_and_batches_equal_jobs_run_alone() {
     let tmp = tempfile::tempdir().unwrap();

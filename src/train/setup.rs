@@ -285,8 +285,9 @@ impl<'a> BatchSetup<'a> {
 }
 
 /// The points of the terms `model.exact_bc` satisfies, each member from its own stream (term
-/// index among the problem's terms): as many as the term's `collocation` entry asks, sampled
-/// the same way (importance sampling, which needs a trained residual, falls back to uniform).
+/// index among the problem's terms), drawn once for the run: as many as the term's
+/// `collocation` entry asks, by its `sampling` (importance sampling, which needs a trained
+/// residual, falls back to uniform; `resample` is not followed: a check needs no fresh points).
 fn exact_term_points(specs: &[&JobSpec], domain: &Domain, opts: TensorOpts) -> Vec<(&'static str, Tensor)> {
     let c0 = &specs[0].config;
     let all = c0.problem.terms();
